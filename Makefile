@@ -1,0 +1,41 @@
+# Tally: the two commands are `make demo` and `make test`; each installs what it needs.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+
+.PHONY: install node compile lint test demo bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+install: $(BIN)/.installed
+
+node: node_modules/.installed
+
+compile: install node
+	node scripts/compile.mjs
+
+lint: install
+	$(BIN)/ruff check service tests scripts
+	$(BIN)/ruff format --check service tests scripts
+	$(BIN)/mypy service
+
+test: install node lint
+	$(BIN)/pytest -q
+
+demo: install
+	$(BIN)/tally demo
+
+bench: install node
+	$(BIN)/tally bench --json out/bench.json
+
+clean:
+	rm -rf $(VENV) node_modules out .tally

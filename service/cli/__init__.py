@@ -1,0 +1,47 @@
+"""The ``tally`` command line.
+
+Every command prints a one-line ``error[code]: message`` and exits non-zero on a
+:class:`~service.errors.TallyError`; nothing else is swallowed.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from service.errors import TallyError
+
+err_console = Console(stderr=True)
+
+
+class _TallyApp(typer.Typer):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except TallyError as err:
+            err_console.print(
+                f"error[{err.code}]: {err.message}", markup=False, highlight=False, soft_wrap=True
+            )
+            sys.exit(1)
+
+
+app = _TallyApp(
+    name="tally",
+    help="Tally: evidence and contribution-weighted settlement for trusted data spaces.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    from service.cli import chain_cmd
+
+    app.add_typer(chain_cmd.chain_app, name="chain")
+    app.command("deploy")(chain_cmd.deploy)
+
+
+_register()

@@ -1,0 +1,99 @@
+"""Database engine and sessions (SQLModel on SQLAlchemy 2).
+
+SQLite file by default (WAL journal, foreign keys on, a busy timeout so several
+processes can share it); PostgreSQL via ``postgresql+psycopg://…`` for scale. The
+schema is created by the application at start (``create_schema``); every table lives
+on ``SQLModel.metadata`` so Alembic can take over later without moving anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import NullPool
+from sqlmodel import Session, SQLModel, create_engine
+
+from service.errors import ConfigError
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.close()
+
+
+def make_engine(url: str, *, echo: bool = False, pool: bool = True) -> Engine:
+    """An engine for ``url``; SQLite files get WAL + foreign keys, their folder is created."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError("database URL is not valid") from None  # the URL may hold a password
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            **({} if pool else {"poolclass": NullPool}),
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if backend == "postgresql":
+        if parsed.get_driver_name() != "psycopg":
+            raise ConfigError("PostgreSQL URLs must use the psycopg driver: postgresql+psycopg://…")
+        return create_engine(
+            url, echo=echo, pool_pre_ping=True, **({} if pool else {"poolclass": NullPool})
+        )
+    raise ConfigError(f"unsupported database backend {backend!r} (use sqlite or postgresql)")
+
+
+def create_schema(engine: Engine) -> None:
+    """Create every Tally table that does not exist yet."""
+    _import_models()
+    SQLModel.metadata.create_all(engine)
+
+
+def drop_schema(engine: Engine) -> None:
+    _import_models()
+    SQLModel.metadata.drop_all(engine)
+
+
+def _import_models() -> None:
+    """Import the modules that define tables so they are on the shared metadata."""
+    import importlib
+    import pkgutil
+
+    import service
+
+    for mod in pkgutil.walk_packages(service.__path__, "service."):
+        if mod.name.endswith((".models", ".tables")) or mod.name.endswith("tiles"):
+            importlib.import_module(mod.name)
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session that commits on success and rolls back on any error."""
+    with Session(engine) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def is_postgres(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"

@@ -111,3 +111,21 @@ def engine(db_url: str) -> Iterator[Engine]:
     create_schema(eng)
     yield eng
     eng.dispose()
+
+
+# --- a deployed data space --------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _space(_embedded: Chain) -> object:
+    from tests.space import build_space
+
+    return build_space(_embedded)
+
+
+@pytest.fixture
+def space(_space: object, _embedded: Chain) -> Iterator[object]:
+    """Contracts deployed, operator/auditor/providers/consumers registered; reverted after."""
+    snap = _embedded.snapshot()
+    yield _space
+    _embedded.revert(snap)

@@ -303,8 +303,11 @@ class Chain:
     def increase_time(self, seconds: int) -> None:
         """Move the chain clock forward and mine a block (dev chains only)."""
         if self.is_embedded:
+            tester = self._tester()
             now = int(self.w3.eth.get_block("latest")["timestamp"])
-            self._tester().time_travel(now + seconds)
+            pending = int(tester.get_block_by_number("pending")["timestamp"])
+            # py-evm mines the travelled-to block one second early: aim one past.
+            tester.time_travel(max(now + seconds, pending) + 1)
         else:
             self.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
             self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]

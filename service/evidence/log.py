@@ -1,0 +1,343 @@
+"""The evidence log: validate signed entries and append them, with their leaves, in SQL.
+
+Batch semantics: **per-item results**. Every entry of a batch is checked on its own;
+valid ones are appended (in batch order), invalid ones are reported with a stable error
+code and change nothing, and an entry already in the log (same id) is reported as a
+duplicate with its existing leaf index and no second leaf. An Agreement earlier in the
+same batch counts as known for the receipts after it.
+
+Checks, in order: the message parses (the caller did that); the signatures recover to
+exactly the required signers in this deployment's EIP-712 domain (low-s, in parallel
+for large batches); every party is registered and active with the right role; a
+receipt, attestation or declaration names a known agreement, its parties match the
+agreement's and its period lies inside the agreement's validity; a consumer's receipt
+nonce is unused for the agreement.
+
+Signature recovery, the expensive part, runs before any database lock. The database
+part then runs in one transaction that first takes the log's state-row lock, so several
+API workers on one PostgreSQL serialize their appends without gaps or duplicates.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from service.errors import (
+    AgreementMismatch,
+    EntryNotFound,
+    InvalidEntry,
+    InvalidInput,
+    NonceReused,
+    ParticipantSuspended,
+    TallyError,
+    UnknownAgreement,
+    UnknownParticipant,
+    WrongRole,
+)
+from service.evidence.directory import CONSUMER, PROVIDER, Directory
+from service.evidence.eip712 import Domain
+from service.evidence.entries import (
+    Agreement,
+    CoalitionValues,
+    ContributionDeclaration,
+    QualityAttestation,
+    SignedEntry,
+    UsageReceipt,
+    decode_entry,
+    entry_id,
+    required_signers,
+    verify_many,
+)
+from service.evidence.merkle import leaf_hash
+from service.evidence.models import AgreementRow, LogEntry
+from service.evidence.tiles import MerkleLog, SqlTileStorage
+
+MAX_SQL_INT = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """The outcome for one entry of a batch."""
+
+    status: str  # "accepted" | "duplicate" | "rejected"
+    entry_id: str | None = None
+    leaf_index: int | None = None
+    code: str | None = None
+    message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "rejected"
+
+
+def hex32(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+def _rejected(entry_id: str | None, err: TallyError) -> ItemResult:
+    return ItemResult("rejected", entry_id=entry_id, code=err.code, message=err.message)
+
+
+def _single_signer(signed: SignedEntry) -> str:
+    if len(signed.signatures) != 1:
+        raise InvalidEntry(
+            f"a {signed.entry_type_name} carries exactly one signature, "
+            f"got {len(signed.signatures)}"
+        )
+    return next(iter(signed.signatures))
+
+
+def _required(signed: SignedEntry) -> frozenset[str]:
+    entry = signed.entry
+    if isinstance(entry, QualityAttestation):
+        return required_signers(entry, attester=_single_signer(signed))
+    if isinstance(entry, CoalitionValues):
+        return required_signers(entry, evaluator=_single_signer(signed))
+    if isinstance(entry, ContributionDeclaration) and len(signed.signatures) == 2:
+        others = [s for s in signed.signatures if s != entry.provider]
+        return required_signers(entry, operator=others[0] if others else None)
+    return required_signers(entry)
+
+
+class _Checker:
+    """Role and agreement checks against the directory and the log (inside the lock)."""
+
+    def __init__(self, session: Session, directory: Directory) -> None:
+        self._session = session
+        self._directory = directory
+        self._agreements: dict[str, Agreement | AgreementRow] = {}
+        self._nonces: set[tuple[str, str, int]] = set()
+
+    def _active(self, address: str, role: int | None, what: str) -> None:
+        party = self._directory.party(address)
+        if not party.registered:
+            raise UnknownParticipant(f"{what} {address} is not registered")
+        if not party.active:
+            raise ParticipantSuspended(f"{what} {address} is suspended")
+        if role is not None and not party.roles & role:
+            raise WrongRole(f"{what} {address} lacks the {_role_name(role)} role")
+
+    def agreement(self, agreement_id: bytes) -> tuple[str, list[str], int, int]:
+        key = hex32(agreement_id)
+        found = self._agreements.get(key)
+        if found is None:
+            found = self._session.get(AgreementRow, key)
+            if found is None:
+                raise UnknownAgreement(f"agreement {key} is not in the log")
+            self._agreements[key] = found
+        if isinstance(found, AgreementRow):
+            return found.consumer, found.provider_list, found.valid_from, found.valid_until
+        return found.consumer, list(found.providers), found.validFrom, found.validUntil
+
+    def _in_agreement(
+        self, agreement_id: bytes, provider: str, start: int, end: int, consumer: str | None
+    ) -> None:
+        a_consumer, providers, valid_from, valid_until = self.agreement(agreement_id)
+        if consumer is not None and consumer != a_consumer:
+            raise AgreementMismatch(f"consumer {consumer} is not the agreement's consumer")
+        if provider not in providers:
+            raise AgreementMismatch(f"provider {provider} is not a provider of the agreement")
+        if start < valid_from or end > valid_until:
+            raise AgreementMismatch(
+                f"period [{start}, {end}) lies outside the agreement's validity "
+                f"[{valid_from}, {valid_until})"
+            )
+
+    def check(self, signed: SignedEntry) -> None:
+        e = signed.entry
+        if isinstance(e, Agreement):
+            self._active(e.consumer, CONSUMER, "consumer")
+            for p in e.providers:
+                self._active(p, PROVIDER, "provider")
+        elif isinstance(e, UsageReceipt):
+            if e.units > MAX_SQL_INT or e.nonce > MAX_SQL_INT:
+                raise InvalidEntry("units and nonce above 2**63 - 1 are not accepted")
+            self._active(e.consumer, CONSUMER, "consumer")
+            self._active(e.provider, PROVIDER, "provider")
+            self._in_agreement(e.agreementId, e.provider, e.periodStart, e.periodEnd, e.consumer)
+            key = (hex32(e.agreementId), e.consumer, e.nonce)
+            clash = self._session.exec(
+                select(LogEntry.leaf_index).where(
+                    LogEntry.agreement_id == key[0],
+                    LogEntry.consumer == key[1],
+                    LogEntry.nonce == key[2],
+                )
+            ).first()
+            if key in self._nonces or clash is not None:
+                raise NonceReused(f"nonce {e.nonce} of {e.consumer} is already used")
+            self._nonces.add(key)
+        elif isinstance(e, QualityAttestation):
+            attester = _single_signer(signed)
+            self._active(e.provider, PROVIDER, "provider")
+            consumer, _, _, _ = self.agreement(e.agreementId)
+            party = self._directory.party(attester)
+            if attester != consumer and not party.auditor:
+                raise WrongRole(f"attester {attester} is neither the consumer nor an auditor")
+            if attester == consumer:
+                self._active(attester, CONSUMER, "attester")
+            self._in_agreement(e.agreementId, e.provider, e.periodStart, e.periodEnd, None)
+        elif isinstance(e, ContributionDeclaration):
+            self._active(e.provider, PROVIDER, "provider")
+            for signer in signed.signatures:
+                if signer != e.provider and not self._directory.party(signer).operator:
+                    raise WrongRole(f"countersigner {signer} is not an operator")
+            self._in_agreement(e.agreementId, e.provider, e.periodStart, e.periodEnd, None)
+        elif isinstance(e, CoalitionValues):
+            evaluator = _single_signer(signed)
+            party = self._directory.party(evaluator)
+            if not (party.auditor or party.operator):
+                self._active(evaluator, None, "evaluator")
+            _, providers, valid_from, valid_until = self.agreement(e.agreementId)
+            if sorted(e.providers) != sorted(providers):
+                raise AgreementMismatch("coalition providers differ from the agreement's")
+            if e.periodStart < valid_from or e.periodEnd > valid_until:
+                raise AgreementMismatch("period lies outside the agreement's validity")
+
+    def remember(self, signed: SignedEntry) -> None:
+        if isinstance(signed.entry, Agreement):
+            self._agreements.setdefault(hex32(signed.entry.agreementId), signed.entry)
+
+
+def _role_name(role: int) -> str:
+    return {PROVIDER: "provider", CONSUMER: "consumer"}.get(role, str(role))
+
+
+def _row(signed: SignedEntry, data: bytes, eid: str, index: int, now: int) -> LogEntry:
+    e = signed.entry
+    row = LogEntry(
+        leaf_index=index,
+        entry_id=eid,
+        entry_type=signed.entry_type_name,
+        data=data,
+        received_at=now,
+    )
+    row.agreement_id = hex32(e.agreementId)
+    if isinstance(e, Agreement):
+        row.consumer = e.consumer
+        row.period_start, row.period_end = e.validFrom, e.validUntil
+    elif isinstance(e, UsageReceipt):
+        row.consumer, row.provider, row.units, row.nonce = e.consumer, e.provider, e.units, e.nonce
+        row.period_start, row.period_end = e.periodStart, e.periodEnd
+    elif isinstance(e, QualityAttestation | ContributionDeclaration):
+        row.provider = e.provider
+        row.period_start, row.period_end = e.periodStart, e.periodEnd
+    else:
+        row.period_start, row.period_end = e.periodStart, e.periodEnd
+    return row
+
+
+def append_entries(
+    *,
+    engine: Engine,
+    domain: Domain,
+    directory: Directory,
+    entries: Sequence[SignedEntry],
+    workers: int | None = None,
+) -> list[ItemResult]:
+    """Validate ``entries`` and append the valid ones; one :class:`ItemResult` each."""
+    results: list[ItemResult | None] = [None] * len(entries)
+    encoded: list[tuple[bytes, str]] = []
+    required: list[frozenset[str] | None] = []
+    for i, signed in enumerate(entries):
+        data = signed.encode()
+        eid = hex32(entry_id(data))
+        encoded.append((data, eid))
+        try:
+            required.append(_required(signed))
+        except (InvalidInput, ValueError) as err:
+            required.append(None)
+            results[i] = _rejected(
+                eid, err if isinstance(err, TallyError) else InvalidEntry(str(err))
+            )
+    todo = [i for i in range(len(entries)) if results[i] is None]
+    verdicts = verify_many(
+        [entries[i] for i in todo], domain, workers, required=[required[i] for i in todo]
+    )
+    for i, verdict in zip(todo, verdicts, strict=True):
+        if verdict.error is not None:
+            results[i] = _rejected(encoded[i][1], verdict.error)
+
+    now = int(time.time())
+    with Session(engine) as session:
+        storage = SqlTileStorage(session)
+        size = storage.lock_state().size  # serializes appenders from here to commit
+        log = MerkleLog(storage)
+        checker = _Checker(session, directory)
+        ids = [eid for _, eid in encoded]
+        existing = {
+            r.entry_id: r.leaf_index
+            for r in session.exec(select(LogEntry).where(col(LogEntry.entry_id).in_(ids)))
+        }
+        new_leaves: list[bytes] = []
+        seen: dict[str, int] = {}
+        for i, signed in enumerate(entries):
+            if results[i] is not None:
+                continue
+            data, eid = encoded[i]
+            if eid in existing or eid in seen:
+                results[i] = ItemResult(
+                    "duplicate", entry_id=eid, leaf_index=existing.get(eid, seen.get(eid))
+                )
+                continue
+            try:
+                checker.check(signed)
+            except InvalidInput as err:
+                results[i] = _rejected(eid, err)
+                continue
+            checker.remember(signed)
+            index = size + len(new_leaves)
+            session.add(_row(signed, data, eid, index, now))
+            if (
+                isinstance(signed.entry, Agreement)
+                and session.get(AgreementRow, hex32(signed.entry.agreementId)) is None
+            ):
+                session.add(_agreement_row(signed.entry, eid, index))
+            new_leaves.append(leaf_hash(data))
+            seen[eid] = index
+            results[i] = ItemResult("accepted", entry_id=eid, leaf_index=index)
+        if new_leaves:
+            session.flush()
+            log.append(hashes=new_leaves)
+        session.commit()
+    return [r for r in results if r is not None]
+
+
+def _agreement_row(a: Agreement, eid: str, index: int) -> AgreementRow:
+    return AgreementRow(
+        agreement_id=hex32(a.agreementId),
+        asset_id=hex32(a.assetId),
+        consumer=a.consumer,
+        providers=",".join(a.providers),
+        unit_price=a.unitPrice,
+        policy_hash=hex32(a.policyHash),
+        valid_from=a.validFrom,
+        valid_until=a.validUntil,
+        entry_id=eid,
+        leaf_index=index,
+    )
+
+
+# --- reads --------------------------------------------------------------------------------
+
+
+def get_entry(*, session: Session, eid: str) -> tuple[LogEntry, SignedEntry]:
+    row = session.exec(select(LogEntry).where(LogEntry.entry_id == eid.lower())).first()
+    if row is None:
+        raise EntryNotFound(f"no log entry {eid}")
+    return row, decode_entry(row.data)
+
+
+def entries_range(*, session: Session, start: int, end: int) -> list[LogEntry]:
+    """Entries with ``start <= leaf_index < end``, in leaf order."""
+    return list(
+        session.exec(
+            select(LogEntry)
+            .where(LogEntry.leaf_index >= start, LogEntry.leaf_index < end)
+            .order_by(col(LogEntry.leaf_index).asc())
+        )
+    )

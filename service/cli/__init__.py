@@ -38,10 +38,11 @@ app = _TallyApp(
 
 
 def _register() -> None:
-    from service.cli import chain_cmd
+    from service.cli import chain_cmd, demo_cmd
 
     app.add_typer(chain_cmd.chain_app, name="chain")
     app.command("deploy")(chain_cmd.deploy)
+    app.command("demo")(demo_cmd.demo)
 
 
 _register()

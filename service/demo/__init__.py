@@ -1,0 +1,1 @@
+"""The data-space scenario that `tally demo` runs (EV insurance pricing)."""

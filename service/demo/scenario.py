@@ -1,0 +1,205 @@
+"""EV insurance pricing in a trusted data space, end to end on one chain.
+
+Providers (a battery maker, two automakers, a charging-network operator) supply data
+to an "EV risk score" product; two insurers consume it per call. The operator admits
+everyone on chain, the parties sign an agreement per insurer, every batch of calls
+becomes a usage receipt signed by the insurer and countersigned by the provider that
+served it, the log is anchored several times with on-chain consistency proofs, and
+receipts are handed out and checked.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from service.chain.client import Chain
+from service.chain.deploy import TallyContracts, deploy_tally
+from service.evidence.anchor import anchor_once
+from service.evidence.directory import CONSUMER, PROVIDER, ChainDirectory
+from service.evidence.eip712 import Domain, keccak256
+from service.evidence.entries import Agreement, SignedEntry, UsageReceipt, sign_entry
+from service.evidence.log import append_entries
+from service.evidence.models import AnchorRow
+from service.evidence.receipts import build_receipt
+
+PERIOD_START = 1_767_225_600  # 2026-01-01T00:00:00Z
+PERIOD_END = PERIOD_START + 31 * 86_400
+UNIT_PRICE = 2 * 10**15  # 0.002 token per call, in the token's smallest unit
+BATCH = 250
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    account: LocalAccount
+    roles: int  # registry bitmask; 0 for operator/auditor (AccessControl roles)
+
+
+@dataclass
+class Cast:
+    operator: Role
+    auditor: Role
+    providers: list[Role]
+    insurers: list[Role]
+
+    def everyone(self) -> list[Role]:
+        return [self.operator, self.auditor, *self.providers, *self.insurers]
+
+
+def cast_of(chain: Chain) -> Cast:
+    a = chain.accounts
+    return Cast(
+        operator=Role("data-space operator", a[0], 0),
+        auditor=Role("auditor", a[1], 0),
+        providers=[
+            Role("battery maker", a[2], PROVIDER),
+            Role("automaker A", a[3], PROVIDER),
+            Role("automaker B", a[4], PROVIDER),
+            Role("charging network", a[5], PROVIDER),
+        ],
+        insurers=[Role("insurer X", a[6], CONSUMER), Role("insurer Y", a[7], CONSUMER)],
+    )
+
+
+@dataclass
+class EvidenceResult:
+    contracts: TallyContracts
+    domain: Domain
+    agreements: list[SignedEntry]
+    receipts: list[SignedEntry]
+    checkpoints: list[AnchorRow] = field(default_factory=list)
+    receipt_docs: list[dict[str, Any]] = field(default_factory=list)
+
+
+def setup_space(chain: Chain, cast: Cast, *, challenge_window_s: int) -> TallyContracts:
+    """Deploy the contracts and admit every participant on chain."""
+    op = cast.operator.account
+    contracts = deploy_tally(chain, admin=op, challenge_window_s=challenge_window_s)
+    reg = contracts.registry
+    auditor_role = chain.call(reg.functions.AUDITOR_ROLE())
+    chain.transact(reg.functions.grantRole(auditor_role, cast.auditor.account.address), sender=op)
+    for role in [*cast.providers, *cast.insurers]:
+        identity = keccak256(f"did:example:{role.name}".encode())
+        chain.transact(
+            reg.functions.register(
+                role.account.address, role.roles, identity, f"urn:tally:{role.name}"
+            ),
+            sender=op,
+        )
+    return contracts
+
+
+def _agreement(cast: Cast, insurer: Role, domain: Domain, index: int) -> SignedEntry:
+    providers = sorted((p.account for p in cast.providers), key=lambda a: a.address.lower())
+    entry = Agreement(
+        agreementId=keccak256(f"ev-risk-score/{insurer.name}".encode()),
+        assetId=keccak256(b"ev-risk-score-v1"),
+        consumer=insurer.account.address,
+        providers=[p.address for p in providers],
+        unitPrice=UNIT_PRICE + index * 5 * 10**14,
+        policyHash=b"\x00" * 32,
+        validFrom=PERIOD_START,
+        validUntil=PERIOD_END,
+    )
+    keys = [bytes(insurer.account.key), *(bytes(p.key) for p in providers)]
+    return sign_entry(entry, domain, keys)
+
+
+def make_receipts(
+    cast: Cast, agreements: list[SignedEntry], domain: Domain, count: int, seed: int
+) -> list[SignedEntry]:
+    """``count`` dual-signed receipts; providers serve in uneven shares (seeded)."""
+    rng = random.Random(seed)
+    weights = [0.4, 0.25, 0.15, 0.2]  # battery data is what the score needs most
+    out = []
+    for n in range(count):
+        i = n % len(cast.insurers)
+        insurer, agreement = cast.insurers[i], agreements[i]
+        provider = rng.choices(cast.providers, weights=weights)[0]
+        start = PERIOD_START + rng.randrange(0, 30 * 86_400)
+        entry = UsageReceipt(
+            agreementId=agreement.entry.agreementId,
+            consumer=insurer.account.address,
+            provider=provider.account.address,
+            units=rng.randrange(1, 200),
+            periodStart=start,
+            periodEnd=start + 3_600,
+            detailHash=keccak256(f"call-log/{n}".encode()),
+            nonce=n,
+        )
+        out.append(
+            sign_entry(entry, domain, [bytes(insurer.account.key), bytes(provider.account.key)])
+        )
+    return out
+
+
+def run_evidence(
+    *,
+    chain: Chain,
+    engine: Engine,
+    cast: Cast,
+    contracts: TallyContracts,
+    receipts: int,
+    checkpoints: int,
+    seed: int,
+    progress: Callable[[int], None] | None = None,
+) -> EvidenceResult:
+    """Sign and ingest the agreements and receipts, anchoring ``checkpoints`` times."""
+    domain = Domain(chain_id=chain.chain_id, verifying_contract=contracts.ledger.address)
+    agreements = [_agreement(cast, ins, domain, i) for i, ins in enumerate(cast.insurers)]
+    signed = make_receipts(cast, agreements, domain, receipts, seed)
+    directory = ChainDirectory(chain, contracts.registry)
+    result = EvidenceResult(contracts, domain, agreements, signed)
+    op = cast.operator.account
+
+    def ingest(batch: list[SignedEntry]) -> None:
+        items = append_entries(engine=engine, domain=domain, directory=directory, entries=batch)
+        bad = [r for r in items if not r.ok]
+        if bad:
+            raise RuntimeError(f"demo entry rejected: {bad[0].code}: {bad[0].message}")
+
+    ingest(agreements)
+    every = max(1, -(-len(signed) // max(1, checkpoints)))
+    since_anchor = 0
+    for pos in range(0, len(signed), BATCH):
+        batch = signed[pos : pos + BATCH]
+        ingest(batch)
+        since_anchor += len(batch)
+        if progress:
+            progress(len(batch))
+        if since_anchor >= every:
+            cp = anchor_once(engine=engine, chain=chain, ledger=contracts.ledger, operator=op)
+            if cp is not None:
+                result.checkpoints.append(cp)
+            since_anchor = 0
+    cp = anchor_once(engine=engine, chain=chain, ledger=contracts.ledger, operator=op)
+    if cp is not None:
+        result.checkpoints.append(cp)
+    return result
+
+
+def write_receipts(
+    engine: Engine, result: EvidenceResult, out_dir: Path, sample: int
+) -> list[Path]:
+    """Write ``sample`` receipt documents (spread over the log) to ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    picks = result.receipts[:: max(1, len(result.receipts) // sample)][:sample]
+    paths = []
+    with Session(engine) as session:
+        for signed in picks:
+            eid = "0x" + signed.id().hex()
+            doc = build_receipt(session=session, eid=eid)
+            result.receipt_docs.append(doc)
+            path = out_dir / f"{eid}.json"
+            path.write_text(json.dumps(doc, indent=2) + "\n")
+            paths.append(path)
+    return paths

@@ -1,1 +1,1 @@
-"""api"""
+"""The HTTP API (FastAPI), versioned under /v1."""

@@ -1,1 +1,1 @@
-"""audit"""
+"""Auditor checks that trust only the chain, the public log and the policy."""

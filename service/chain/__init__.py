@@ -1,1 +1,1 @@
-"""chain"""
+"""Chain access: network config, artifacts, the Chain client, deployment, the anvil dev node."""

@@ -1,1 +1,1 @@
-"""settlement"""
+"""Settlement: policies, contribution-weighted payouts, payout trees, rounds and claims."""

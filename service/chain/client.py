@@ -164,7 +164,10 @@ class Chain:
         """Deploy artifact ``name`` with constructor ``args``; returns (contract, receipt)."""
         art = load_artifact(name)
         factory = self.w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
-        tx = factory.constructor(*args).build_transaction({"from": sender.address, "value": 0})
+        try:
+            tx = factory.constructor(*args).build_transaction({"from": sender.address, "value": 0})
+        except _REVERTS as err:  # estimation reverted: nothing was sent
+            raise _reverted(err, what=f"deploy {name}") from None
         receipt = self._send(dict(tx), sender=sender, what=f"deploy {name}")
         address = receipt["contractAddress"]
         if address is None:

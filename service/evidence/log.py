@@ -92,7 +92,14 @@ def _single_signer(signed: SignedEntry) -> str:
     return next(iter(signed.signatures))
 
 
-def _required(signed: SignedEntry) -> frozenset[str]:
+def required_for(signed: SignedEntry) -> frozenset[str]:
+    """The signers ``signed`` must carry, no more, no fewer (:func:`required_signers`).
+
+    A QualityAttestation or CoalitionValues entry names no signer in its message: its
+    one signer is the attester or evaluator (whose role ingest checks separately); a
+    ContributionDeclaration with two signatures is the provider's plus an operator's.
+    Raises :class:`InvalidEntry` when a single-signer entry carries another count.
+    """
     entry = signed.entry
     if isinstance(entry, QualityAttestation):
         return required_signers(entry, attester=_single_signer(signed))
@@ -151,6 +158,9 @@ class _Checker:
     def check(self, signed: SignedEntry) -> None:
         e = signed.entry
         if isinstance(e, Agreement):
+            key = hex32(e.agreementId)
+            if key in self._agreements or self._session.get(AgreementRow, key) is not None:
+                raise AgreementMismatch(f"agreement id {key} is already in the log")
             self._active(e.consumer, CONSUMER, "consumer")
             for p in e.providers:
                 self._active(p, PROVIDER, "provider")
@@ -248,7 +258,7 @@ def append_entries(
         eid = hex32(entry_id(data))
         encoded.append((data, eid))
         try:
-            required.append(_required(signed))
+            required.append(required_for(signed))
         except (InvalidInput, ValueError) as err:
             required.append(None)
             results[i] = _rejected(

@@ -40,7 +40,7 @@ class LogEntry(SQLModel, table=True):
 
 
 class AgreementRow(SQLModel, table=True):
-    """An accepted Agreement, by id (the first accepted entry for an id wins)."""
+    """An accepted Agreement, by id (an id is accepted once)."""
 
     __tablename__ = "agreements"
 

@@ -83,3 +83,11 @@ def test_snapshot_revert_and_time(chain: Chain) -> None:
     assert chain.w3.eth.get_block("latest")["timestamp"] >= before + 3_600
     chain.transact(token.functions.mint(owner.address, 9), sender=owner)
     assert chain.call(token.functions.totalSupply()) == 9
+
+
+def test_constructor_revert_is_decoded(any_chain: Chain) -> None:
+    owner = any_chain.accounts[0]
+    with pytest.raises(TransactionReverted) as info:
+        any_chain.deploy("DemoToken", "Demo", "DMO", "0x" + "00" * 20, sender=owner)
+    assert info.value.error_name == "OwnableInvalidOwner"
+    assert info.value.error_args == ("0x" + "00" * 20,)

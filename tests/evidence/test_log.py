@@ -203,3 +203,13 @@ def test_concurrent_batches_leave_no_gap(engine: Engine, space: Space) -> None:
         assert MerkleLog(SqlTileStorage(s)).root() == root_from_leaf_hashes(
             [leaf_hash(r.data) for r in rows]
         )
+
+
+def test_agreement_id_is_accepted_once(engine: Engine, space: Space) -> None:
+    first = agreement(space)
+    resigned = agreement(space, unitPrice=1)  # same id, another message
+    results = ingest(engine, space, [first, resigned])
+    assert [r.status for r in results] == ["accepted", "rejected"]
+    assert results[1].code == "agreement_mismatch" and "already" in (results[1].message or "")
+    assert _codes(ingest(engine, space, [agreement(space, unitPrice=2)])) == ["agreement_mismatch"]
+    assert len(stored(engine)) == 1

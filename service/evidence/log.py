@@ -158,9 +158,9 @@ class _Checker:
     def check(self, signed: SignedEntry) -> None:
         e = signed.entry
         if isinstance(e, Agreement):
-            key = hex32(e.agreementId)
-            if key in self._agreements or self._session.get(AgreementRow, key) is not None:
-                raise AgreementMismatch(f"agreement id {key} is already in the log")
+            aid = hex32(e.agreementId)
+            if aid in self._agreements or self._session.get(AgreementRow, aid) is not None:
+                raise AgreementMismatch(f"agreement id {aid} is already in the log")
             self._active(e.consumer, CONSUMER, "consumer")
             for p in e.providers:
                 self._active(p, PROVIDER, "provider")

@@ -136,3 +136,292 @@ class SettlementError(TallyError):
 
     code = "settlement_error"
     status = 422
+
+
+# --- evidence entries (appended by T3 evidence/entries) ---------------------------------
+
+
+class InvalidEntry(InvalidInput):
+    """An evidence entry is malformed: bad or missing fields, or undecodable entry bytes."""
+
+    code = "invalid_entry"
+    status = 422
+
+
+class SignerMismatch(InvalidSignature):
+    """An entry's signers are not exactly the parties that must sign it (missing or extra)."""
+
+    code = "signer_mismatch"
+
+
+# --- evidence ingest --------------------------------------------------------------------
+
+
+class UnknownParticipant(InvalidInput):
+    """A party is not registered in the ParticipantRegistry."""
+
+    code = "unknown_participant"
+    status = 422
+
+
+class ParticipantSuspended(InvalidInput):
+    """A party is registered but suspended."""
+
+    code = "participant_suspended"
+    status = 403
+
+
+class WrongRole(InvalidInput):
+    """A party lacks the role its part in the entry needs."""
+
+    code = "wrong_role"
+    status = 422
+
+
+class UnknownAgreement(InvalidInput):
+    """An entry refers to an agreement the log does not hold."""
+
+    code = "unknown_agreement"
+    status = 422
+
+
+class AgreementMismatch(InvalidInput):
+    """An entry contradicts its agreement (parties, validity window)."""
+
+    code = "agreement_mismatch"
+    status = 422
+
+
+class NonceReused(InvalidInput):
+    """A consumer's receipt nonce was already used for the agreement."""
+
+    code = "nonce_reused"
+    status = 409
+
+
+class CheckpointNotFound(NotFound):
+    """No such checkpoint (anchor) exists."""
+
+    code = "checkpoint_not_found"
+
+
+class EntryNotFound(NotFound):
+    """No log entry has that id."""
+
+    code = "entry_not_found"
+
+
+class NotAnchored(NotFound):
+    """The entry is in the log but no anchored checkpoint covers it yet."""
+
+    code = "not_anchored"
+
+
+# --- indexer (appended by T4 indexer) ---------------------------------------------------
+
+
+class IndexerError(TallyError):
+    """The chain indexer cannot go on (its cursor stays where it was)."""
+
+    code = "indexer_error"
+    status = 500
+
+
+class IndexerRpcError(IndexerError):
+    """The node keeps failing a request the indexer cannot split any further."""
+
+    code = "indexer_rpc_error"
+    status = 502
+
+
+class IndexerConflict(IndexerError):
+    """Another indexer moved the cursor of the same deployment meanwhile."""
+
+    code = "indexer_conflict"
+    status = 409
+
+
+# --- audit (appended by T3 audit) -------------------------------------------------------
+
+
+class LogUnavailable(TallyError):
+    """The operator's log cannot be read to serve a root or a proof."""
+
+    code = "log_unavailable"
+    status = 503
+
+
+# --- HTTP API (appended by T6 api) ------------------------------------------------------
+
+
+class Unauthenticated(TallyError):
+    """The request needs a valid bearer token or API key and has none."""
+
+    code = "unauthenticated"
+    status = 401
+
+
+class InvalidToken(Unauthenticated):
+    """The bearer token or API key is malformed, forged, expired or revoked."""
+
+    code = "invalid_token"
+
+
+class SignInRejected(Unauthenticated):
+    """A Sign-In with Ethereum message is malformed or names another domain, URI or chain."""
+
+    code = "sign_in_rejected"
+
+
+class ChallengeUnknown(SignInRejected):
+    """The sign-in nonce was never issued (or was issued for another address)."""
+
+    code = "challenge_unknown"
+
+
+class ChallengeExpired(SignInRejected):
+    """The sign-in nonce is past its expiry time."""
+
+    code = "challenge_expired"
+
+
+class ChallengeUsed(SignInRejected):
+    """The sign-in nonce was already redeemed (a replay)."""
+
+    code = "challenge_used"
+
+
+class SignatureMismatch(SignInRejected):
+    """The sign-in signature was not made by the address the message names."""
+
+    code = "signature_mismatch"
+
+
+class Forbidden(TallyError):
+    """The caller is authenticated but may not do this."""
+
+    code = "forbidden"
+    status = 403
+
+
+class RoleRequired(Forbidden):
+    """The caller lacks every role the endpoint accepts."""
+
+    code = "role_required"
+
+
+class NotAParticipant(Forbidden):
+    """The address is neither a registered participant nor an operator or auditor."""
+
+    code = "not_a_participant"
+
+
+class ParticipantNotFound(NotFound):
+    """The registry knows nothing about that address."""
+
+    code = "participant_not_found"
+
+
+class ApiKeyNotFound(NotFound):
+    """No API key has that id."""
+
+    code = "api_key_not_found"
+
+
+class TreeSizeNotFound(NotFound):
+    """The log has not reached the requested tree size."""
+
+    code = "tree_size_not_found"
+
+
+class PayloadTooLarge(TallyError):
+    """The request body is larger than the configured limit."""
+
+    code = "payload_too_large"
+    status = 413
+
+
+class BatchTooLarge(PayloadTooLarge):
+    """An evidence batch has more entries than the configured limit."""
+
+    code = "batch_too_large"
+
+
+class RateLimited(TallyError):
+    """The caller sent more requests than its rate limit allows; retry after a while."""
+
+    code = "rate_limited"
+    status = 429
+
+
+class MirrorNotReady(TallyError):
+    """The indexer's SQL mirror has not indexed this deployment yet."""
+
+    code = "indexer_not_ready"
+    status = 503
+
+
+# --- settlement rounds (appended by T5 settlement) --------------------------------------
+
+
+class NothingToSettle(SettlementError):
+    """The round's period has no revenue below the checkpoint: there is nothing to pay."""
+
+    code = "nothing_to_settle"
+    status = 422
+
+
+class InsufficientUnallocated(SettlementError):
+    """The vault's unallocated balance is below the round's pool: deposit first."""
+
+    code = "insufficient_unallocated"
+    status = 409
+
+
+class RoundMismatch(SettlementError):
+    """A payout file or computed round disagrees with the round on chain."""
+
+    code = "round_mismatch"
+    status = 409
+
+
+class RoundNotFound(NotFound):
+    """No settlement round with that id exists on the vault."""
+
+    code = "round_not_found"
+
+
+class LogExportInvalid(InvalidInput):
+    """A log export file (or entry source) is malformed or not the one asked for."""
+
+    code = "log_export_invalid"
+    status = 422
+
+
+# --- HTTP API: rounds (appended by T6 api) ----------------------------------------------
+
+
+class RoundExists(TallyError):
+    """A round with that id is already on the vault; compute a new round under a new id."""
+
+    code = "round_exists"
+    status = 409
+
+
+class StatementNotFound(NotFound):
+    """The round pays nothing to that address and it took part in no agreement of it."""
+
+    code = "statement_not_found"
+
+
+class ClaimNotFound(NotFound):
+    """The round has no payout for that address."""
+
+    code = "claim_not_found"
+
+
+class OperatorKeyUnavailable(TallyError):
+    """This server has no operator key configured, so it cannot send operator transactions."""
+
+    code = "operator_key_unavailable"
+    status = 503

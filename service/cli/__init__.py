@@ -38,11 +38,14 @@ app = _TallyApp(
 
 
 def _register() -> None:
-    from service.cli import chain_cmd, demo_cmd
+    from service.cli import chain_cmd, demo_cmd, evidence_cmd
 
     app.add_typer(chain_cmd.chain_app, name="chain")
     app.command("deploy")(chain_cmd.deploy)
     app.command("demo")(demo_cmd.demo)
+    app.command("anchor")(evidence_cmd.anchor)
+    app.command("receipt")(evidence_cmd.receipt)
+    app.add_typer(evidence_cmd.audit_app, name="audit")
 
 
 _register()

@@ -1,0 +1,255 @@
+"""Audit the whole log: every anchored checkpoint against what the operator's log serves.
+
+The chain is the trusted side: the EvidenceLedger holds every checkpoint ``(size, root)``
+the operator ever anchored. The operator's log is the audited side: it must still hold
+a tree whose root at each anchored size is the anchored root, and it must prove, with
+RFC 9162 consistency proofs that the auditor verifies itself, that each checkpoint
+extends the one before and that its current head extends the last checkpoint. A log
+that was rewritten, truncated or forked fails at the first checkpoint that covers the
+change; that checkpoint is the report's first break.
+
+Checks, in order (``seq`` = the checkpoint's index on chain):
+
+- ``checkpoint <seq> consistency`` (seq >= 1): the log serves a proof from the previous
+  checkpoint's size to this one's, and it links the two *anchored* roots;
+- ``checkpoint <seq> root``: the log's root at this checkpoint's size is the anchored root;
+- ``head``: the log's current head (size, root) extends the last checkpoint.
+
+The operator's log is reached through a :class:`ConsistencySource`, a three-call
+protocol: :class:`SqlConsistencySource` reads the tiles from the operator's database
+(an auditor with read access, or the operator checking itself). An HTTP source over the
+API implements the same three methods: ``head`` from ``GET /v1/log/checkpoints`` (its
+``log.tree_size`` and ``log.root``), ``root(size)`` from the ``root_to`` of
+``GET /v1/log/proof/consistency?from=size&to=size`` and ``consistency_proof`` from the
+``proof`` of ``GET /v1/log/proof/consistency?from=old&to=new``. Nothing the source
+returns is trusted: roots are compared with the chain's and proofs are verified here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol, TypeVar
+
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from web3.contract import Contract
+
+from service.audit.receipt import AuditReport
+from service.chain.client import Chain
+from service.errors import LogUnavailable, TallyError
+from service.evidence.anchor import OnChainCheckpoint, read_all_checkpoints
+from service.evidence.merkle import verify_consistency
+from service.evidence.tiles import EVIDENCE_LOG_ID, MerkleLog, SqlTileStorage
+
+__all__ = ["ConsistencySource", "SqlConsistencySource", "audit_log"]
+
+T = TypeVar("T")
+
+
+class ConsistencySource(Protocol):
+    """The operator's log as an auditor sees it. Every method may raise a
+    :class:`~service.errors.TallyError` (the log cannot serve it); nothing is trusted."""
+
+    def describe(self) -> str:
+        """Where the log is read from (safe to print: no password)."""
+        ...
+
+    def head(self) -> tuple[int, bytes]:
+        """The log's current size and root."""
+        ...
+
+    def root(self, size: int) -> bytes:
+        """The root of the first ``size`` leaves."""
+        ...
+
+    def consistency_proof(self, old: int, new: int) -> list[bytes]:
+        """An RFC 9162 consistency proof from size ``old`` to size ``new``."""
+        ...
+
+
+class SqlConsistencySource:
+    """Serves the log straight from its SQL tiles (read-only; one transaction per call)."""
+
+    def __init__(self, engine: Engine, *, log_id: int = EVIDENCE_LOG_ID) -> None:
+        self._engine = engine
+        self._log_id = log_id
+        self._owned = False
+
+    @classmethod
+    def from_url(cls, url: str, *, log_id: int = EVIDENCE_LOG_ID) -> SqlConsistencySource:
+        """A source on its own engine (closed by :meth:`close` or ``with``)."""
+        from service.db import make_engine
+
+        parsed = make_url(url) if "://" in url else None
+        if parsed is not None and parsed.get_backend_name() == "sqlite":
+            path = parsed.database
+            if path and path != ":memory:" and not Path(path).is_file():
+                raise LogUnavailable(f"no SQLite database at {path}")
+        source = cls(make_engine(url, pool=False), log_id=log_id)
+        source._owned = True
+        return source
+
+    def close(self) -> None:
+        if self._owned:
+            self._engine.dispose()
+
+    def __enter__(self) -> SqlConsistencySource:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def describe(self) -> str:
+        try:
+            url = make_url(str(self._engine.url)).render_as_string(hide_password=True)
+        except ArgumentError:  # pragma: no cover - the engine was built from this URL
+            url = "database"
+        return f"SQL log {url}" + (f" (log {self._log_id})" if self._log_id else "")
+
+    def _read(self, fn: Callable[[MerkleLog], T]) -> T:
+        try:
+            with self._engine.connect() as conn:
+                return fn(MerkleLog(SqlTileStorage(conn, log_id=self._log_id)))
+        except SQLAlchemyError as err:
+            raise LogUnavailable(
+                f"cannot read the log from {self.describe()}: {type(err).__name__}"
+            ) from None
+
+    def head(self) -> tuple[int, bytes]:
+        state = self._read(lambda log: log.state())
+        return state.size, state.root
+
+    def root(self, size: int) -> bytes:
+        return self._read(lambda log: log.root(size=size))
+
+    def consistency_proof(self, old: int, new: int) -> list[bytes]:
+        return self._read(lambda log: log.consistency_proof(old=old, new=new))
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+def _check_root(
+    report: AuditReport, proofs: ConsistencySource, cp: OnChainCheckpoint, served_size: int
+) -> None:
+    name = f"checkpoint {cp.seq} root"
+    if cp.tree_size > served_size:
+        report.add(
+            name,
+            False,
+            f"checkpoint {cp.seq} anchors {cp.tree_size} leaves; the log serves only {served_size}",
+            seq=cp.seq,
+        )
+        return
+    try:
+        served = proofs.root(cp.tree_size)
+    except TallyError as err:
+        report.add(name, False, f"the log cannot serve its root: {err.message}", seq=cp.seq)
+        return
+    if served == cp.root:
+        report.add(name, True, f"size {cp.tree_size}: root {_hex(cp.root)} as anchored", seq=cp.seq)
+    else:
+        report.add(
+            name,
+            False,
+            f"checkpoint {cp.seq} (size {cp.tree_size}): the log's root {_hex(served)} "
+            f"differs from the anchored root {_hex(cp.root)}",
+            seq=cp.seq,
+        )
+
+
+def _check_step(
+    report: AuditReport,
+    proofs: ConsistencySource,
+    name: str,
+    old: tuple[int, bytes],
+    new: tuple[int, bytes],
+    *,
+    seq: int | None,
+    what: str,
+) -> None:
+    """Verify that the tree ``new`` extends the tree ``old`` with a proof the log serves."""
+    (old_size, old_root), (new_size, new_root) = old, new
+    if new_size < old_size:
+        report.add(name, False, f"{what}: size {new_size} is below {old_size}", seq=seq)
+        return
+    try:
+        proof = proofs.consistency_proof(old_size, new_size)
+    except TallyError as err:
+        report.add(name, False, f"{what}: the log cannot serve a proof: {err.message}", seq=seq)
+        return
+    if verify_consistency(old_size, new_size, old_root, new_root, proof):
+        report.add(
+            name,
+            True,
+            f"{what}: size {old_size} -> {new_size} proven with {len(proof)} hash(es)",
+            seq=seq,
+        )
+    else:
+        report.add(
+            name,
+            False,
+            f"{what}: the log's proof does not link root {_hex(old_root)} (size {old_size}) "
+            f"to root {_hex(new_root)} (size {new_size})",
+            seq=seq,
+        )
+
+
+def audit_log(*, chain: Chain, ledger: Contract, proofs: ConsistencySource) -> AuditReport:
+    """Check every checkpoint on ``ledger`` against the log behind ``proofs``.
+
+    The report's first failure is the first break (earliest checkpoint). An unreachable
+    node raises :class:`~service.errors.RpcUnavailable`; a log that cannot be read at
+    all raises the source's error (e.g. :class:`~service.errors.LogUnavailable`).
+    """
+    checkpoints = read_all_checkpoints(chain, ledger)
+    report = AuditReport(subject=f"log {proofs.describe()} against {ledger.address}")
+    served_size, served_root = proofs.head()
+    if not checkpoints:
+        report.add("head", True, f"no checkpoints on chain yet; the log has {served_size} leaves")
+        report.summary = "no checkpoints on chain yet: nothing anchored to check"
+        return report
+    prev: OnChainCheckpoint | None = None
+    for cp in checkpoints:
+        if prev is not None:
+            _check_step(
+                report,
+                proofs,
+                f"checkpoint {cp.seq} consistency",
+                (prev.tree_size, prev.root),
+                (cp.tree_size, cp.root),
+                seq=cp.seq,
+                what=f"checkpoint {cp.seq} extends checkpoint {prev.seq}",
+            )
+        _check_root(report, proofs, cp, served_size)
+        prev = cp
+    last = checkpoints[-1]
+    if served_size < last.tree_size:
+        report.add(
+            "head",
+            False,
+            f"the log has {served_size} leaves, fewer than the last checkpoint's {last.tree_size}",
+        )
+    else:
+        _check_step(
+            report,
+            proofs,
+            "head",
+            (last.tree_size, last.root),
+            (served_size, served_root),
+            seq=None,
+            what=f"the log's head extends checkpoint {last.seq}",
+        )
+    report.summary = (
+        f"{len(checkpoints)} checkpoint(s) up to size {last.tree_size} on chain "
+        f"{chain.chain_id} are consistent with the log (now {served_size} leaves)"
+    )
+    return report

@@ -1,0 +1,498 @@
+"""Audit one receipt document: everything an auditor can check without the operator.
+
+A receipt (built by :func:`service.evidence.receipts.build_receipt`) carries the entry,
+its signatures, its place in the log and the checkpoint that covers it. The checks, in
+order, each named (the name is what the CLI and the JSON report give):
+
+========================  ==============================================================
+``document``              the shape: every key present with the right type and form,
+                          the message parses as its entry type
+``signatures``            the EIP-712 digest recomputed in the domain (``anchor.chain_id``,
+                          ``anchor.contract``); every signature recovers to the signer it
+                          is filed under; the signers are exactly the required ones
+``entry_id``              SHA-256 of the recomputed canonical bytes equals ``entry_id``
+``leaf``                  the leaf hash SHA-256(0x00 || canonical bytes), recomputed (the
+                          bytes decode back to the same signed entry)
+``inclusion``             the inclusion proof links that leaf at ``leaf_index`` to ``root``
+                          in a tree of ``tree_size`` leaves (RFC 9162)
+``chain_id``              online: the node's chain id is ``anchor.chain_id``
+``checkpoint``            online: checkpoint ``anchor.checkpoint_seq`` of the
+                          EvidenceLedger at ``anchor.contract`` has the receipt's size,
+                          root and block number
+``contract_inclusion``    online: the contract's own ``verifyInclusion`` accepts the proof
+                          against that stored checkpoint (a second, independent verifier)
+``anchor_tx``             online: ``anchor.tx_hash`` is a successful transaction in block
+                          ``anchor.block_number`` that emitted ``CheckpointAnchored`` for
+                          that checkpoint from that contract (an all-zero hash means the
+                          operator did not record it: noted, not failed)
+========================  ==============================================================
+
+Nothing is taken from the document that can be recomputed: the canonical bytes, the
+entry id and the leaf come from the message and signatures. Offline (no chain) the first
+five checks run and the report says that the chain checks were skipped: a receipt can
+be internally consistent and still name a root that was never anchored, so only an
+online audit says the entry is in the anchored log.
+
+A check that cannot run because an earlier one failed (for instance no canonical bytes
+without parseable signatures) is reported as skipped; the verdict names the first
+failure. :class:`Check` and :class:`AuditReport` are shared with :mod:`service.audit.log`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from web3.contract import Contract
+from web3.exceptions import BadFunctionCallOutput, TransactionNotFound
+from web3.logs import DISCARD
+
+from service.chain.client import Chain
+from service.errors import (
+    CheckpointNotFound,
+    InvalidEntry,
+    InvalidInput,
+    TransactionReverted,
+)
+from service.evidence.eip712 import Domain, parse_address
+from service.evidence.entries import (
+    Agreement,
+    ContributionDeclaration,
+    Entry,
+    QualityAttestation,
+    SignedEntry,
+    UsageReceipt,
+    decode_entry,
+    parse_entry,
+)
+from service.evidence.log import required_for
+from service.evidence.merkle import leaf_hash, verify_inclusion
+from service.evidence.receipts import RECEIPT_VERSION
+
+__all__ = [
+    "CHAIN_CHECKS",
+    "OFFLINE_CHECKS",
+    "AuditReport",
+    "Check",
+    "audit_receipt",
+]
+
+OFFLINE_CHECKS = ("document", "signatures", "entry_id", "leaf", "inclusion")
+CHAIN_CHECKS = ("chain_id", "checkpoint", "contract_inclusion", "anchor_tx")
+
+MAX_PROOF_LEN = 64  # a tree of at most 2**64 leaves
+_UINT64 = 1 << 64
+_ZERO_TX = "0x" + "00" * 32
+
+
+# --- the report (shared with service.audit.log) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named check: ``ok`` is True (holds), False (fails) or None (skipped)."""
+
+    name: str
+    ok: bool | None
+    detail: str
+    seq: int | None = None  # the checkpoint a log check is about
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"check": self.name, "ok": self.ok, "detail": self.detail}
+        if self.seq is not None:
+            out["seq"] = self.seq
+        return out
+
+
+@dataclass
+class AuditReport:
+    """The checks of one audit, in the order they ran, and the verdict they give.
+
+    The audit passes when no check failed (skipped checks are listed, and a report
+    with skipped chain checks says so in its verdict).
+    """
+
+    subject: str
+    checks: list[Check] = field(default_factory=list)
+    summary: str = ""  # what a pass means, for the verdict
+    offline: bool = False
+
+    def add(self, name: str, ok: bool | None, detail: str, *, seq: int | None = None) -> bool:
+        self.checks.append(Check(name, ok, detail, seq))
+        return ok is True
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok is not False for c in self.checks)
+
+    @property
+    def first_failure(self) -> Check | None:
+        return next((c for c in self.checks if c.ok is False), None)
+
+    @property
+    def skipped(self) -> list[Check]:
+        return [c for c in self.checks if c.ok is None]
+
+    @property
+    def verdict(self) -> str:
+        """One line: ``PASS <subject>: <summary>`` or ``FAIL <subject>: <check>: <why>``."""
+        failed = self.first_failure
+        if failed is not None:
+            return f"FAIL {self.subject}: check {failed.name!r} failed: {failed.detail}"
+        return f"PASS {self.subject}: {self.summary}"
+
+    def to_json(self) -> dict[str, Any]:
+        failed = self.first_failure
+        return {
+            "subject": self.subject,
+            "ok": self.ok,
+            "verdict": self.verdict,
+            "offline": self.offline,
+            "first_failure": None if failed is None else failed.to_json(),
+            "checks": [c.to_json() for c in self.checks],
+        }
+
+
+# --- the document ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Doc:
+    """A receipt document whose shape has been checked (nothing verified yet)."""
+
+    entry: Entry
+    signatures: Mapping[str, Any]  # signer -> 0x signature, parsed by SignedEntry
+    entry_id: bytes
+    leaf_index: int
+    tree_size: int
+    root: bytes
+    proof: list[bytes]
+    chain_id: int
+    contract: str
+    seq: int
+    tx_hash: str
+    block_number: int
+    domain: Domain
+
+
+def _field(doc: Mapping[str, Any], key: str, where: str = "") -> Any:
+    if key not in doc:
+        raise InvalidInput(f"{where}{key} is missing")
+    return doc[key]
+
+
+def _uint(doc: Mapping[str, Any], key: str, where: str = "", *, below: int = _UINT64) -> int:
+    value = _field(doc, key, where)
+    if type(value) is not int or not 0 <= value < below:
+        raise InvalidInput(f"{where}{key} must be an integer in [0, {below}), got {value!r}")
+    return value
+
+
+def _hash32(value: object, what: str) -> bytes:
+    if (
+        not isinstance(value, str)
+        or len(value) != 66
+        or not value.startswith("0x")
+        or any(c not in "0123456789abcdefABCDEF" for c in value[2:])
+    ):
+        raise InvalidInput(f"{what} must be 0x followed by 64 hex digits, got {value!r}")
+    return bytes.fromhex(value[2:])
+
+
+def _parse(doc: object) -> _Doc:
+    """Check the document's shape; :class:`InvalidInput` names the first problem."""
+    if not isinstance(doc, Mapping):
+        raise InvalidInput(f"a receipt is a JSON object, got {type(doc).__name__}")
+    version = _field(doc, "version")
+    if version != RECEIPT_VERSION:
+        raise InvalidInput(f"receipt version {version!r} is not supported (only 1)")
+    entry_type = _field(doc, "entry_type")
+    if not isinstance(entry_type, str):
+        raise InvalidInput(f"entry_type must be a string, got {entry_type!r}")
+    try:
+        entry = parse_entry(entry_type, _field(doc, "entry"))
+    except InvalidEntry as err:
+        raise InvalidInput(f"entry: {err.message}") from None
+    signatures = _field(doc, "signatures")
+    if not isinstance(signatures, Mapping) or not signatures:
+        raise InvalidInput("signatures must be a non-empty object: signer -> 0x signature")
+    proof = _field(doc, "inclusion_proof")
+    if not isinstance(proof, list) or len(proof) > MAX_PROOF_LEN:
+        raise InvalidInput(f"inclusion_proof must be a list of at most {MAX_PROOF_LEN} hashes")
+    anchor = _field(doc, "anchor")
+    if not isinstance(anchor, Mapping):
+        raise InvalidInput("anchor must be an object")
+    chain_id = _uint(anchor, "chain_id", "anchor.", below=1 << 256)
+    try:
+        contract = parse_address(_field(anchor, "contract", "anchor."))
+        domain = Domain(chain_id=chain_id, verifying_contract=contract)
+    except ValueError as err:
+        raise InvalidInput(f"anchor: {err}") from None
+    tree_size = _uint(doc, "tree_size")
+    if tree_size == 0:
+        raise InvalidInput("tree_size must be at least 1")
+    return _Doc(
+        entry=entry,
+        signatures=signatures,
+        entry_id=_hash32(_field(doc, "entry_id"), "entry_id"),
+        leaf_index=_uint(doc, "leaf_index"),
+        tree_size=tree_size,
+        root=_hash32(_field(doc, "root"), "root"),
+        proof=[_hash32(h, f"inclusion_proof[{i}]") for i, h in enumerate(proof)],
+        chain_id=chain_id,
+        contract=contract,
+        seq=_uint(anchor, "checkpoint_seq", "anchor."),
+        tx_hash="0x" + _hash32(_field(anchor, "tx_hash", "anchor."), "anchor.tx_hash").hex(),
+        block_number=_uint(anchor, "block_number", "anchor."),
+        domain=domain,
+    )
+
+
+# --- checks -------------------------------------------------------------------------------
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+def _role(entry: Entry, signer: str) -> str:
+    if isinstance(entry, Agreement | UsageReceipt) and signer == entry.consumer:
+        return "consumer"
+    if isinstance(entry, Agreement) and signer in entry.providers:
+        return "provider"
+    if isinstance(entry, UsageReceipt | ContributionDeclaration) and signer == entry.provider:
+        return "provider"
+    if isinstance(entry, ContributionDeclaration):
+        return "operator"
+    if isinstance(entry, QualityAttestation):
+        return "attester"
+    return "evaluator"
+
+
+def _check_signatures(report: AuditReport, doc: _Doc) -> SignedEntry | None:
+    """The signatures check; returns the signed entry when it could be built at all."""
+    try:
+        signed = SignedEntry(entry=doc.entry, domain=doc.domain, signatures=doc.signatures)
+    except InvalidInput as err:  # a malformed, high-s or duplicated signature
+        report.add("signatures", False, err.message)
+        return None
+    try:
+        required = required_for(signed)
+    except InvalidInput as err:
+        report.add("signatures", False, err.message)
+        return signed
+    present = frozenset(signed.signatures)
+    if present != required:
+        problems = []
+        if required - present:
+            problems.append(f"missing signature of {', '.join(sorted(required - present))}")
+        if present - required:
+            problems.append(f"unexpected signature of {', '.join(sorted(present - required))}")
+        report.add("signatures", False, f"{signed.entry_type_name}: {'; '.join(problems)}")
+        return signed
+    try:
+        signed.recover()
+    except InvalidInput as err:
+        report.add("signatures", False, err.message)
+        return signed
+    who = ", ".join(f"{_role(doc.entry, s)} {s}" for s in signed.signatures)
+    report.add(
+        "signatures",
+        True,
+        f"{signed.entry_type_name} digest {_hex(signed.digest())} (chain {doc.chain_id}, "
+        f"ledger {doc.contract}); {len(present)} signature(s) recover to {who}",
+    )
+    return signed
+
+
+def _offline_checks(report: AuditReport, doc: _Doc) -> bytes | None:
+    """Checks 2-5; returns the recomputed leaf hash (None when it cannot be computed)."""
+    signed = _check_signatures(report, doc)
+    if signed is None:
+        for name in ("entry_id", "leaf", "inclusion"):
+            report.add(name, None, "skipped: no canonical bytes without valid signatures")
+        return None
+    data = signed.encode()
+    eid = hashlib.sha256(data).digest()
+    if eid == doc.entry_id:
+        report.add("entry_id", True, f"sha256 of the {len(data)} canonical bytes is {_hex(eid)}")
+    else:
+        report.add(
+            "entry_id",
+            False,
+            f"sha256 of the canonical bytes is {_hex(eid)}, the receipt says {_hex(doc.entry_id)}",
+        )
+    leaf = leaf_hash(data)
+    try:
+        round_trip = decode_entry(data) == signed
+    except InvalidInput:
+        round_trip = False
+    if round_trip:
+        report.add("leaf", True, f"leaf hash {_hex(leaf)}")
+    else:
+        report.add("leaf", False, "the canonical bytes do not decode back to the same entry")
+    if verify_inclusion(leaf, doc.leaf_index, doc.tree_size, doc.proof, doc.root):
+        report.add(
+            "inclusion",
+            True,
+            f"leaf {doc.leaf_index} of {doc.tree_size} links to root {_hex(doc.root)} "
+            f"with {len(doc.proof)} proof hash(es)",
+        )
+    else:
+        report.add(
+            "inclusion",
+            False,
+            f"the proof does not link leaf {_hex(leaf)} at index {doc.leaf_index} to root "
+            f"{_hex(doc.root)} in a tree of {doc.tree_size} leaves",
+        )
+    return leaf
+
+
+def _read_checkpoint(chain: Chain, ledger: Contract, seq: int) -> tuple[int, bytes, int] | str:
+    """(size, root, block) of checkpoint ``seq``, or why it cannot be read."""
+    try:
+        count = int(chain.call(ledger.functions.count()))
+        if seq >= count:
+            return f"checkpoint {seq} is not on chain ({count} anchored at {ledger.address})"
+        size, root, block, _ = chain.call(ledger.functions.checkpoint(seq))
+    except BadFunctionCallOutput:
+        return f"no EvidenceLedger answers at {ledger.address} on chain {chain.chain_id}"
+    except (TransactionReverted, CheckpointNotFound) as err:
+        return f"reading checkpoint {seq} failed: {err.message}"
+    return int(size), bytes(root), int(block)
+
+
+def _check_anchor_tx(report: AuditReport, chain: Chain, ledger: Contract, doc: _Doc) -> None:
+    if doc.tx_hash == _ZERO_TX:
+        report.add("anchor_tx", True, "no anchoring tx hash recorded by the operator; not checked")
+        return
+    try:
+        receipt = chain.w3.eth.get_transaction_receipt(doc.tx_hash)  # type: ignore[arg-type]
+    except TransactionNotFound:
+        report.add("anchor_tx", False, f"transaction {doc.tx_hash} is not on chain")
+        return
+    if int(receipt["status"]) != 1 or int(receipt["blockNumber"]) != doc.block_number:
+        report.add(
+            "anchor_tx",
+            False,
+            f"transaction {doc.tx_hash} (status {receipt['status']}) is in block "
+            f"{receipt['blockNumber']}, the receipt says block {doc.block_number}",
+        )
+        return
+    events = ledger.events.CheckpointAnchored().process_receipt(receipt, errors=DISCARD)
+    if not any(
+        ev["address"] == ledger.address and int(ev["args"]["seq"]) == doc.seq for ev in events
+    ):
+        report.add(
+            "anchor_tx",
+            False,
+            f"transaction {doc.tx_hash} did not anchor checkpoint {doc.seq} at {doc.contract}",
+        )
+        return
+    report.add(
+        "anchor_tx",
+        True,
+        f"checkpoint {doc.seq} anchored by {doc.tx_hash} in block {doc.block_number}",
+    )
+
+
+def _chain_checks(report: AuditReport, chain: Chain, doc: _Doc, leaf: bytes | None) -> None:
+    node_chain = int(chain.chain_id)
+    if node_chain != doc.chain_id:
+        report.add(
+            "chain_id",
+            False,
+            f"the node is chain {node_chain}, the receipt is anchored on chain {doc.chain_id}",
+        )
+        for name in CHAIN_CHECKS[1:]:
+            report.add(name, None, "skipped: not the receipt's chain")
+        return
+    report.add("chain_id", True, f"the node is chain {node_chain}")
+
+    ledger = chain.contract("EvidenceLedger", doc.contract)
+    found = _read_checkpoint(chain, ledger, doc.seq)
+    if isinstance(found, str):
+        report.add("checkpoint", False, found)
+        for name in CHAIN_CHECKS[2:]:
+            report.add(name, None, "skipped: no such checkpoint")
+        return
+    size, root, block = found
+    mismatches = [
+        f"{what} {theirs} on chain, {ours} in the receipt"
+        for what, theirs, ours in (
+            ("size", size, doc.tree_size),
+            ("root", _hex(root), _hex(doc.root)),
+            ("block", block, doc.block_number),
+        )
+        if theirs != ours
+    ]
+    if mismatches:
+        report.add("checkpoint", False, f"checkpoint {doc.seq}: " + "; ".join(mismatches))
+    else:
+        report.add(
+            "checkpoint",
+            True,
+            f"checkpoint {doc.seq} at {doc.contract}: size {size}, root {_hex(root)}, "
+            f"block {block}",
+        )
+
+    if leaf is None:
+        report.add("contract_inclusion", None, "skipped: no leaf to check")
+    else:
+        proof: Sequence[bytes] = doc.proof
+        try:
+            agrees = bool(
+                chain.call(ledger.functions.verifyInclusion(doc.seq, doc.leaf_index, leaf, proof))
+            )
+        except TransactionReverted as err:
+            agrees, why = False, err.message
+        else:
+            why = f"the contract rejects the proof against checkpoint {doc.seq}"
+        if agrees:
+            report.add(
+                "contract_inclusion",
+                True,
+                f"EvidenceLedger.verifyInclusion({doc.seq}, {doc.leaf_index}, …) is true",
+            )
+        else:
+            report.add("contract_inclusion", False, why)
+    _check_anchor_tx(report, chain, ledger, doc)
+
+
+def audit_receipt(doc: Mapping[str, Any], *, chain: Chain | None) -> AuditReport:
+    """Audit a receipt document; offline when ``chain`` is None.
+
+    Never raises for a bad receipt (that is a failed check); a node that cannot be
+    reached raises :class:`~service.errors.RpcUnavailable`.
+    """
+    eid = doc.get("entry_id") if isinstance(doc, Mapping) else None
+    subject = f"receipt {eid}" if isinstance(eid, str) and len(eid) < 80 else "receipt"
+    report = AuditReport(subject=subject, offline=chain is None)
+    try:
+        parsed = _parse(doc)
+    except InvalidInput as err:
+        report.add("document", False, err.message)
+        for name in (*OFFLINE_CHECKS[1:], *(() if chain is None else CHAIN_CHECKS)):
+            report.add(name, None, "skipped: the document is malformed")
+        return report
+    report.add(
+        "document",
+        True,
+        f"receipt v{RECEIPT_VERSION}: {parsed.entry.eip712_type.name} at leaf "
+        f"{parsed.leaf_index} of {parsed.tree_size}, checkpoint {parsed.seq}",
+    )
+    leaf = _offline_checks(report, parsed)
+    where = f"checkpoint {parsed.seq} at {parsed.contract} on chain {parsed.chain_id}"
+    if chain is None:
+        for name in CHAIN_CHECKS:
+            report.add(name, None, "skipped: offline")
+        report.summary = (
+            f"the {len(OFFLINE_CHECKS)} offline checks hold; OFFLINE: {where} was not "
+            f"checked on chain ({', '.join(CHAIN_CHECKS)} skipped)"
+        )
+    else:
+        _chain_checks(report, chain, parsed, leaf)
+        report.summary = f"all {len(report.checks)} checks hold; the entry is in {where}"
+    return report

@@ -1,0 +1,197 @@
+"""``tally anchor``, ``tally receipt`` and ``tally audit receipt|log``.
+
+The operator anchors and writes receipts (database + chain + operator key); an auditor
+audits with a receipt file or the operator's log and any RPC endpoint, no key needed.
+Audit commands exit 0 with a one-line ``PASS …`` verdict when every check holds and
+exit 1 with ``FAIL …: check '<name>' failed: …`` naming the first failed check;
+``--json`` prints the whole report instead, ``--verbose`` every check before the verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from web3.contract import Contract
+
+from service.audit.receipt import AuditReport
+from service.chain.client import Chain
+from service.chain.config import deployment_path, load_deployment
+from service.cli.chain_cmd import NetworkOpt, RpcOpt, connect
+from service.errors import ConfigError, DeploymentNotFound, InvalidInput
+from service.settings import get_settings
+
+audit_app = typer.Typer(
+    help="Verify receipts and the anchored log without trusting the operator.",
+    no_args_is_help=True,
+)
+
+DeploymentOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--deployment",
+        help="Deployment file; default chain-config/deployments/<network>.json.",
+    ),
+]
+DbOpt = Annotated[
+    str | None, typer.Option("--db", help="Database URL; default TALLY_DATABASE_URL.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Print every check before the verdict.")
+]
+
+_ENTRY_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
+
+
+def _ledger(chain: Chain, deployment: Path | None) -> Contract:
+    """The EvidenceLedger of the deployment file (checked against the node's chain id)."""
+    path = deployment or deployment_path(chain.network.name)
+    try:
+        dep = load_deployment(path)
+    except DeploymentNotFound as err:
+        hint = "" if deployment else "; pass --deployment FILE"
+        raise DeploymentNotFound(f"{err.message}{hint}") from None
+    if dep.chain_id != chain.chain_id:
+        raise ConfigError(
+            f"deployment {path.name} is for chain {dep.chain_id}, the node is chain "
+            f"{chain.chain_id}"
+        )
+    return chain.contract("EvidenceLedger", dep.address("EvidenceLedger"))
+
+
+def _database_url(db: str | None) -> str:
+    return db or get_settings().database_url
+
+
+def _emit(report: AuditReport, *, as_json: bool, verbose: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        if verbose:
+            marks = {True: "ok  ", False: "FAIL", None: "skip"}
+            for check in report.checks:
+                typer.echo(f"{marks[check.ok]}  {check.name}: {check.detail}")
+        typer.echo(report.verdict)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+# --- operator commands -------------------------------------------------------------------
+
+
+def anchor(
+    network: NetworkOpt = None,
+    rpc: RpcOpt = None,
+    deployment: DeploymentOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Anchor the log's current size and root on the EvidenceLedger (once)."""
+    from service.chain.keys import operator_account
+    from service.db import create_schema, make_engine
+    from service.evidence.anchor import anchor_once
+
+    chain = connect(network, rpc)
+    ledger = _ledger(chain, deployment)
+    engine = make_engine(_database_url(db))
+    try:
+        create_schema(engine)
+        row = anchor_once(
+            engine=engine, chain=chain, ledger=ledger, operator=operator_account(chain.network)
+        )
+    finally:
+        engine.dispose()
+    if row is None:
+        typer.echo("nothing to anchor: the log has not grown since the last checkpoint")
+        return
+    typer.echo(
+        f"anchored checkpoint {row.seq}: size {row.tree_size}, root {row.root}, "
+        f"tx {row.tx_hash}, block {row.block_number}"
+    )
+
+
+def receipt(
+    entry_id: Annotated[str, typer.Argument(help="Entry id: 0x + 64 hex digits.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write here instead of stdout.")
+    ] = None,
+    db: DbOpt = None,
+) -> None:
+    """Write the receipt document (JSON) of one anchored entry."""
+    from sqlmodel import Session
+
+    from service.db import create_schema, make_engine
+    from service.evidence.receipts import build_receipt
+
+    if not _ENTRY_ID.match(entry_id):
+        raise InvalidInput(f"an entry id is 0x followed by 64 hex digits, got {entry_id!r}")
+    engine = make_engine(_database_url(db))
+    try:
+        create_schema(engine)
+        with Session(engine) as session:
+            doc = build_receipt(session=session, eid=entry_id)
+    finally:
+        engine.dispose()
+    text = json.dumps(doc, indent=2) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    typer.echo(f"receipt of {doc['entry_id']} (leaf {doc['leaf_index']}) written to {out}")
+
+
+# --- auditor commands --------------------------------------------------------------------
+
+
+def _read_document(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInput(f"no receipt file {path}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InvalidInput(f"{path.name} is not JSON: {err}") from None
+
+
+@audit_app.command("receipt")
+def audit_receipt_cmd(
+    file: Annotated[Path, typer.Argument(help="Receipt document (JSON).")],
+    rpc: RpcOpt = None,
+    network: NetworkOpt = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Skip the chain checks (and say so).")
+    ] = False,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Check a receipt: signatures, entry id, leaf, inclusion proof, on-chain checkpoint."""
+    from service.audit.receipt import audit_receipt
+
+    if sum((rpc is not None, network is not None, offline)) != 1:
+        raise ConfigError("give exactly one of --rpc URL, --network NAME or --offline")
+    doc = _read_document(file)
+    chain = None if offline else connect(network, rpc)
+    _emit(audit_receipt(doc, chain=chain), as_json=as_json, verbose=verbose)
+
+
+@audit_app.command("log")
+def audit_log_cmd(
+    rpc: RpcOpt = None,
+    network: NetworkOpt = None,
+    deployment: DeploymentOpt = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Check every anchored checkpoint against the operator's log (consistency proofs)."""
+    from service.audit.log import SqlConsistencySource, audit_log
+
+    if (rpc is None) == (network is None):
+        raise ConfigError("give exactly one of --rpc URL or --network NAME")
+    chain = connect(network, rpc)
+    ledger = _ledger(chain, deployment)
+    with SqlConsistencySource.from_url(_database_url(db)) as source:
+        report = audit_log(chain=chain, ledger=ledger, proofs=source)
+    _emit(report, as_json=as_json, verbose=verbose)

@@ -15,7 +15,14 @@ from rich.table import Table
 from service.chain.client import Chain
 from service.chain.config import save_deployment
 from service.db import create_schema, make_engine
-from service.demo.scenario import cast_of, run_evidence, setup_space, write_receipts
+from service.demo.scenario import (
+    audit_evidence,
+    build_receipts,
+    cast_of,
+    run_evidence,
+    setup_space,
+    write_receipts,
+)
 
 console = Console()
 
@@ -34,6 +41,9 @@ def demo(
         str | None, typer.Option(help="Run on this JSON-RPC node (anvil) instead.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the generated usage.")] = 7,
+    audit_receipts: Annotated[
+        int, typer.Option(help="Receipt documents the auditor checks on chain.", min=1)
+    ] = 200,
     as_json: Annotated[bool, typer.Option("--json", help="Print summary.json at the end.")] = False,
 ) -> None:
     """Run the data-space scenario: admit parties, sign usage, anchor, hand out receipts."""
@@ -95,8 +105,22 @@ def demo(
         cps.add_row(str(cp.seq), str(cp.tree_size), cp.root[:18] + "…", cp.tx_hash[:18] + "…")
     console.print(cps)
 
-    paths = write_receipts(engine, evidence, out / "receipts", sample=24)
+    build_receipts(engine, evidence, count=audit_receipts)
+    paths = write_receipts(evidence, out / "receipts", sample=24)
     console.print(f"wrote {len(paths)} receipt documents to {out / 'receipts'}")
+
+    console.rule("[bold]Audit: trusting only the chain and the public log")
+    audit = audit_evidence(engine=engine, chain=chain, result=evidence)
+    mark = "[green]✓[/green]" if audit.receipts_valid == audit.receipts_checked else "[red]✗[/red]"
+    console.print(
+        f"{mark} receipts: {audit.receipts_valid}/{audit.receipts_checked} verified "
+        "(signatures, entry id, inclusion proof, on-chain checkpoint, contract verifyInclusion)"
+    )
+    if audit.first_failure:
+        console.print(f"  first failure: {audit.first_failure}")
+    console.print(
+        ("[green]✓[/green] " if audit.log_consistent else "[red]✗[/red] ") + audit.log_verdict
+    )
 
     summary: dict[str, Any] = {
         "network": chain.network.name,
@@ -114,9 +138,17 @@ def demo(
                 for c in evidence.checkpoints
             ],
         },
+        "audit": {
+            "receipts_checked": audit.receipts_checked,
+            "receipts_valid": audit.receipts_valid,
+            "log_consistent": audit.log_consistent,
+        },
         "seconds": round(time.monotonic() - started, 1),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     console.print(f"[green]done in {summary['seconds']} s[/green]; summary: {out / 'summary.json'}")
     if as_json:
         print(json.dumps(summary, indent=2))
+    ok = audit.receipts_valid == audit.receipts_checked and audit.log_consistent
+    if not ok:
+        raise typer.Exit(1)

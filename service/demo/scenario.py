@@ -21,6 +21,8 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from service.audit.log import SqlConsistencySource, audit_log
+from service.audit.receipt import audit_receipt
 from service.chain.client import Chain
 from service.chain.deploy import TallyContracts, deploy_tally
 from service.evidence.anchor import anchor_once
@@ -169,9 +171,10 @@ def run_evidence(
 
     ingest(agreements)
     every = max(1, -(-len(signed) // max(1, checkpoints)))
+    step = min(BATCH, every)
     since_anchor = 0
-    for pos in range(0, len(signed), BATCH):
-        batch = signed[pos : pos + BATCH]
+    for pos in range(0, len(signed), step):
+        batch = signed[pos : pos + step]
         ingest(batch)
         since_anchor += len(batch)
         if progress:
@@ -187,19 +190,50 @@ def run_evidence(
     return result
 
 
-def write_receipts(
-    engine: Engine, result: EvidenceResult, out_dir: Path, sample: int
-) -> list[Path]:
-    """Write ``sample`` receipt documents (spread over the log) to ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    picks = result.receipts[:: max(1, len(result.receipts) // sample)][:sample]
-    paths = []
+def build_receipts(engine: Engine, result: EvidenceResult, *, count: int) -> None:
+    """Build receipt documents for ``count`` receipts spread over the log."""
+    picks = result.receipts[:: max(1, len(result.receipts) // count)][:count]
     with Session(engine) as session:
         for signed in picks:
-            eid = "0x" + signed.id().hex()
-            doc = build_receipt(session=session, eid=eid)
-            result.receipt_docs.append(doc)
-            path = out_dir / f"{eid}.json"
-            path.write_text(json.dumps(doc, indent=2) + "\n")
-            paths.append(path)
+            result.receipt_docs.append(build_receipt(session=session, eid="0x" + signed.id().hex()))
+
+
+def write_receipts(result: EvidenceResult, out_dir: Path, *, sample: int) -> list[Path]:
+    """Write the first ``sample`` receipt documents to ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for doc in result.receipt_docs[:sample]:
+        path = out_dir / f"{doc['entry_id']}.json"
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+        paths.append(path)
     return paths
+
+
+@dataclass(frozen=True)
+class EvidenceAudit:
+    receipts_checked: int
+    receipts_valid: int
+    first_failure: str | None
+    log_consistent: bool
+    log_verdict: str
+
+
+def audit_evidence(*, engine: Engine, chain: Chain, result: EvidenceResult) -> EvidenceAudit:
+    """Check every receipt document online and the log against every checkpoint."""
+    valid, first = 0, None
+    for doc in result.receipt_docs:
+        report = audit_receipt(doc, chain=chain)
+        if report.ok:
+            valid += 1
+        elif first is None:
+            first = report.verdict
+    log_report = audit_log(
+        chain=chain, ledger=result.contracts.ledger, proofs=SqlConsistencySource(engine)
+    )
+    return EvidenceAudit(
+        receipts_checked=len(result.receipt_docs),
+        receipts_valid=valid,
+        first_failure=first,
+        log_consistent=log_report.ok,
+        log_verdict=log_report.verdict,
+    )

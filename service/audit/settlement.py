@@ -1,0 +1,773 @@
+"""Audit a settlement round: recompute it from the chain, the public log and the policy.
+
+The chain is the trusted side: the SettlementVault holds the round (payout root, total,
+evidence checkpoint seq, policy hash) and the EvidenceLedger the checkpoint (tree size,
+root). The log entries come from an :class:`EntrySource` (an export file written by
+``tally log export``, or a database); the policy document from the auditor. Nothing the
+operator serves is trusted: the entries must rebuild the anchored root, every signature
+is re-verified, and the payouts are recomputed by the same pure core the operator runs
+(:func:`service.settlement.engine.settle_entries`), this time from decoded entries.
+
+Checks, in order (the name is what the CLI and the JSON report give):
+
+===================  =================================================================
+``round``            the round exists on the vault (any status; cancelled is noted)
+``ledger``           the given EvidenceLedger is the vault's
+``checkpoint``       the round's evidence checkpoint is on the ledger
+``policy_hash``      SHA-256 of the policy's canonical form is the round's policy hash
+``log_entries``      the source gives exactly leaves 0 .. size-1 (none hidden, none extra)
+``log_root``         the RFC 9162 root of those entries is the anchored root
+``decode``           every entry is canonical TALLY-ENTRY-V1 bytes
+``signatures``       every entry is signed in this deployment's EIP-712 domain by exactly
+                     its required signers (recovered in parallel over the cores)
+``agreements``       every entry names an agreement earlier in the log, its parties are the
+                     agreement's, its period lies in the agreement's validity, receipt
+                     nonces are unique, no entry appears twice
+``roles``            at the checkpoint's block, the registry gives every party the role
+                     its part needs (suspension is not checked: evidence signed before a
+                     suspension stays valid, and the audit cannot time it)
+``published_payouts`` (only with a payout file) the file's payouts rebuild the on-chain
+                     root, so its lines can be compared one by one
+``payouts``          the recomputed payout root and total equal the round's; on a
+                     mismatch the first differing payout is named (with a payout file)
+===================  =================================================================
+
+A check that cannot be meaningful after an earlier failure is reported as skipped (for
+instance no recomputation from a log that does not match the anchored root, or under a
+policy that is not the round's). :class:`EntrySource` is a two-method protocol; the
+export file and SQL sources are here, an HTTP source over the API implements the same.
+
+Log export file (``tally-log-export-v1``, JSON Lines): a header line
+``{"format", "seq", "tree_size", "root", "chain_id", "ledger"}`` and then one line per
+leaf in order, ``{"leaf_index": i, "entry_id": "0x…", "data": "<hex of the canonical
+bytes>"}``. The header is informational: the audit trusts the chain, not the header.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Protocol
+
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlmodel import Session, col, select
+from web3.contract import Contract
+
+from service.audit.receipt import AuditReport
+from service.chain.client import Chain
+from service.errors import (
+    InvalidEntry,
+    InvalidInput,
+    LogExportInvalid,
+    LogUnavailable,
+    NotFound,
+    SettlementError,
+    TallyError,
+)
+from service.evidence.anchor import OnChainCheckpoint, read_checkpoint
+from service.evidence.directory import CONSUMER, PROVIDER, STATUS_NONE
+from service.evidence.eip712 import Domain, to_checksum_address
+from service.evidence.entries import (
+    Agreement,
+    CoalitionValues,
+    ContributionDeclaration,
+    QualityAttestation,
+    SignedEntry,
+    UsageReceipt,
+    decode_entry,
+    entry_id,
+    verify_many,
+)
+from service.evidence.log import required_for
+from service.evidence.merkle import leaf_hash, root_from_leaf_hashes
+from service.evidence.models import AnchorRow, LogEntry
+from service.settlement.engine import RoundResult, settle_entries
+from service.settlement.payout_tree import build_payout_tree
+from service.settlement.policy import Policy, parse_policy
+from service.settlement.rounds import OnChainRound, read_round
+
+__all__ = [
+    "EXPORT_FORMAT",
+    "EntrySource",
+    "ExportFileSource",
+    "SettlementAuditReport",
+    "SqlEntrySource",
+    "audit_settlement",
+    "write_log_export",
+]
+
+EXPORT_FORMAT = "tally-log-export-v1"
+MAX_SQL_INT = 2**63 - 1
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + bytes(value).hex()
+
+
+# --- entry sources ------------------------------------------------------------------------
+
+
+class EntrySource(Protocol):
+    """The operator's log entries as an auditor reads them (nothing is trusted)."""
+
+    def describe(self) -> str:
+        """Where the entries come from (safe to print)."""
+        ...
+
+    def entries(self, *, size: int) -> Iterator[tuple[int, bytes]]:
+        """``(leaf_index, canonical bytes)`` of the leaves below ``size``, in leaf order as
+        the source has them (gaps, repeats and disorder are the audit's to find)."""
+        ...
+
+
+class ExportFileSource:
+    """Entries from a ``tally log export`` file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise LogExportInvalid(f"no log export file {self.path}")
+
+    def describe(self) -> str:
+        return f"export file {self.path.name}"
+
+    def header(self) -> dict[str, Any]:
+        with self.path.open(encoding="utf-8") as fh:
+            return self._header(fh)
+
+    def _header(self, fh: IO[str]) -> dict[str, Any]:
+        first = fh.readline()
+        try:
+            head = json.loads(first)
+        except json.JSONDecodeError:
+            raise LogExportInvalid(f"{self.path.name}: the first line is not JSON") from None
+        if not isinstance(head, dict) or head.get("format") != EXPORT_FORMAT:
+            raise LogExportInvalid(f"{self.path.name} is not a {EXPORT_FORMAT} file")
+        return head
+
+    def entries(self, *, size: int) -> Iterator[tuple[int, bytes]]:
+        with self.path.open(encoding="utf-8") as fh:
+            self._header(fh)
+            for number, line in enumerate(fh, start=2):
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                    index = item["leaf_index"]
+                    data = bytes.fromhex(str(item["data"]).removeprefix("0x"))
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+                    raise LogExportInvalid(
+                        f"{self.path.name} line {number}: not an entry line ({err!r})"
+                    ) from None
+                if type(index) is not int:
+                    raise LogExportInvalid(f"{self.path.name} line {number}: bad leaf_index")
+                if index < size:
+                    yield index, data
+
+
+class SqlEntrySource:
+    """Entries read from a Tally database (``log_entries``)."""
+
+    def __init__(self, engine: Engine, *, owned: bool = False) -> None:
+        self._engine = engine
+        self._owned = owned
+
+    @classmethod
+    def from_url(cls, url: str) -> SqlEntrySource:
+        from service.db import make_engine
+
+        return cls(make_engine(url, pool=False), owned=True)
+
+    def describe(self) -> str:
+        try:
+            return f"database {make_url(str(self._engine.url)).render_as_string()}"
+        except ArgumentError:  # pragma: no cover - engines always have a valid URL
+            return "database"
+
+    def close(self) -> None:
+        if self._owned:
+            self._engine.dispose()
+
+    def __enter__(self) -> SqlEntrySource:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def entries(self, *, size: int) -> Iterator[tuple[int, bytes]]:
+        leaf = col(LogEntry.leaf_index)
+        try:
+            with Session(self._engine) as session:
+                rows = session.exec(
+                    select(LogEntry.leaf_index, LogEntry.data)
+                    .where(leaf < size)
+                    .order_by(leaf)
+                    .execution_options(yield_per=10_000)
+                )
+                for index, data in rows:
+                    yield int(index), bytes(data)
+        except SQLAlchemyError as err:
+            raise LogUnavailable(f"cannot read the log from {self.describe()}: {err}") from None
+
+
+def write_log_export(*, engine: Engine, seq: int, out: Path) -> dict[str, Any]:
+    """Write leaves ``0 .. tree_size(seq) - 1`` of the operator's log to ``out``.
+
+    ``seq`` is an anchored checkpoint recorded in the database (:class:`NotFound` if not).
+    Returns the header written.
+    """
+    with Session(engine) as session:
+        anchor = session.get(AnchorRow, seq)
+        if anchor is None:
+            raise NotFound(f"checkpoint {seq} is not recorded in this database")
+        header = {
+            "format": EXPORT_FORMAT,
+            "seq": anchor.seq,
+            "tree_size": anchor.tree_size,
+            "root": anchor.root,
+            "chain_id": anchor.chain_id,
+            "ledger": anchor.contract,
+        }
+        leaf = col(LogEntry.leaf_index)
+        rows = session.exec(
+            select(LogEntry.leaf_index, LogEntry.entry_id, LogEntry.data)
+            .where(leaf < anchor.tree_size)
+            .order_by(leaf)
+            .execution_options(yield_per=10_000)
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", encoding="utf-8") as fh:
+            fh.write(json.dumps(header) + "\n")
+            for index, eid, data in rows:
+                line = {"leaf_index": index, "entry_id": eid, "data": bytes(data).hex()}
+                fh.write(json.dumps(line) + "\n")
+    return header
+
+
+# --- the report ---------------------------------------------------------------------------
+
+
+@dataclass
+class SettlementAuditReport(AuditReport):
+    """An :class:`AuditReport` with the round as read and the recomputation."""
+
+    round: dict[str, Any] = field(default_factory=dict)
+    recomputed: dict[str, Any] | None = None
+    mismatches: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json()
+        out["round"] = self.round
+        out["recomputed"] = self.recomputed
+        out["mismatches"] = self.mismatches
+        return out
+
+
+def _skip(report: AuditReport, names: Sequence[str], why: str) -> None:
+    for name in names:
+        report.add(name, None, f"skipped: {why}")
+
+
+# --- entry checks -------------------------------------------------------------------------
+
+
+@dataclass
+class _AgreementView:
+    consumer: str
+    providers: frozenset[str]
+    provider_list: tuple[str, ...]
+    valid_from: int
+    valid_until: int
+
+
+def _agreement_problem(entries: Sequence[SignedEntry]) -> str | None:
+    """The first entry that breaks an agreement rule, as ingest applies them (or None)."""
+    agreements: dict[bytes, _AgreementView] = {}
+    nonces: set[tuple[bytes, str, int]] = set()
+    ids: set[bytes] = set()
+    for index, signed in enumerate(entries):
+        e = signed.entry
+        eid = signed.id()
+        if eid in ids:
+            return f"leaf {index}: entry {_hex(eid)} appears twice in the log"
+        ids.add(eid)
+        if isinstance(e, Agreement):
+            agreements.setdefault(
+                e.agreementId,
+                _AgreementView(
+                    e.consumer,
+                    frozenset(e.providers),
+                    tuple(e.providers),
+                    e.validFrom,
+                    e.validUntil,
+                ),
+            )
+            continue
+        found = agreements.get(e.agreementId)
+        what = f"leaf {index} ({signed.entry_type_name})"
+        if found is None:
+            return f"{what}: agreement {_hex(e.agreementId)} is not earlier in the log"
+        if e.periodStart < found.valid_from or e.periodEnd > found.valid_until:
+            return (
+                f"{what}: period [{e.periodStart}, {e.periodEnd}) lies outside the agreement's "
+                f"validity [{found.valid_from}, {found.valid_until})"
+            )
+        if isinstance(e, UsageReceipt):
+            if e.consumer != found.consumer:
+                return f"{what}: consumer {e.consumer} is not the agreement's consumer"
+            if e.provider not in found.providers:
+                return f"{what}: {e.provider} is not a provider of the agreement"
+            if e.units > MAX_SQL_INT or e.nonce > MAX_SQL_INT:
+                return f"{what}: units or nonce above 2**63 - 1"
+            key = (e.agreementId, e.consumer, e.nonce)
+            if key in nonces:
+                return f"{what}: nonce {e.nonce} of {e.consumer} is used twice"
+            nonces.add(key)
+        elif isinstance(e, QualityAttestation | ContributionDeclaration):
+            if e.provider not in found.providers:
+                return f"{what}: {e.provider} is not a provider of the agreement"
+        elif isinstance(e, CoalitionValues) and sorted(e.providers) != sorted(found.provider_list):
+            return f"{what}: the coalition's providers are not the agreement's"
+    return None
+
+
+class _Registry:
+    """Role look-ups at one block, cached."""
+
+    def __init__(self, chain: Chain, registry: Contract, block: int) -> None:
+        self._chain = chain
+        self._registry = registry
+        self._block = block
+        self._parties: dict[str, tuple[int, int]] = {}
+        self._roles: dict[tuple[bytes, str], bool] = {}
+        fns = registry.functions
+        self.auditor_role = bytes(chain.call(fns.AUDITOR_ROLE()))
+        self.operator_role = bytes(chain.call(fns.OPERATOR_ROLE()))
+
+    def party(self, address: str) -> tuple[int, int]:
+        """(roles bitmask, status) at the block."""
+        found = self._parties.get(address)
+        if found is None:
+            info = self._chain.call(
+                self._registry.functions.participant(address), block=self._block
+            )
+            found = self._parties[address] = (int(info[0]), int(info[1]))
+        return found
+
+    def has(self, role: bytes, address: str) -> bool:
+        key = (role, address)
+        if key not in self._roles:
+            self._roles[key] = bool(
+                self._chain.call(self._registry.functions.hasRole(role, address), block=self._block)
+            )
+        return self._roles[key]
+
+    def with_role(self, address: str, bit: int) -> bool:
+        roles, status = self.party(address)
+        return status != STATUS_NONE and bool(roles & bit)
+
+
+def _role_problem(entries: Sequence[SignedEntry], registry: _Registry) -> str | None:
+    """The first entry whose parties lack their roles at the checkpoint block (or None)."""
+    consumers: dict[bytes, str] = {}
+    for index, signed in enumerate(entries):
+        e = signed.entry
+        what = f"leaf {index} ({signed.entry_type_name})"
+        needs: list[tuple[str, int, str]] = []  # (address, role bit, what it is)
+        if isinstance(e, Agreement):
+            consumers.setdefault(e.agreementId, e.consumer)
+            needs.append((e.consumer, CONSUMER, "consumer"))
+            needs.extend((p, PROVIDER, "provider") for p in e.providers)
+        elif isinstance(e, UsageReceipt):
+            needs += [(e.consumer, CONSUMER, "consumer"), (e.provider, PROVIDER, "provider")]
+        elif isinstance(e, QualityAttestation | CoalitionValues) and len(signed.signatures) != 1:
+            return f"{what}: {len(signed.signatures)} signers where one is expected"
+        elif isinstance(e, QualityAttestation):
+            needs.append((e.provider, PROVIDER, "provider"))
+            (attester,) = signed.signatures
+            if attester == consumers.get(e.agreementId):
+                needs.append((attester, CONSUMER, "attester (consumer)"))
+            elif not registry.has(registry.auditor_role, attester):
+                return f"{what}: attester {attester} is neither the consumer nor an auditor"
+        elif isinstance(e, ContributionDeclaration):
+            needs.append((e.provider, PROVIDER, "provider"))
+            for signer in signed.signatures:
+                if signer != e.provider and not registry.has(registry.operator_role, signer):
+                    return f"{what}: countersigner {signer} is not an operator"
+        else:
+            (evaluator,) = signed.signatures
+            if not (
+                registry.has(registry.auditor_role, evaluator)
+                or registry.has(registry.operator_role, evaluator)
+                or registry.party(evaluator)[1] != STATUS_NONE
+            ):
+                return f"{what}: evaluator {evaluator} is not registered"
+        for address, bit, role in needs:
+            if not registry.with_role(address, bit):
+                return f"{what}: {role} {address} is not registered with that role"
+    return None
+
+
+# --- payouts ------------------------------------------------------------------------------
+
+
+def _payout_mismatches(
+    recomputed: Mapping[str, int], published: Mapping[str, int]
+) -> list[dict[str, Any]]:
+    """Every account whose published payout differs from the recomputed one, by address."""
+    out: list[dict[str, Any]] = []
+    for account in sorted(set(recomputed) | set(published)):
+        want, got = recomputed.get(account, 0), published.get(account, 0)
+        if want == got:
+            continue
+        if not want:
+            kind, text = "extra", f"extra payout of {got} to {to_checksum_address(account)}"
+        elif not got:
+            kind, text = "missing", f"missing payout of {want} to {to_checksum_address(account)}"
+        else:
+            kind = "amount"
+            text = f"payout to {to_checksum_address(account)} is {got}, recomputed {want}"
+        out.append(
+            {
+                "kind": kind,
+                "account": to_checksum_address(account),
+                "published": str(got),
+                "recomputed": str(want),
+                "detail": text,
+            }
+        )
+    return out
+
+
+def _period_of(payouts_doc: Mapping[str, Any]) -> tuple[int, int] | None:
+    period = payouts_doc.get("period")
+    if not isinstance(period, Mapping):
+        return None
+    start, end = period.get("start"), period.get("end")
+    if type(start) is not int or type(end) is not int:
+        return None
+    return start, end
+
+
+def _published(payouts_doc: Mapping[str, Any]) -> tuple[dict[str, int], bytes]:
+    try:
+        claims = payouts_doc["claims"]
+        amounts = {str(c["account"]).lower(): int(c["amount"]) for c in claims}
+        round_id = int(payouts_doc["round_id"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise InvalidInput(f"the payout file is malformed: {err!r}") from None
+    tree = build_payout_tree(round_id=round_id, payouts=amounts)
+    return amounts, tree.root
+
+
+# --- the audit ----------------------------------------------------------------------------
+
+
+def audit_settlement(
+    *,
+    chain: Chain,
+    vault: Contract,
+    ledger: Contract,
+    round_id: int,
+    entries_source: EntrySource,
+    policy_doc: Policy | Mapping[str, Any],
+    payouts_doc: Mapping[str, Any] | None = None,
+    period: tuple[int, int] | None = None,
+    workers: int | None = None,
+) -> SettlementAuditReport:
+    """Recompute round ``round_id`` and check it against the chain (see the module doc).
+
+    ``policy_doc``: the policy (parsed, or a document to parse). ``payouts_doc``: the
+    round's published claim file (``payouts.json``), to name the first differing payout.
+    ``period``: the round's ``(start, end)``, which the chain does not hold; by default
+    the payout file's ``period`` (any period is only an input: the recomputation must
+    still reproduce the on-chain root). Returns the report; raises only when the chain
+    cannot be read.
+    """
+    report = SettlementAuditReport(subject=f"settlement round {round_id}")
+    names_after_round = [
+        "ledger",
+        "checkpoint",
+        "policy_hash",
+        "log_entries",
+        "log_root",
+        "decode",
+        "signatures",
+        "agreements",
+        "roles",
+        "payouts",
+    ]
+    try:
+        rnd = read_round(chain=chain, vault=vault, round_id=round_id)
+    except NotFound as err:
+        report.add("round", False, err.message)
+        _skip(report, names_after_round, "no such round")
+        return report
+    report.round = _round_json(rnd)
+    report.add(
+        "round",
+        True,
+        f"{rnd.status}: root {_hex(rnd.payout_root)}, total {rnd.total}, checkpoint "
+        f"{rnd.evidence_seq}, policy {_hex(rnd.policy_hash)}",
+    )
+
+    vault_ledger = str(chain.call(vault.functions.ledger()))
+    if vault_ledger.lower() != str(ledger.address).lower():
+        report.add("ledger", False, f"the vault's ledger is {vault_ledger}, not {ledger.address}")
+        _skip(report, names_after_round[1:], "wrong ledger")
+        return report
+    report.add("ledger", True, f"EvidenceLedger {ledger.address}")
+
+    try:
+        cp = read_checkpoint(chain, ledger, rnd.evidence_seq)
+    except NotFound as err:
+        report.add("checkpoint", False, err.message)
+        _skip(report, names_after_round[2:], "no checkpoint")
+        return report
+    report.add(
+        "checkpoint",
+        True,
+        f"checkpoint {cp.seq}: size {cp.tree_size}, root {_hex(cp.root)}, block {cp.block_number}",
+    )
+
+    policy = _check_policy(report, policy_doc, rnd)
+
+    entries = _check_log(report, entries_source, cp)
+    if entries is None:
+        _skip(
+            report,
+            ["decode", "signatures", "agreements", "roles", "payouts"],
+            "the log does not match the anchored checkpoint",
+        )
+        return report
+
+    decoded = _decode(report, entries)
+    if decoded is None:
+        _skip(report, ["signatures", "agreements", "roles", "payouts"], "undecodable entry")
+        return report
+
+    domain = Domain(chain_id=chain.chain_id, verifying_contract=ledger.address)
+    entries_ok = _check_signatures(report, decoded, domain, workers)
+    problem = _agreement_problem(decoded)
+    report.add(
+        "agreements",
+        problem is None,
+        problem or f"{len(decoded)} entries agree with their agreements",
+    )
+    entries_ok = entries_ok and problem is None
+    registry = chain.contract("ParticipantRegistry", str(chain.call(vault.functions.registry())))
+    role_problem = _role_problem(decoded, _Registry(chain, registry, cp.block_number))
+    report.add(
+        "roles",
+        role_problem is None,
+        role_problem or f"every party held its role at block {cp.block_number}",
+    )
+    entries_ok = entries_ok and role_problem is None
+
+    if policy is None:
+        report.add("payouts", None, "skipped: the policy is not the round's")
+        return report
+    if not entries_ok:
+        report.add("payouts", None, "skipped: the log holds evidence that is not valid")
+        return report
+    if period is None and payouts_doc is not None:
+        period = _period_of(payouts_doc)
+    if period is None:
+        report.add("payouts", False, "the round's period is needed to recompute it")
+        return report
+    _check_payouts(report, decoded, rnd, cp, policy, period, payouts_doc)
+    return report
+
+
+def _round_json(rnd: OnChainRound) -> dict[str, Any]:
+    return {
+        "round_id": rnd.round_id,
+        "status": rnd.status,
+        "payout_root": _hex(rnd.payout_root),
+        "total": str(rnd.total),
+        "evidence_seq": rnd.evidence_seq,
+        "policy_hash": _hex(rnd.policy_hash),
+        "statement_uri": rnd.statement_uri,
+    }
+
+
+def _check_policy(
+    report: AuditReport, policy_doc: Policy | Mapping[str, Any], rnd: OnChainRound
+) -> Policy | None:
+    """The policy, if it is valid and its hash is the round's."""
+    try:
+        policy = policy_doc if isinstance(policy_doc, Policy) else parse_policy(policy_doc)
+    except InvalidInput as err:
+        report.add("policy_hash", False, f"the policy is not valid: {err.message}")
+        return None
+    if policy.hash != rnd.policy_hash:
+        report.add(
+            "policy_hash",
+            False,
+            f"the policy hashes to {policy.hash_hex}, the round names {_hex(rnd.policy_hash)}",
+        )
+        return None
+    report.add("policy_hash", True, f"policy {policy.hash_hex}")
+    return policy
+
+
+def _check_log(
+    report: AuditReport, source: EntrySource, cp: OnChainCheckpoint
+) -> list[bytes] | None:
+    """The entries below the checkpoint size, if they are exactly the anchored leaves."""
+    size = cp.tree_size
+    entries: list[bytes] = []
+    problem = None
+    try:
+        for index, data in source.entries(size=size):
+            if index != len(entries):
+                problem = (
+                    f"leaf {len(entries)} is missing from {source.describe()}"
+                    if index > len(entries)
+                    else f"{source.describe()} gives leaf {index} twice or out of order"
+                )
+                break
+            entries.append(data)
+    except TallyError as err:
+        report.add("log_entries", False, f"cannot read {source.describe()}: {err.message}")
+        _skip(report, ["log_root"], "no log")
+        return None
+    if problem is None and len(entries) < size:
+        problem = (
+            f"{source.describe()} has {len(entries)} entries below the checkpoint size {size}: "
+            f"leaf {len(entries)} is missing"
+        )
+    if problem is not None:
+        report.add("log_entries", False, problem)
+        _skip(report, ["log_root"], "entries missing")
+        return None
+    report.add("log_entries", True, f"{size} entries from {source.describe()}")
+    root = root_from_leaf_hashes([leaf_hash(data) for data in entries])
+    if root != cp.root:
+        report.add(
+            "log_root",
+            False,
+            f"the entries give root {_hex(root)}, checkpoint {cp.seq} anchored {_hex(cp.root)}: "
+            "an entry was altered, replaced or reordered",
+        )
+        return None
+    report.add("log_root", True, f"the entries rebuild the anchored root {_hex(cp.root)}")
+    return entries
+
+
+def _decode(report: AuditReport, entries: Sequence[bytes]) -> list[SignedEntry] | None:
+    decoded: list[SignedEntry] = []
+    for index, data in enumerate(entries):
+        try:
+            decoded.append(decode_entry(data))
+        except InvalidEntry as err:
+            report.add("decode", False, f"leaf {index} ({_hex(entry_id(data))}): {err.message}")
+            return None
+    report.add("decode", True, f"{len(decoded)} canonical entries")
+    return decoded
+
+
+def _check_signatures(
+    report: AuditReport, decoded: Sequence[SignedEntry], domain: Domain, workers: int | None
+) -> bool:
+    required: list[frozenset[str] | None] = []
+    for index, signed in enumerate(decoded):
+        try:
+            required.append(required_for(signed))
+        except (InvalidInput, ValueError) as err:
+            text = err.message if isinstance(err, TallyError) else str(err)
+            return report.add("signatures", False, f"leaf {index}: {text}")
+    results = verify_many(decoded, domain, workers, required=required)
+    for index, result in enumerate(results):
+        if result.error is not None:
+            return report.add(
+                "signatures",
+                False,
+                f"leaf {index} ({decoded[index].entry_type_name}): {result.error.message}",
+            )
+    signatures = sum(len(s.signatures) for s in decoded)
+    return report.add(
+        "signatures", True, f"{signatures} signatures on {len(decoded)} entries verified"
+    )
+
+
+def _check_payouts(
+    report: SettlementAuditReport,
+    decoded: Sequence[SignedEntry],
+    rnd: OnChainRound,
+    cp: OnChainCheckpoint,
+    policy: Policy,
+    period: tuple[int, int],
+    payouts_doc: Mapping[str, Any] | None,
+) -> None:
+    try:
+        result: RoundResult = settle_entries(
+            decoded,
+            round_id=rnd.round_id,
+            period_start=period[0],
+            period_end=period[1],
+            checkpoint_size=cp.tree_size,
+            policy=policy,
+            checkpoint_seq=cp.seq,
+        )
+    except (SettlementError, InvalidInput) as err:
+        report.add("payouts", False, f"the round cannot be recomputed: {err.message}")
+        return
+    report.recomputed = {
+        "payout_root": _hex(result.root),
+        "total": str(result.pool),
+        "payees": len(result.tree),
+        "payouts": {to_checksum_address(a): str(v) for a, v in result.payouts.items()},
+    }
+    published_ok = False
+    if payouts_doc is not None:
+        try:
+            published, published_root = _published(payouts_doc)
+        except (InvalidInput, SettlementError) as err:
+            report.add("published_payouts", False, err.message)
+        else:
+            if published_root != rnd.payout_root:
+                report.add(
+                    "published_payouts",
+                    False,
+                    f"the payout file gives root {_hex(published_root)}, the round's root is "
+                    f"{_hex(rnd.payout_root)}: it is not what was proposed",
+                )
+            else:
+                published_ok = report.add(
+                    "published_payouts",
+                    True,
+                    f"{len(published)} published payouts rebuild the round's root",
+                )
+                report.mismatches = _payout_mismatches(result.payouts, published)
+    if result.root == rnd.payout_root and result.pool == rnd.total:
+        report.add(
+            "payouts",
+            True,
+            f"recomputed root {_hex(result.root)} and total {result.pool} "
+            f"({len(result.tree)} payees) equal the round's",
+        )
+        report.summary = (
+            f"round {rnd.round_id} ({rnd.status}) pays exactly what {cp.tree_size} anchored "
+            f"entries of checkpoint {cp.seq} give under policy {policy.hash_hex}"
+        )
+        return
+    if published_ok and report.mismatches:
+        first = report.mismatches[0]["detail"]
+        more = len(report.mismatches) - 1
+        detail = first + (f" (and {more} more)" if more else "")
+    else:
+        detail = (
+            f"recomputed root {_hex(result.root)} and total {result.pool}; the round has "
+            f"root {_hex(rnd.payout_root)} and total {rnd.total}"
+        )
+    report.add("payouts", False, detail)

@@ -1,0 +1,542 @@
+"""``tally settle run|finalize|cancel|challenge``, ``claim``, ``bill``, ``deposit``,
+``log export`` and ``audit settlement``.
+
+Operator commands read the operator's database (``--db``, default ``TALLY_DATABASE_URL``)
+and, when they touch the chain, the network (``--network`` / ``--rpc``) and its
+deployment file (``--deployment``, default ``chain-config/deployments/<network>.json``).
+Round files go under ``<data dir>/rounds/<N>/`` (``TALLY_DATA_DIR``, default ``.tally``).
+Times (``--from``, ``--to``) are unix seconds or ISO 8601 dates/times (UTC unless they
+say otherwise); periods are half-open ``[from, to)``.
+
+Transactions are signed with the operator's key from the network config; ``--key-env
+VAR`` signs with the private key in environment variable ``VAR`` instead (an auditor's
+challenge, a consumer's deposit).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from service.chain.client import Chain
+from service.chain.config import deployment_path, load_deployment
+from service.chain.deploy import TallyContracts, attach
+from service.cli.chain_cmd import NetworkOpt, RpcOpt, connect
+from service.errors import CheckpointNotFound, ConfigError, DeploymentNotFound, InvalidInput
+from service.evidence.models import AnchorRow
+from service.settings import get_settings
+
+console = Console()
+settle_app = typer.Typer(
+    help="Compute, propose, challenge, cancel and finalize settlement rounds.",
+    no_args_is_help=True,
+)
+log_app = typer.Typer(help="Export the evidence log for auditors.", no_args_is_help=True)
+
+DbOpt = Annotated[
+    str | None, typer.Option("--db", help="Database URL; default TALLY_DATABASE_URL.")
+]
+DeploymentOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--deployment", help="Deployment file; default chain-config/deployments/<network>.json."
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+KeyEnvOpt = Annotated[
+    str | None,
+    typer.Option("--key-env", help="Sign with the private key in this environment variable."),
+]
+FromOpt = Annotated[str, typer.Option("--from", help="Period start: unix seconds or ISO 8601.")]
+ToOpt = Annotated[str, typer.Option("--to", help="Period end (excluded): unix or ISO 8601.")]
+CheckpointOpt = Annotated[
+    int | None,
+    typer.Option("--checkpoint", help="Anchored checkpoint seq; default: the latest.", min=0),
+]
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def parse_time(value: str, what: str = "time") -> int:
+    """Unix seconds, or an ISO 8601 date / date-time (UTC when no offset is given)."""
+    text = value.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{what} {value!r} is neither unix seconds nor ISO 8601") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+def _engine(db: str | None) -> Engine:
+    from service.db import create_schema, make_engine
+
+    engine = make_engine(db or get_settings().database_url)
+    create_schema(engine)
+    return engine
+
+
+def _checkpoint(engine: Engine, seq: int | None) -> AnchorRow:
+    with Session(engine) as session:
+        if seq is None:
+            row = session.exec(select(AnchorRow).order_by(col(AnchorRow.seq).desc())).first()
+            if row is None:
+                raise CheckpointNotFound("nothing is anchored yet: run `tally anchor` first")
+            return row
+        found = session.get(AnchorRow, seq)
+        if found is None:
+            raise CheckpointNotFound(f"checkpoint {seq} is not recorded in this database")
+        return found
+
+
+def _contracts(chain: Chain, deployment: Path | None) -> TallyContracts:
+    path = deployment or deployment_path(chain.network.name)
+    try:
+        dep = load_deployment(path)
+    except DeploymentNotFound as err:
+        hint = "" if deployment else "; pass --deployment FILE"
+        raise DeploymentNotFound(f"{err.message}{hint}") from None
+    return attach(chain, dep)
+
+
+def _signer(chain: Chain, key_env: str | None) -> LocalAccount:
+    if key_env is None:
+        from service.chain.keys import operator_account
+
+        return operator_account(chain.network)
+    value = os.environ.get(key_env)
+    if not value:
+        raise ConfigError(f"environment variable {key_env} holds no private key")
+    try:
+        acct: LocalAccount = Account.from_key(value.strip())
+    except (ValueError, TypeError):
+        raise ConfigError(f"{key_env} is not a valid private key") from None
+    return acct
+
+
+def _data_dir() -> Path:
+    return Path(get_settings().data_dir)
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2))
+
+
+def _short(address: str) -> str:
+    return f"{address[:8]}…{address[-4:]}"
+
+
+def _percent(part: int, whole: int) -> str:
+    """``part / whole`` as a percentage with two decimals, truncated (integer arithmetic)."""
+    if not whole:
+        return "-"
+    bp = part * 10_000 // whole
+    return f"{bp // 100}.{bp % 100:02d}%"
+
+
+def _statement_tables(statement: dict[str, Any]) -> None:
+    total = int(statement["total"])
+    table = Table(
+        title=(
+            f"Round {statement['round_id']}: period [{statement['period']['start']}, "
+            f"{statement['period']['end']}), checkpoint size {statement['checkpoint']['size']}"
+        )
+    )
+    for name, justify in (
+        ("account", "left"),
+        ("roles", "left"),
+        ("receipts", "right"),
+        ("units", "right"),
+        ("payout", "right"),
+        ("share", "right"),
+        ("index", "right"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for who in statement["participants"]:
+        roles = sorted({line["role"] for line in who["lines"]})
+        payout = int(who["payout"])
+        table.add_row(
+            who["account"],
+            ",".join(roles),
+            str(who["receipts"]),
+            str(who["units"]),
+            str(payout),
+            _percent(payout, total),
+            "" if who["index"] is None else str(who["index"]),
+        )
+    console.print(table)
+    console.print(
+        f"pool {total} to {statement['payees']} payees; payout root {statement['payout_root']}; "
+        f"policy {statement['policy_hash']}"
+    )
+    _bill_table(statement["bills"])
+
+
+def _bill_table(bills: list[dict[str, Any]]) -> None:
+    table = Table(title="Bills (what each consumer owes for the period)")
+    for name in ("consumer", "agreement", "receipts", "units", "unit price", "amount"):
+        table.add_column(name, justify="left" if name in ("consumer", "agreement") else "right")
+    for bill in bills:
+        for line in bill["agreements"]:
+            table.add_row(
+                bill["consumer"],
+                _short(line["agreement_id"]),
+                str(line["receipts"]),
+                str(line["units"]),
+                line["unit_price"],
+                line["amount"],
+            )
+    console.print(table)
+
+
+# --- settle -----------------------------------------------------------------------------------
+
+
+@settle_app.command("run")
+def settle_run(
+    round_id: Annotated[int, typer.Option("--round", help="Round id (never reused).", min=0)],
+    period_from: FromOpt,
+    period_to: ToOpt,
+    policy: Annotated[Path, typer.Option("--policy", help="Policy file (TOML or JSON).")],
+    checkpoint: CheckpointOpt = None,
+    propose_round: Annotated[
+        bool, typer.Option("--propose", help="Also propose the round on the vault.")
+    ] = False,
+    as_json: JsonOpt = False,
+    db: DbOpt = None,
+    network: NetworkOpt = None,
+    rpc: RpcOpt = None,
+    deployment: DeploymentOpt = None,
+) -> None:
+    """Compute a round from the anchored log, write its files, optionally propose it."""
+    from service.settlement.engine import compute_round
+    from service.settlement.policy import load_policy
+    from service.settlement.rounds import propose, write_round_files
+
+    parsed = load_policy(policy)
+    start, end = parse_time(period_from, "--from"), parse_time(period_to, "--to")
+    engine = _engine(db)
+    try:
+        anchor = _checkpoint(engine, checkpoint)
+        result = compute_round(
+            session_or_engine=engine,
+            round_id=round_id,
+            period_start=start,
+            period_end=end,
+            checkpoint_size=anchor.tree_size,
+            checkpoint_seq=anchor.seq,
+            policy=parsed,
+        )
+    finally:
+        engine.dispose()
+    files = write_round_files(result=result, data_dir=_data_dir())
+    proposed = None
+    if propose_round:
+        chain = connect(network, rpc)
+        contracts = _contracts(chain, deployment)
+        proposed = propose(
+            chain=chain,
+            vault=contracts.vault,
+            result=result,
+            sender=_signer(chain, None),
+            statement_uri=files.statement_json.resolve().as_uri(),
+        )
+    if as_json:
+        out = result.statement()
+        out["files"] = str(files.directory)
+        if proposed is not None:
+            out["proposed"] = {
+                "tx_hash": proposed.tx_hash,
+                "block": proposed.block_number,
+                "challenge_deadline": proposed.challenge_deadline,
+                "statement_uri": proposed.statement_uri,
+            }
+        _print_json(out)
+        return
+    _statement_tables(result.statement())
+    console.print(f"round files written to {files.directory}")
+    if proposed is not None:
+        console.print(
+            f"proposed round {round_id}: tx {proposed.tx_hash}, block {proposed.block_number}, "
+            f"challenges until {proposed.challenge_deadline}"
+        )
+
+
+def _round_tx(
+    action: str, round_id: int, network: str | None, rpc: str | None, deployment: Path | None
+) -> None:
+    from service.settlement import rounds
+
+    chain = connect(network, rpc)
+    contracts = _contracts(chain, deployment)
+    fn = {"finalize": rounds.finalize, "cancel": rounds.cancel}[action]
+    receipt = fn(chain=chain, vault=contracts.vault, round_id=round_id, sender=_signer(chain, None))
+    state = rounds.read_round(chain=chain, vault=contracts.vault, round_id=round_id)
+    typer.echo(f"round {round_id}: {state.status} (tx 0x{bytes(receipt['transactionHash']).hex()})")
+
+
+@settle_app.command("finalize")
+def settle_finalize(
+    round_id: Annotated[int, typer.Argument(help="Round id.")],
+    network: NetworkOpt = None,
+    rpc: RpcOpt = None,
+    deployment: DeploymentOpt = None,
+) -> None:
+    """Finalize an undisputed round after its challenge window."""
+    _round_tx("finalize", round_id, network, rpc, deployment)
+
+
+@settle_app.command("cancel")
+def settle_cancel(
+    round_id: Annotated[int, typer.Argument(help="Round id.")],
+    network: NetworkOpt = None,
+    rpc: RpcOpt = None,
+    deployment: DeploymentOpt = None,
+) -> None:
+    """Cancel a proposed or disputed round; its reservation is released."""
+    _round_tx("cancel", round_id, network, rpc, deployment)
+
+
+@settle_app.command("challenge")
+def settle_challenge(
+    round_id: Annotated[int, typer.Argument(help="Round id.")],
+    reason: Annotated[str, typer.Option(help="Why (its keccak256 goes on chain).")],
+    key_env: KeyEnvOpt = None,
+    network: NetworkOpt = None,
+    rpc: RpcOpt = None,
+    deployment: DeploymentOpt = None,
+) -> None:
+    """Dispute a proposed round during its challenge window (auditor or participant)."""
+    from service.settlement.rounds import challenge, read_round
+
+    chain = connect(network, rpc)
+    contracts = _contracts(chain, deployment)
+    challenge(
+        chain=chain,
+        vault=contracts.vault,
+        round_id=round_id,
+        sender=_signer(chain, key_env),
+        reason=reason,
+    )
+    state = read_round(chain=chain, vault=contracts.vault, round_id=round_id)
+    typer.echo(f"round {round_id}: {state.status}")
+
+
+# --- claim, bill, deposit ---------------------------------------------------------------------
+
+
+def claim_cmd(
+    round_id: Annotated[int, typer.Option("--round", help="Round id.", min=0)],
+    account: Annotated[
+        list[str] | None, typer.Option("--account", help="Claim for this account (repeatable).")
+    ] = None,
+    claim_all: Annotated[
+        bool, typer.Option("--all", help="Claim every payout not claimed yet.")
+    ] = False,
+    payouts: Annotated[
+        Path | None,
+        typer.Option(help="Claim file; default <data dir>/rounds/<N>/payouts.json."),
+    ] = None,
+    key_env: KeyEnvOpt = None,
+    network: NetworkOpt = None,
+    rpc: RpcOpt = None,
+    deployment: DeploymentOpt = None,
+) -> None:
+    """Claim payouts of a finalized round (anyone may send; the leaf's account is paid)."""
+    from service.settlement.rounds import claim, load_payouts, round_dir
+
+    if bool(account) == claim_all:
+        raise ConfigError("give --account A (one or more) or --all")
+    tree = load_payouts(payouts or round_dir(_data_dir(), round_id) / "payouts.json")
+    if tree.round_id != round_id:
+        raise InvalidInput(f"the payout file is for round {tree.round_id}, not {round_id}")
+    chain = connect(network, rpc)
+    contracts = _contracts(chain, deployment)
+    results = claim(
+        chain=chain,
+        vault=contracts.vault,
+        tree=tree,
+        sender=_signer(chain, key_env),
+        accounts=None if claim_all else account,
+    )
+    for r in results:
+        state = f"claimed (tx {r.tx_hash})" if r.claimed_now else "already claimed"
+        typer.echo(f"#{r.index} {r.account} {r.amount}: {state}")
+
+
+def bill_cmd(
+    period_from: FromOpt,
+    period_to: ToOpt,
+    checkpoint: CheckpointOpt = None,
+    as_json: JsonOpt = False,
+    db: DbOpt = None,
+) -> None:
+    """What each consumer owes for the period: its receipts x unit price."""
+    from service.settlement.engine import compute_bills
+
+    engine = _engine(db)
+    try:
+        anchor = _checkpoint(engine, checkpoint)
+        bills = compute_bills(
+            session_or_engine=engine,
+            period_start=parse_time(period_from, "--from"),
+            period_end=parse_time(period_to, "--to"),
+            checkpoint_size=anchor.tree_size,
+        )
+    finally:
+        engine.dispose()
+    docs = [bill.to_json() for bill in bills]
+    if as_json:
+        _print_json({"checkpoint": {"seq": anchor.seq, "size": anchor.tree_size}, "bills": docs})
+        return
+    _bill_table(docs)
+    console.print(f"total owed: {sum(b.total for b in bills)}")
+
+
+def deposit_cmd(
+    amount: Annotated[int, typer.Argument(help="Token amount in its smallest unit.", min=1)],
+    mint: Annotated[
+        bool, typer.Option("--mint", help="Mint it first (DemoToken owner, dev chains).")
+    ] = False,
+    key_env: KeyEnvOpt = None,
+    network: NetworkOpt = None,
+    rpc: RpcOpt = None,
+    deployment: DeploymentOpt = None,
+) -> None:
+    """Approve the vault and deposit AMOUNT into its unallocated balance."""
+    from service.settlement.rounds import deposit, unallocated
+
+    chain = connect(network, rpc)
+    contracts = _contracts(chain, deployment)
+    sender = _signer(chain, key_env)
+    if mint:
+        owner = _signer(chain, None)
+        chain.transact(contracts.token.functions.mint(sender.address, amount), sender=owner)
+    deposit(chain=chain, vault=contracts.vault, token=contracts.token, sender=sender, amount=amount)
+    typer.echo(
+        f"deposited {amount} from {sender.address}; unallocated now "
+        f"{unallocated(chain=chain, vault=contracts.vault)}"
+    )
+
+
+# --- log export and audit ---------------------------------------------------------------------
+
+
+@log_app.command("export")
+def log_export(
+    upto: Annotated[int, typer.Option("--upto", help="Checkpoint seq to export up to.", min=0)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Export file (JSON Lines).")],
+    db: DbOpt = None,
+) -> None:
+    """Write the log's entries up to an anchored checkpoint, for `tally audit settlement`."""
+    from service.audit.settlement import write_log_export
+
+    engine = _engine(db)
+    try:
+        header = write_log_export(engine=engine, seq=upto, out=out)
+    finally:
+        engine.dispose()
+    typer.echo(
+        f"exported {header['tree_size']} entries (checkpoint {header['seq']}, root "
+        f"{header['root']}) to {out}"
+    )
+
+
+def audit_settlement_cmd(
+    round_id: Annotated[int, typer.Argument(help="Round id.")],
+    policy: Annotated[Path, typer.Option("--policy", help="Policy file (TOML or JSON).")],
+    rpc: RpcOpt = None,
+    network: NetworkOpt = None,
+    deployment: DeploymentOpt = None,
+    log_file: Annotated[
+        Path | None, typer.Option("--log-file", help="Log export (`tally log export`).")
+    ] = None,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Read the log from this database URL.")
+    ] = None,
+    payouts: Annotated[
+        Path | None,
+        typer.Option(help="The round's published payouts.json: names differing payouts."),
+    ] = None,
+    period_from: Annotated[
+        str | None, typer.Option("--from", help="Round period start (default: payout file).")
+    ] = None,
+    period_to: Annotated[
+        str | None, typer.Option("--to", help="Round period end (default: payout file).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Print every check before the verdict.")
+    ] = False,
+) -> None:
+    """Recompute a round from the chain, the log and the policy; exit 1 on any mismatch."""
+    from service.audit.settlement import (
+        EntrySource,
+        ExportFileSource,
+        SqlEntrySource,
+        audit_settlement,
+    )
+    from service.settlement.policy import load_policy
+
+    if (rpc is None) == (network is None):
+        raise ConfigError("give exactly one of --rpc URL or --network NAME")
+    if (log_file is None) == (db is None):
+        raise ConfigError("give exactly one of --log-file FILE or --db URL")
+    if (period_from is None) != (period_to is None):
+        raise ConfigError("give both --from and --to, or neither")
+    payouts_doc = None
+    if payouts is not None:
+        try:
+            payouts_doc = json.loads(payouts.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise InvalidInput(f"cannot read the payout file {payouts}: {err}") from None
+    period = None
+    if period_from is not None and period_to is not None:
+        period = (parse_time(period_from, "--from"), parse_time(period_to, "--to"))
+    chain = connect(network, rpc)
+    contracts = _contracts(chain, deployment)
+    source: EntrySource
+    sql_source = None
+    if log_file is not None:
+        source = ExportFileSource(log_file)
+    else:
+        assert db is not None
+        source = sql_source = SqlEntrySource.from_url(db)
+    try:
+        report = audit_settlement(
+            chain=chain,
+            vault=contracts.vault,
+            ledger=contracts.ledger,
+            round_id=round_id,
+            entries_source=source,
+            policy_doc=load_policy(policy),
+            payouts_doc=payouts_doc,
+            period=period,
+        )
+    finally:
+        if sql_source is not None:
+            sql_source.close()
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        if verbose:
+            marks = {True: "ok  ", False: "FAIL", None: "skip"}
+            for check in report.checks:
+                typer.echo(f"{marks[check.ok]}  {check.name}: {check.detail}")
+        typer.echo(report.verdict)
+    raise typer.Exit(0 if report.ok else 1)

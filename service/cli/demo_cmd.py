@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,8 +24,23 @@ from service.demo.scenario import (
     setup_space,
     write_receipts,
 )
+from service.demo.settle import RIGHT_ROUND, WRONG_ROUND, run_settlement
 
 console = Console()
+
+
+def _tokens(amount: int | Fraction) -> str:
+    """Display only: an amount in whole tokens (18 decimals), 6 places, no float."""
+    micro = Fraction(amount) * 10**6 / 10**18
+    whole = micro.numerator // micro.denominator
+    return f"{whole // 10**6:,}.{whole % 10**6:06d}"
+
+
+def right_method(result: object, agreement_id: str) -> str:
+    for a in getattr(result, "agreements", ()):
+        if a.agreement_id == agreement_id:
+            return str(a.method)
+    return "?"
 
 
 def demo(
@@ -109,6 +125,48 @@ def demo(
     paths = write_receipts(evidence, out / "receipts", sample=24)
     console.print(f"wrote {len(paths)} receipt documents to {out / 'receipts'}")
 
+    console.rule("[bold]Settlement: revenue split by contribution")
+    settled = run_settlement(chain=chain, engine=engine, cast=cast, evidence=evidence, out=out)
+    right = settled.right
+    names = {r.account.address.lower(): r.name for r in cast.everyone()}
+    st = Table(title=f"Round {right.round_id}: who gets what and why (amounts in DemoToken)")
+    for col in ("payee", "method", "receipts", "units", "exact share", "payout"):
+        st.add_column(col, justify="left" if col in ("payee", "method") else "right")
+    for account, lines in right.lines_by_account().items():
+        for line in lines:
+            method = "fee" if line.role == "operator" else right_method(right, line.agreement_id)
+            st.add_row(
+                names.get(account, account[:10]),
+                f"{method} ({line.agreement_id[:6]}…)",
+                str(line.receipts),
+                str(line.units),
+                _tokens(line.exact_share),
+                _tokens(line.payout),
+            )
+    console.print(st)
+    mark = "[green]✓[/green]" if not settled.wrong_audit_ok else "[red]✗[/red]"
+    console.print(
+        f"{mark} wrong round {WRONG_ROUND} (battery maker's payout shifted to the operator): "
+        f"auditor says {settled.wrong_finding}; challenged, cancelled"
+    )
+    mark = "[green]✓[/green]" if settled.right_audit_ok else "[red]✗[/red]"
+    console.print(f"{mark} correct round {RIGHT_ROUND}: {settled.right_verdict}")
+    ct = Table(title="Claims (anyone may send; the vault pays the leaf's account)")
+    for col in ("payee", "amount", "gas", "tx"):
+        ct.add_column(col)
+    for cl in settled.claims:
+        ct.add_row(
+            names.get(cl["account"].lower(), cl["account"]),
+            _tokens(int(cl["amount"])),
+            str(cl["gas_used"]),
+            str(cl["tx_hash"])[:18] + "…",
+        )
+    console.print(ct)
+    console.print(
+        f"vault balance after claims: {settled.vault_balance} "
+        f"(unallocated {settled.vault_unallocated}); pool was {_tokens(right.pool)} DemoToken"
+    )
+
     console.rule("[bold]Audit: trusting only the chain and the public log")
     audit = audit_evidence(engine=engine, chain=chain, result=evidence)
     mark = "[green]✓[/green]" if audit.receipts_valid == audit.receipts_checked else "[red]✗[/red]"
@@ -131,16 +189,40 @@ def demo(
             for r in cast.everyone()
         ],
         "evidence": {
-            "entries": len(evidence.agreements) + len(evidence.receipts),
+            "entries": len(evidence.agreements)
+            + len(evidence.contributions)
+            + len(evidence.receipts),
             "receipts": len(evidence.receipts),
             "checkpoints": [
                 {"seq": c.seq, "tree_size": c.tree_size, "root": c.root, "tx_hash": c.tx_hash}
                 for c in evidence.checkpoints
             ],
         },
+        "settlement": {
+            "round_id": right.round_id,
+            "pool": str(right.pool),
+            "operator_fee": str(sum(a.fee for a in right.agreements)),
+            "policy_hash": "0x" + right.policy_hash.hex(),
+            "payout_root": "0x" + right.root.hex(),
+            "evidence_checkpoint": right.checkpoint_seq,
+            "payouts": {a: str(v) for a, v in sorted(right.payouts.items())},
+            "deposits": {a: str(v) for a, v in settled.deposits.items()},
+        },
+        "rejected_round": {
+            "round_id": WRONG_ROUND,
+            "payouts": {a: str(v) for a, v in sorted(settled.wrong_payouts.items())},
+            "auditor_finding": settled.wrong_finding,
+            "caught": not settled.wrong_audit_ok,
+        },
+        "claims": settled.claims,
+        "vault": {
+            "balance": str(settled.vault_balance),
+            "unallocated": str(settled.vault_unallocated),
+        },
         "audit": {
             "receipts_checked": audit.receipts_checked,
             "receipts_valid": audit.receipts_valid,
+            "settlement_match": settled.right_audit_ok,
             "log_consistent": audit.log_consistent,
         },
         "seconds": round(time.monotonic() - started, 1),
@@ -149,6 +231,12 @@ def demo(
     console.print(f"[green]done in {summary['seconds']} s[/green]; summary: {out / 'summary.json'}")
     if as_json:
         print(json.dumps(summary, indent=2))
-    ok = audit.receipts_valid == audit.receipts_checked and audit.log_consistent
+    ok = (
+        audit.receipts_valid == audit.receipts_checked
+        and audit.log_consistent
+        and settled.right_audit_ok
+        and not settled.wrong_audit_ok
+        and settled.vault_balance == settled.vault_unallocated
+    )
     if not ok:
         raise typer.Exit(1)

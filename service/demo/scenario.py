@@ -25,10 +25,20 @@ from service.audit.log import SqlConsistencySource, audit_log
 from service.audit.receipt import audit_receipt
 from service.chain.client import Chain
 from service.chain.deploy import TallyContracts, deploy_tally
+from service.demo.model import coalition_values
 from service.evidence.anchor import anchor_once
-from service.evidence.directory import CONSUMER, PROVIDER, ChainDirectory
+from service.evidence.directory import CONSUMER, PROVIDER, SERVICE, ChainDirectory
 from service.evidence.eip712 import Domain, keccak256
-from service.evidence.entries import Agreement, SignedEntry, UsageReceipt, sign_entry
+from service.evidence.entries import (
+    Agreement,
+    CoalitionValues,
+    ContributionDeclaration,
+    ContributionKind,
+    QualityAttestation,
+    SignedEntry,
+    UsageReceipt,
+    sign_entry,
+)
 from service.evidence.log import append_entries
 from service.evidence.models import AnchorRow
 from service.evidence.receipts import build_receipt
@@ -52,9 +62,10 @@ class Cast:
     auditor: Role
     providers: list[Role]
     insurers: list[Role]
+    evaluator: Role
 
     def everyone(self) -> list[Role]:
-        return [self.operator, self.auditor, *self.providers, *self.insurers]
+        return [self.operator, self.auditor, *self.providers, *self.insurers, self.evaluator]
 
 
 def cast_of(chain: Chain) -> Cast:
@@ -69,6 +80,7 @@ def cast_of(chain: Chain) -> Cast:
             Role("charging network", a[5], PROVIDER),
         ],
         insurers=[Role("insurer X", a[6], CONSUMER), Role("insurer Y", a[7], CONSUMER)],
+        evaluator=Role("model evaluator", a[8], SERVICE),
     )
 
 
@@ -79,6 +91,7 @@ class EvidenceResult:
     agreements: list[SignedEntry]
     receipts: list[SignedEntry]
     checkpoints: list[AnchorRow] = field(default_factory=list)
+    contributions: list[SignedEntry] = field(default_factory=list)
     receipt_docs: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -89,7 +102,7 @@ def setup_space(chain: Chain, cast: Cast, *, challenge_window_s: int) -> TallyCo
     reg = contracts.registry
     auditor_role = chain.call(reg.functions.AUDITOR_ROLE())
     chain.transact(reg.functions.grantRole(auditor_role, cast.auditor.account.address), sender=op)
-    for role in [*cast.providers, *cast.insurers]:
+    for role in [*cast.providers, *cast.insurers, cast.evaluator]:
         identity = keccak256(f"did:example:{role.name}".encode())
         chain.transact(
             reg.functions.register(
@@ -114,6 +127,49 @@ def _agreement(cast: Cast, insurer: Role, domain: Domain, index: int) -> SignedE
     )
     keys = [bytes(insurer.account.key), *(bytes(p.key) for p in providers)]
     return sign_entry(entry, domain, keys)
+
+
+COSTS = [1_200, 900, 700, 400]  # declared input cost per provider (token units, scaled below)
+QUALITY = [9_600, 8_800, 8_500, 9_200]  # insurers' quality scores (bps) per provider
+
+
+def contribution_entries(
+    cast: Cast, agreements: list[SignedEntry], domain: Domain, seed: int
+) -> list[SignedEntry]:
+    """Quality attestations (by each insurer), input-cost declarations (by each provider)
+    and the evaluator's coalition values from a real model fit, per agreement."""
+    out: list[SignedEntry] = []
+    providers = sorted(cast.providers, key=lambda r: r.account.address.lower())
+    values = coalition_values(providers=len(providers), seed=seed)
+    for insurer, agreement in zip(cast.insurers, agreements, strict=True):
+        aid = agreement.entry.agreementId
+        for i, role in enumerate(cast.providers):
+            q = QualityAttestation(
+                agreementId=aid,
+                provider=role.account.address,
+                periodStart=PERIOD_START,
+                periodEnd=PERIOD_END,
+                scoreBps=QUALITY[i],
+            )
+            out.append(sign_entry(q, domain, [bytes(insurer.account.key)]))
+            c = ContributionDeclaration(
+                agreementId=aid,
+                provider=role.account.address,
+                kind=ContributionKind.INPUT_COST,
+                value=COSTS[i] * 10**15,
+                periodStart=PERIOD_START,
+                periodEnd=PERIOD_END,
+            )
+            out.append(sign_entry(c, domain, [bytes(role.account.key)]))
+        cv = CoalitionValues(
+            agreementId=aid,
+            periodStart=PERIOD_START,
+            periodEnd=PERIOD_END,
+            providers=[r.account.address for r in providers],
+            values=values,
+        )
+        out.append(sign_entry(cv, domain, [bytes(cast.evaluator.account.key)]))
+    return out
 
 
 def make_receipts(
@@ -170,6 +226,8 @@ def run_evidence(
             raise RuntimeError(f"demo entry rejected: {bad[0].code}: {bad[0].message}")
 
     ingest(agreements)
+    result.contributions = contribution_entries(cast, agreements, domain, seed)
+    ingest(result.contributions)
     every = max(1, -(-len(signed) // max(1, checkpoints)))
     step = min(BATCH, every)
     since_anchor = 0

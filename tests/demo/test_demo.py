@@ -36,9 +36,10 @@ def test_demo_on_embedded_chain(tmp_path: Path) -> None:
         "DemoToken",
     }
     assert summary["evidence"]["receipts"] == 120
-    assert summary["evidence"]["entries"] == 122  # + one agreement per insurer
+    # + per insurer: one agreement, 4 quality attestations, 4 cost declarations, 1 coalition table
+    assert summary["evidence"]["entries"] == 120 + 2 * 10
     sizes = [c["tree_size"] for c in summary["evidence"]["checkpoints"]]
-    assert len(sizes) >= 2 and sizes == sorted(set(sizes)) and sizes[-1] == 122
+    assert len(sizes) >= 2 and sizes == sorted(set(sizes)) and sizes[-1] == 140
     audit = summary["audit"]
     assert audit["receipts_checked"] == 30 and audit["receipts_valid"] == 30
     assert audit["log_consistent"] is True
@@ -48,3 +49,18 @@ def test_demo_on_embedded_chain(tmp_path: Path) -> None:
         deployment["contracts"]["EvidenceLedger"]["address"]
         == summary["contracts"]["EvidenceLedger"]
     )
+
+    settlement = summary["settlement"]
+    payouts = {a: int(v) for a, v in settlement["payouts"].items()}
+    deposits = {a: int(v) for a, v in settlement["deposits"].items()}
+    assert sum(payouts.values()) == int(settlement["pool"]) == sum(deposits.values())
+    assert int(settlement["operator_fee"]) == payouts[summary["participants"][0]["address"].lower()]
+    assert len(payouts) == 5  # four providers and the operator
+    wrong = {a: int(v) for a, v in summary["rejected_round"]["payouts"].items()}
+    assert sum(wrong.values()) == sum(payouts.values()) and wrong != payouts
+    assert summary["rejected_round"]["caught"] is True
+    assert "FAIL" in summary["rejected_round"]["auditor_finding"]
+    claimed = {c["account"].lower(): int(c["amount"]) for c in summary["claims"]}
+    assert claimed == payouts and all(c["gas_used"] > 0 for c in summary["claims"])
+    assert summary["vault"] == {"balance": "0", "unallocated": "0"}
+    assert audit["settlement_match"] is True

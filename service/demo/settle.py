@@ -1,0 +1,162 @@
+"""The demo's settlement half: bills, a wrong round the auditor catches, the right one paid.
+
+The insurers deposit what their receipts say they owe. The operator first proposes a
+round with one provider's payout shifted to itself; the auditor recomputes the round
+from the chain, the published log export and the policy alone, finds the mismatch and
+challenges; the operator cancels and proposes the correct round under a new id, which
+the auditor's recomputation matches; after the challenge window it is finalized and
+every payee is claimed for; the vault ends holding exactly its unallocated balance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from service.audit.settlement import ExportFileSource, audit_settlement, write_log_export
+from service.chain.client import Chain
+from service.demo.scenario import PERIOD_END, PERIOD_START, Cast, EvidenceResult
+from service.settlement.engine import RoundResult, compute_round
+from service.settlement.payout_tree import build_payout_tree
+from service.settlement.policy import Policy, parse_policy
+from service.settlement.rounds import cancel, challenge, claim, deposit, finalize, propose
+
+WRONG_ROUND, RIGHT_ROUND = 1, 2
+
+
+def demo_policy(cast: Cast) -> Policy:
+    """Mix of output (units x quality), Shapley (model accuracy) and input cost."""
+    return parse_policy(
+        {
+            "version": 1,
+            "operator": cast.operator.account.address,
+            "operator_fee_bps": 250,
+            "method": "mix",
+            "mix": {"output": "1/2", "shapley": "3/10", "cost": "1/5"},
+            "default_quality_bps": 8_000,
+            "evaluator": cast.evaluator.account.address,
+        }
+    )
+
+
+@dataclass
+class SettlementOutcome:
+    policy: Policy
+    right: RoundResult
+    wrong_payouts: dict[str, int]
+    wrong_finding: str
+    wrong_audit_ok: bool
+    right_audit_ok: bool
+    right_verdict: str
+    claims: list[dict[str, Any]]
+    vault_balance: int
+    vault_unallocated: int
+    deposits: dict[str, int]
+
+
+def shift_to_operator(payouts: dict[str, int], victim: str, operator: str) -> dict[str, int]:
+    """The cheat: ``victim``'s payout goes to ``operator`` instead (same total)."""
+    wrong = dict(payouts)
+    moved = wrong.pop(victim.lower())
+    wrong[operator.lower()] = wrong.get(operator.lower(), 0) + moved
+    return wrong
+
+
+def run_settlement(
+    *, chain: Chain, engine: Engine, cast: Cast, evidence: EvidenceResult, out: Path
+) -> SettlementOutcome:
+    c = evidence.contracts
+    op, auditor = cast.operator.account, cast.auditor.account
+    policy = demo_policy(cast)
+    (out / "policy.json").write_bytes(policy.canonical_bytes)
+    checkpoint = evidence.checkpoints[-1]
+
+    def compute(round_id: int) -> RoundResult:
+        return compute_round(
+            session_or_engine=engine,
+            round_id=round_id,
+            period_start=PERIOD_START,
+            period_end=PERIOD_END,
+            checkpoint_size=checkpoint.tree_size,
+            checkpoint_seq=checkpoint.seq,
+            policy=policy,
+        )
+
+    right = compute(RIGHT_ROUND)
+    # the insurers pay their bills into the vault (the operator mints them demo tokens)
+    deposits: dict[str, int] = {}
+    for bill in right.bills:
+        payer = next(r.account for r in cast.insurers if r.account.address.lower() == bill.consumer)
+        chain.transact(c.token.functions.mint(payer.address, bill.total), sender=op)
+        deposit(chain=chain, vault=c.vault, token=c.token, sender=payer, amount=bill.total)
+        deposits[payer.address] = bill.total
+
+    # the operator publishes the log up to the checkpoint: what the auditor reads
+    export = out / "log-export.json"
+    write_log_export(engine=engine, seq=checkpoint.seq, out=export)
+
+    def audit(round_id: int) -> Any:
+        return audit_settlement(
+            chain=chain,
+            vault=c.vault,
+            ledger=c.ledger,
+            round_id=round_id,
+            entries_source=ExportFileSource(export),
+            policy_doc=policy,
+            period=(PERIOD_START, PERIOD_END),
+        )
+
+    # 1. a wrong round: the battery maker's payout shifted to the operator
+    base = compute(WRONG_ROUND)
+    wrong_payouts = shift_to_operator(
+        dict(base.payouts), cast.providers[0].account.address, op.address
+    )
+    wrong = replace(
+        base,
+        payouts=wrong_payouts,
+        tree=build_payout_tree(round_id=WRONG_ROUND, payouts=wrong_payouts),
+    )
+    propose(chain=chain, vault=c.vault, result=wrong, sender=op)
+    wrong_report = audit(WRONG_ROUND)
+    finding = wrong_report.verdict
+    if not wrong_report.ok:
+        challenge(chain=chain, vault=c.vault, round_id=WRONG_ROUND, sender=auditor, reason=finding)
+    cancel(chain=chain, vault=c.vault, round_id=WRONG_ROUND, sender=op)
+
+    # 2. the correct round, checked by the auditor, finalized and paid out
+    propose(chain=chain, vault=c.vault, result=right, sender=op, data_dir=out)
+    right_report = audit(RIGHT_ROUND)
+    window = int(chain.call(c.vault.functions.challengeWindow()))
+    chain.increase_time(window + 1)
+    finalize(chain=chain, vault=c.vault, round_id=RIGHT_ROUND, sender=op)
+    claims = []
+    for paid in claim(chain=chain, vault=c.vault, tree=right.tree, sender=op):
+        gas = None
+        if paid.tx_hash is not None:
+            gas = int(chain.w3.eth.get_transaction_receipt(paid.tx_hash)["gasUsed"])  # type: ignore[arg-type]
+        claims.append(
+            {
+                "account": paid.account,
+                "amount": str(paid.amount),
+                "tx_hash": paid.tx_hash,
+                "gas_used": gas,
+            }
+        )
+    balance = int(chain.call(c.token.functions.balanceOf(c.vault.address)))
+    free = int(chain.call(c.vault.functions.unallocated()))
+    return SettlementOutcome(
+        policy=policy,
+        right=right,
+        wrong_payouts=wrong_payouts,
+        wrong_finding=finding,
+        wrong_audit_ok=wrong_report.ok,
+        right_audit_ok=right_report.ok,
+        right_verdict=right_report.verdict,
+        claims=claims,
+        vault_balance=balance,
+        vault_unallocated=free,
+        deposits=deposits,
+    )

@@ -38,13 +38,14 @@ app = _TallyApp(
 
 
 def _register() -> None:
-    from service.cli import chain_cmd, demo_cmd, evidence_cmd, settle_cmd
+    from service.cli import chain_cmd, demo_cmd, evidence_cmd, index_cmd, settle_cmd
 
     app.add_typer(chain_cmd.chain_app, name="chain")
     app.command("deploy")(chain_cmd.deploy)
     app.command("demo")(demo_cmd.demo)
     app.command("anchor")(evidence_cmd.anchor)
     app.command("receipt")(evidence_cmd.receipt)
+    app.add_typer(index_cmd.index_app, name="index")
     app.add_typer(settle_cmd.settle_app, name="settle")
     app.command("claim")(settle_cmd.claim_cmd)
     app.command("bill")(settle_cmd.bill_cmd)

@@ -3,7 +3,8 @@
 SQLite file by default (WAL journal, foreign keys on, a busy timeout so several
 processes can share it); PostgreSQL via ``postgresql+psycopg://…`` for scale. The
 schema is created by the application at start (``create_schema``); every table lives
-on ``SQLModel.metadata`` so Alembic can take over later without moving anything.
+on ``SQLModel.metadata`` (modules listed in ``TABLE_MODULES``) so Alembic can take over
+later without moving anything.
 """
 
 from __future__ import annotations
@@ -71,16 +72,20 @@ def drop_schema(engine: Engine) -> None:
     SQLModel.metadata.drop_all(engine)
 
 
+# Every module that defines tables on SQLModel.metadata (add new ones here).
+TABLE_MODULES = (
+    "service.evidence.models",
+    "service.evidence.tiles",
+    "service.indexer.models",
+)
+
+
 def _import_models() -> None:
     """Import the modules that define tables so they are on the shared metadata."""
     import importlib
-    import pkgutil
 
-    import service
-
-    for mod in pkgutil.walk_packages(service.__path__, "service."):
-        if mod.name.endswith((".models", ".tables")) or mod.name.endswith("tiles"):
-            importlib.import_module(mod.name)
+    for name in TABLE_MODULES:
+        importlib.import_module(name)
 
 
 @contextmanager

@@ -23,7 +23,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -114,11 +116,32 @@ def required_for(signed: SignedEntry) -> frozenset[str]:
 class _Checker:
     """Role and agreement checks against the directory and the log (inside the lock)."""
 
-    def __init__(self, session: Session, directory: Directory) -> None:
+    def __init__(
+        self, session: Session, directory: Directory, receipts: Sequence[SignedEntry] = ()
+    ) -> None:
         self._session = session
         self._directory = directory
         self._agreements: dict[str, Agreement | AgreementRow] = {}
-        self._nonces: set[tuple[str, str, int]] = set()
+        self._nonces: set[tuple[str, str, int]] = self._used_nonces(receipts)
+
+    def _used_nonces(self, batch: Sequence[SignedEntry]) -> set[tuple[str, str, int]]:
+        """The (agreement, consumer, nonce) keys of ``batch``'s receipts already in the
+        log, read in one query (the caller holds the log lock, so none can appear)."""
+        wanted = {
+            (hex32(e.agreementId), e.consumer, e.nonce)
+            for e in (s.entry for s in batch)
+            if isinstance(e, UsageReceipt) and e.nonce <= MAX_SQL_INT
+        }
+        if not wanted:
+            return set()
+        rows = self._session.exec(
+            select(LogEntry.agreement_id, LogEntry.consumer, LogEntry.nonce).where(
+                col(LogEntry.agreement_id).in_({k[0] for k in wanted}),
+                col(LogEntry.consumer).in_({k[1] for k in wanted}),
+                col(LogEntry.nonce).in_({k[2] for k in wanted}),
+            )
+        )
+        return {(str(a), str(c), int(n)) for a, c, n in rows if n is not None} & wanted
 
     def _active(self, address: str, role: int | None, what: str) -> None:
         party = self._directory.party(address)
@@ -171,14 +194,7 @@ class _Checker:
             self._active(e.provider, PROVIDER, "provider")
             self._in_agreement(e.agreementId, e.provider, e.periodStart, e.periodEnd, e.consumer)
             key = (hex32(e.agreementId), e.consumer, e.nonce)
-            clash = self._session.exec(
-                select(LogEntry.leaf_index).where(
-                    LogEntry.agreement_id == key[0],
-                    LogEntry.consumer == key[1],
-                    LogEntry.nonce == key[2],
-                )
-            ).first()
-            if key in self._nonces or clash is not None:
+            if key in self._nonces:
                 raise NonceReused(f"nonce {e.nonce} of {e.consumer} is already used")
             self._nonces.add(key)
         elif isinstance(e, QualityAttestation):
@@ -217,27 +233,30 @@ def _role_name(role: int) -> str:
     return {PROVIDER: "provider", CONSUMER: "consumer"}.get(role, str(role))
 
 
-def _row(signed: SignedEntry, data: bytes, eid: str, index: int, now: int) -> LogEntry:
+def _row(signed: SignedEntry, data: bytes, eid: str, index: int, now: int) -> dict[str, Any]:
+    """The ``log_entries`` row of an accepted entry (a dict, for one bulk insert)."""
     e = signed.entry
-    row = LogEntry(
-        leaf_index=index,
-        entry_id=eid,
-        entry_type=signed.entry_type_name,
-        data=data,
-        received_at=now,
-    )
-    row.agreement_id = hex32(e.agreementId)
+    row: dict[str, Any] = {
+        "leaf_index": index,
+        "entry_id": eid,
+        "entry_type": signed.entry_type_name,
+        "data": data,
+        "received_at": now,
+        "agreement_id": hex32(e.agreementId),
+        "consumer": None,
+        "provider": None,
+        "units": None,
+        "nonce": None,
+    }
     if isinstance(e, Agreement):
-        row.consumer = e.consumer
-        row.period_start, row.period_end = e.validFrom, e.validUntil
+        row.update(consumer=e.consumer, period_start=e.validFrom, period_end=e.validUntil)
     elif isinstance(e, UsageReceipt):
-        row.consumer, row.provider, row.units, row.nonce = e.consumer, e.provider, e.units, e.nonce
-        row.period_start, row.period_end = e.periodStart, e.periodEnd
+        row.update(consumer=e.consumer, provider=e.provider, units=e.units, nonce=e.nonce)
+        row.update(period_start=e.periodStart, period_end=e.periodEnd)
     elif isinstance(e, QualityAttestation | ContributionDeclaration):
-        row.provider = e.provider
-        row.period_start, row.period_end = e.periodStart, e.periodEnd
+        row.update(provider=e.provider, period_start=e.periodStart, period_end=e.periodEnd)
     else:
-        row.period_start, row.period_end = e.periodStart, e.periodEnd
+        row.update(period_start=e.periodStart, period_end=e.periodEnd)
     return row
 
 
@@ -277,12 +296,18 @@ def append_entries(
         storage = SqlTileStorage(session)
         size = storage.lock_state().size  # serializes appenders from here to commit
         log = MerkleLog(storage)
-        checker = _Checker(session, directory)
-        ids = [eid for _, eid in encoded]
-        existing = {
-            r.entry_id: r.leaf_index
-            for r in session.exec(select(LogEntry).where(col(LogEntry.entry_id).in_(ids)))
-        }
+        pending = [entries[i] for i in range(len(entries)) if results[i] is None]
+        checker = _Checker(session, directory, pending)
+        ids = [encoded[i][1] for i in range(len(entries)) if results[i] is None]
+        existing: dict[str, int] = dict(
+            session.exec(
+                select(LogEntry.entry_id, LogEntry.leaf_index).where(
+                    col(LogEntry.entry_id).in_(ids)
+                )
+            ).all()
+        )
+        rows: list[dict[str, Any]] = []
+        agreements: list[dict[str, Any]] = []
         new_leaves: list[bytes] = []
         seen: dict[str, int] = {}
         for i, signed in enumerate(entries):
@@ -301,17 +326,16 @@ def append_entries(
                 continue
             checker.remember(signed)
             index = size + len(new_leaves)
-            session.add(_row(signed, data, eid, index, now))
-            if (
-                isinstance(signed.entry, Agreement)
-                and session.get(AgreementRow, hex32(signed.entry.agreementId)) is None
-            ):
-                session.add(_agreement_row(signed.entry, eid, index))
+            rows.append(_row(signed, data, eid, index, now))
+            if isinstance(signed.entry, Agreement):
+                agreements.append(_agreement_row(signed.entry, eid, index).model_dump())
             new_leaves.append(leaf_hash(data))
             seen[eid] = index
             results[i] = ItemResult("accepted", entry_id=eid, leaf_index=index)
         if new_leaves:
-            session.flush()
+            session.execute(sa.insert(LogEntry), rows)
+            if agreements:
+                session.execute(sa.insert(AgreementRow), agreements)
             log.append(hashes=new_leaves)
         session.commit()
     return [r for r in results if r is not None]

@@ -13,18 +13,17 @@ chain. Gas is the receipt's ``gasUsed``; nothing here depends on timing.
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from web3.contract import Contract
 from web3.types import TxReceipt
 
+from service.bench.claims import compare_claims, fresh_accounts, random_payouts
 from service.chain.client import Chain
 from service.evidence import merkle
 from service.settlement.payout_tree import PayoutTree, build_payout_tree
@@ -63,10 +62,6 @@ class Bench:
         self.rows.append(Row(operation, f"{gas:,}" if isinstance(gas, int) else gas, note))
 
 
-def fresh_accounts(n: int, seed: int) -> list[str]:
-    return [to_checksum_address(keccak(text=f"gas-table-{seed}-{i}")[:20]) for i in range(n)]
-
-
 def anchor_rows(b: Bench, ledger: Contract) -> None:
     top = max(ANCHOR_SIZES)
     hashes = [merkle.leaf_hash(i.to_bytes(8, "big")) for i in range(top)]
@@ -80,10 +75,6 @@ def anchor_rows(b: Bench, ledger: Contract) -> None:
         what = "first checkpoint" if not previous else f"{previous:,} -> {size:,} leaves"
         b.add(f"anchor ({what})", receipt["gasUsed"], f"consistency proof of {len(proof)} hashes")
         previous = size
-
-
-def claim_gas(b: Bench, calls: Sequence[Any]) -> list[int]:
-    return [int(b.tx(call, b.claimer)["gasUsed"]) for call in calls]
 
 
 def summary(gas: Sequence[int]) -> str:
@@ -118,9 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     anchor_rows(b, ledger)
 
     # The round: payees sorted by address, fresh recipients, amounts of about one token.
-    rng = random.Random(args.seed)
     round_id = 1
-    payouts = {a: 10**18 + rng.randrange(10**17) for a in fresh_accounts(args.payees, args.seed)}
+    payouts = random_payouts(args.payees, args.seed)
     tree: PayoutTree = build_payout_tree(round_id=round_id, payouts=payouts)
     funds = 3 * tree.total
     b.tx(token.functions.mint(b.consumer.address, funds), b.admin)
@@ -143,27 +133,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     receipt = b.tx(vault.functions.finalize(round_id), b.claimer)
     b.add("finalize", receipt["gasUsed"])
 
-    mini = b.deploy("MinimalDistributor", token.address, tree.root, round_id)
-    # Funded twice over: never emptied by the last claim (no refund), like the vault.
-    b.tx(token.functions.mint(mini.address, 2 * tree.total), b.admin)
-
-    order = list(range(len(tree)))
-    rng.shuffle(order)
-    entries = [tree.entries[i] for i in order]
-
-    # Same recipients, both fresh: the baseline runs in a snapshot that is then rolled back.
-    snap = chain.snapshot()
-    baseline = claim_gas(
-        b, [mini.functions.claim(e.index, e.account, e.amount, list(e.proof)) for e in entries]
+    # The same random leaves claimed from a MinimalDistributor (in a reverted snapshot, so
+    # both see fresh recipients) and from the vault: service/bench/claims.py.
+    gas = compare_claims(
+        chain,
+        token=token,
+        vault=vault,
+        tree=tree,
+        round_id=round_id,
+        admin=b.admin,
+        claimer=b.claimer,
+        seed=args.seed,
     )
-    chain.revert(snap)
-    ours = claim_gas(
-        b,
-        [
-            vault.functions.claim(round_id, e.index, e.account, e.amount, list(e.proof))
-            for e in entries
-        ],
-    )
+    b.add("deploy MinimalDistributor", gas.baseline_deploy_gas)
+    ours, baseline = gas.vault, gas.baseline
     n = len(tree)
     b.add(f"claim, {n:,}-payee round, fresh recipients", summary(ours), "SettlementVault")
     b.add(f"claim, {n:,}-payee tree, fresh recipients", summary(baseline), "MinimalDistributor")

@@ -1,0 +1,216 @@
+"""Ingest section: dual-signed usage receipts into the SQL log vs bare key recovery.
+
+On the embedded chain, a data space is deployed (registry, ledger, vault) with one
+consumer and two providers registered; one Agreement and ``n`` UsageReceipts, each
+signed by the consumer and countersigned by a provider, are made before any timing.
+Then, in one run:
+
+- ``receipts_per_s``: the receipts go through :func:`service.evidence.log.append_entries`
+  in batches of ``batch`` into a fresh SQLite file, in this process (``workers=1``:
+  signature recovery in-process): EIP-712 digests, both signatures recovered and matched,
+  signer roles checked against the registry (one :class:`ChainDirectory`, reused, warmed
+  by the agreement), duplicates and nonces checked, rows and Merkle tiles written,
+  committed per batch. Every receipt must come back ``accepted``.
+- ``sig_recover_limit_per_s``: bare coincurve ``PublicKey.from_signature_and_message``
+  over the same signatures and digests (nothing else), in the same process.
+- ``ratio`` = receipts_per_s / (sig_recover_limit_per_s / 2): the share of the ceiling
+  two recoveries per receipt leave (goal >= 0.6).
+- ``receipts_per_s_all_cores``: the same receipts into another fresh file with
+  recovery in ``verify_many``'s worker pool (all cores; pool started before timing).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from coincurve import PublicKey
+
+from service.chain.client import Chain
+from service.chain.deploy import deploy_tally
+from service.db import create_schema, make_engine
+from service.errors import TallyError
+from service.evidence.directory import CONSUMER, PROVIDER, ChainDirectory
+from service.evidence.eip712 import Domain
+from service.evidence.entries import (
+    Agreement,
+    SignedEntry,
+    UsageReceipt,
+    sign_entry,
+    verify_many,
+)
+from service.evidence.log import append_entries
+
+__all__ = ["GOAL_RATIO", "bench_ingest"]
+
+GOAL_RATIO = 0.6
+AGREEMENT_ID = b"\xa1" * 32
+T0, T1 = 1_700_000_000, 1_800_000_000
+
+
+class IngestRejected(TallyError):
+    """The benchmark's receipts were not all accepted."""
+
+    code = "bench_ingest_rejected"
+
+
+class _Space:
+    """A deployed registry with one consumer and two providers (the few lines of the
+    tests' ``build_space`` the bench needs)."""
+
+    def __init__(self) -> None:
+        chain = Chain.embedded(accounts=4)
+        operator, consumer, *providers = chain.accounts
+        contracts = deploy_tally(chain, admin=operator, challenge_window_s=0)
+        reg = contracts.registry
+        for i, p in enumerate(providers):
+            chain.transact(
+                reg.functions.register(p.address, PROVIDER, bytes([i + 1]) * 32, f"did:p{i}"),
+                sender=operator,
+            )
+        chain.transact(
+            reg.functions.register(consumer.address, CONSUMER, b"\x09" * 32, "did:c0"),
+            sender=operator,
+        )
+        self.chain = chain
+        self.registry = reg
+        self.consumer = consumer
+        self.providers = sorted(providers, key=lambda a: a.address.lower())
+        self.domain = Domain(chain_id=chain.chain_id, verifying_contract=contracts.ledger.address)
+
+    def agreement(self) -> SignedEntry:
+        entry = Agreement(
+            agreementId=AGREEMENT_ID,
+            assetId=b"\xa5" * 32,
+            consumer=self.consumer.address,
+            providers=tuple(p.address for p in self.providers),
+            unitPrice=3 * 10**15,
+            policyHash=b"\x00" * 32,
+            validFrom=T0,
+            validUntil=T1,
+        )
+        keys = [bytes(a.key) for a in (self.consumer, *self.providers)]
+        return sign_entry(entry, self.domain, keys)
+
+    def receipts(self, n: int) -> list[SignedEntry]:
+        out = []
+        for nonce in range(n):
+            provider = self.providers[nonce % len(self.providers)]
+            entry = UsageReceipt(
+                agreementId=AGREEMENT_ID,
+                consumer=self.consumer.address,
+                provider=provider.address,
+                units=1 + nonce % 97,
+                periodStart=T0 + 10 + nonce,
+                periodEnd=T0 + 70 + nonce,
+                detailHash=nonce.to_bytes(32, "big"),
+                nonce=nonce,
+            )
+            keys = [bytes(self.consumer.key), bytes(provider.key)]
+            out.append(sign_entry(entry, self.domain, keys))
+        return out
+
+
+def _ingest_seconds(
+    space: _Space,
+    agreement: SignedEntry,
+    receipts: list[SignedEntry],
+    *,
+    batch: int,
+    workers: int,
+    url: str,
+) -> float:
+    """Append the agreement (untimed, warms the directory), then time the receipts."""
+    engine = make_engine(url)
+    try:
+        create_schema(engine)
+        directory = ChainDirectory(space.chain, space.registry)
+        kwargs: dict[str, Any] = {"engine": engine, "domain": space.domain, "directory": directory}
+        first = append_entries(entries=[agreement], workers=1, **kwargs)
+        if first[0].status != "accepted":
+            raise IngestRejected(f"the agreement was not accepted: {first[0]}")
+        t0 = time.perf_counter()
+        results = []
+        for pos in range(0, len(receipts), batch):
+            results += append_entries(
+                entries=receipts[pos : pos + batch], workers=workers, **kwargs
+            )
+        seconds = time.perf_counter() - t0
+    finally:
+        engine.dispose()
+    bad = [r for r in results if r.status != "accepted"]
+    if bad or len(results) != len(receipts):
+        raise IngestRejected(f"{len(bad)} of {len(receipts)} receipts not accepted: {bad[:1]}")
+    return seconds
+
+
+def _recover_seconds(jobs: list[tuple[bytes, bytes]]) -> float:
+    """Bare coincurve recovery of each ``(digest, compact signature)``; best of two."""
+    best = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        for digest, compact in jobs:
+            PublicKey.from_signature_and_message(compact, digest, hasher=None)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bench_ingest(
+    n: int = 20_000,
+    *,
+    batch: int = 500,
+    work_dir: Path | None = None,
+    all_cores: bool = True,
+) -> dict[str, Any]:
+    """Sign ``n`` receipts, then time ingest (one process, all cores) and bare recovery."""
+    t0 = time.perf_counter()
+    space = _Space()
+    agreement = space.agreement()
+    receipts = space.receipts(n)
+    jobs = [
+        (r.digest(), sig[:64] + bytes((sig[64] - 27,)))
+        for r in receipts
+        for sig in r.signatures.values()
+    ]
+    build_s = time.perf_counter() - t0
+    cores = os.cpu_count() or 1
+
+    with tempfile.TemporaryDirectory(prefix="tally-bench-ingest-", dir=work_dir) as tmp:
+        one_s = _ingest_seconds(
+            space, agreement, receipts, batch=batch, workers=1, url=f"sqlite:///{tmp}/one.db"
+        )
+        recover_s = _recover_seconds(jobs)
+        all_s: float | None = None
+        if all_cores and cores > 1:
+            # start the pool before timing: its startup is paid once per process
+            verify_many(receipts[:cores], space.domain, cores, min_parallel=1)
+            all_s = _ingest_seconds(
+                space,
+                agreement,
+                receipts,
+                batch=batch,
+                workers=cores,
+                url=f"sqlite:///{tmp}/all.db",
+            )
+
+    receipts_per_s = n / one_s
+    limit = len(jobs) / recover_s
+    ratio = receipts_per_s / (limit / 2)
+    return {
+        "receipts": n,
+        "batch": batch,
+        "signatures": len(jobs),
+        "database": "sqlite",
+        "build_s": round(build_s, 2),
+        "ingest_s": round(one_s, 3),
+        "receipts_per_s": round(receipts_per_s, 1),
+        "sig_recover_limit_per_s": round(limit, 1),
+        "ratio": round(ratio, 3),
+        "goal": GOAL_RATIO,
+        "met": ratio >= GOAL_RATIO,
+        "workers_all_cores": cores,
+        "receipts_per_s_all_cores": round(n / all_s, 1) if all_s else None,
+    }

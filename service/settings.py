@@ -34,6 +34,26 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr = SecretStr("dev-secret-not-for-production")
     token_ttl_s: int = Field(default=900, gt=0, le=86_400)
 
+    # --- HTTP API (tally serve) ---
+    # Deployment file of the network; default chain-config/deployments/<network>.json.
+    # The embedded network deploys a fresh contract set at every start instead.
+    deployment_file: Path | None = None
+    # Sign-In with Ethereum (EIP-4361): the domain and URI the signed message must name.
+    siwe_domain: str = Field(default="localhost", min_length=1, max_length=255)
+    siwe_uri: str = Field(default="http://localhost", min_length=1, max_length=2048)
+    nonce_ttl_s: int = Field(default=300, gt=0, le=3_600)
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_batch: int = Field(default=1_000, ge=1, le=100_000)
+    page_max: int = Field(default=1_000, ge=1, le=100_000)
+    # Per caller (token address, API key's address, else client IP), per worker process.
+    rate_limit_per_s: float = Field(default=50.0, ge=0)  # 0 turns the limit off
+    rate_limit_burst: int = Field(default=100, ge=1)
+    # Seconds a looked-up role/status is reused before the registry is asked again.
+    role_cache_s: float = Field(default=5.0, ge=0, le=3_600)
+    # Background loops of `tally serve` (the CLI flags set these for the workers).
+    anchor_every_s: float = Field(default=0.0, ge=0)  # 0: no anchoring loop
+    index_follow: bool = False  # follow the chain into the SQL mirror
+
     @model_validator(mode="after")
     def _no_placeholders_in_prod(self) -> Settings:
         if self.env == "prod" and self.jwt_secret.get_secret_value() in PLACEHOLDER_SECRETS:

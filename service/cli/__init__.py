@@ -54,6 +54,10 @@ def _register() -> None:
     evidence_cmd.audit_app.command("settlement")(settle_cmd.audit_settlement_cmd)
     app.add_typer(evidence_cmd.audit_app, name="audit")
 
+    from service.cli import serve_cmd
+
+    app.command("serve")(serve_cmd.serve)
+
     from service.cli import bench_cmd
 
     app.command("bench")(bench_cmd.bench)

@@ -77,6 +77,7 @@ TABLE_MODULES = (
     "service.evidence.models",
     "service.evidence.tiles",
     "service.indexer.models",
+    "service.api.models",
 )
 
 

@@ -1,0 +1,123 @@
+"""The API's process state: one :class:`ServiceContext`, built once at startup.
+
+It holds the database engine, the chain connection, the deployment's contracts, the
+EIP-712 domain of the evidence log, the registry view that answers "who is this
+address" (:class:`~service.api.directory.LiveDirectory`), the settings and the
+per-process rate limiter. Routes reach it through ``CtxDep`` (:mod:`service.api.deps`).
+
+``build_context`` reads :class:`~service.settings.Settings`: the network
+(``TALLY_NETWORK``: a name in ``chain-config/`` or a ``.toml`` path), the deployment file
+(``TALLY_DEPLOYMENT_FILE``, default ``chain-config/deployments/<network>.json``) and the
+database. The embedded network has no deployment to attach to: it lives inside this
+process, so a fresh contract set is deployed at start with the dev accounts (for local
+development only; use a fresh database with it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+
+from eth_account.signers.local import LocalAccount
+from sqlalchemy.engine import Engine
+
+from service.api.directory import LiveDirectory
+from service.api.limits import RateLimiter
+from service.chain.client import Chain
+from service.chain.config import deployment_path, load_deployment, load_network
+from service.chain.deploy import TallyContracts, attach, deploy_tally
+from service.chain.keys import operator_account
+from service.db import create_schema, make_engine
+from service.errors import ConfigError
+from service.evidence.eip712 import Domain
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceContext:
+    """Everything a request handler needs, shared by the requests of one process."""
+
+    settings: Settings
+    engine: Engine
+    chain: Chain
+    contracts: TallyContracts
+    domain: Domain
+    directory: LiveDirectory
+    limiter: RateLimiter
+    operator: LocalAccount | None = None
+    owns_engine: bool = False
+    # The embedded chain (eth-tester) is not thread-safe: its calls are serialized.
+    _chain_lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def chain_guard(self) -> AbstractContextManager[object]:
+        """Hold this around chain calls (a lock on the embedded chain, nothing on RPC)."""
+        return self._chain_lock if self.chain.is_embedded else nullcontext()
+
+    def close(self) -> None:
+        if self.owns_engine:
+            self.engine.dispose()
+
+
+def make_context(
+    *,
+    settings: Settings,
+    engine: Engine,
+    chain: Chain,
+    contracts: TallyContracts,
+    operator: LocalAccount | None = None,
+    owns_engine: bool = False,
+) -> ServiceContext:
+    """A context over already-open parts (tests and tools build theirs this way)."""
+    domain = Domain(chain_id=chain.chain_id, verifying_contract=contracts.ledger.address)
+    lock = threading.RLock()
+    directory = LiveDirectory(
+        chain,
+        contracts.registry,
+        ttl_s=settings.role_cache_s,
+        guard=lock if chain.is_embedded else None,
+    )
+    return ServiceContext(
+        settings=settings,
+        engine=engine,
+        chain=chain,
+        contracts=contracts,
+        domain=domain,
+        directory=directory,
+        limiter=RateLimiter(rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst),
+        operator=operator,
+        owns_engine=owns_engine,
+        _chain_lock=lock,
+    )
+
+
+def build_context(settings: Settings) -> ServiceContext:
+    """Connect to the database and the chain the settings name (see the module docstring)."""
+    network = load_network(settings.network)
+    chain = Chain.connect(network)
+    operator: LocalAccount | None
+    try:
+        operator = operator_account(network)
+    except ConfigError:
+        operator = None  # reads and ingest work without the key; anchoring and rounds do not
+    if network.kind == "embedded":
+        if operator is None:  # pragma: no cover - the embedded network always has dev keys
+            raise ConfigError("the embedded network needs its dev operator key")
+        log.warning("embedded network: deploying a fresh contract set (development only)")
+        contracts = deploy_tally(chain, admin=operator)
+    else:
+        path = settings.deployment_file or deployment_path(network.name)
+        contracts = attach(chain, load_deployment(path))
+    engine = make_engine(settings.database_url)
+    create_schema(engine)
+    return make_context(
+        settings=settings,
+        engine=engine,
+        chain=chain,
+        contracts=contracts,
+        operator=operator,
+        owns_engine=True,
+    )

@@ -1,0 +1,82 @@
+"""Evidence batches as the API receives them: JSON items in, one result per item out.
+
+Each item is ``{"entry_type", "entry", "signatures"}`` (:meth:`SignedEntry.from_json`).
+An item that does not parse is rejected on its own (code ``invalid_entry`` or
+``invalid_signature``, with the field errors) and the rest of the batch goes on to
+:func:`service.evidence.log.append_entries`, which checks signatures, roles and
+agreements and appends the valid entries. Results come back in the batch's order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from service.api.metrics import EVIDENCE_ITEMS
+from service.errors import BatchTooLarge, InvalidInput
+from service.evidence.directory import Directory
+from service.evidence.eip712 import Domain
+from service.evidence.entries import SignedEntry
+from service.evidence.log import append_entries
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    index: int
+    status: str  # accepted | duplicate | rejected
+    entry_id: str | None = None
+    leaf_index: int | None = None
+    code: str | None = None
+    message: str | None = None
+    errors: list[dict[str, str]] | None = None
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    results: list[ItemOutcome]
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+
+def ingest_batch(
+    *,
+    engine: Engine,
+    domain: Domain,
+    directory: Directory,
+    items: Sequence[Any],
+    max_batch: int,
+) -> BatchOutcome:
+    """Parse and append a batch; see the module docstring."""
+    if len(items) > max_batch:
+        raise BatchTooLarge(f"a batch holds at most {max_batch} entries, got {len(items)}")
+    outcomes: list[ItemOutcome | None] = [None] * len(items)
+    parsed: list[SignedEntry] = []
+    where: list[int] = []
+    for i, item in enumerate(items):
+        try:
+            parsed.append(SignedEntry.from_json(item, domain=domain))
+            where.append(i)
+        except InvalidInput as err:
+            errors = err.detail.get("errors")
+            outcomes[i] = ItemOutcome(
+                i, "rejected", code=err.code, message=err.message, errors=errors
+            )
+    if parsed:
+        results = append_entries(engine=engine, domain=domain, directory=directory, entries=parsed)
+        for i, r in zip(where, results, strict=True):
+            outcomes[i] = ItemOutcome(
+                i,
+                r.status,
+                entry_id=r.entry_id,
+                leaf_index=r.leaf_index,
+                code=r.code,
+                message=r.message,
+            )
+    final = [o for o in outcomes if o is not None]
+    for o in final:
+        EVIDENCE_ITEMS.labels(o.status).inc()
+    return BatchOutcome(final)

@@ -1,0 +1,306 @@
+"""Read-side service functions behind the API's GET endpoints (no FastAPI here).
+
+Every function takes keyword-only, typed arguments and returns plain data (dicts and
+lists of JSON values) or raises a :class:`~service.errors.TallyError`. Hashes are ``0x``
+hex; entry bytes are ``0x`` hex of the canonical encoding (what the Merkle leaf hashes,
+so an auditor can rebuild any root from :func:`log_page` alone).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, or_
+from sqlmodel import Session, col, select
+
+from service.api.directory import LiveDirectory, role_names
+from service.errors import (
+    EntryNotFound,
+    InvalidInput,
+    MirrorNotReady,
+    NotAnchored,
+    ParticipantNotFound,
+    TreeSizeNotFound,
+)
+from service.evidence.anchor import latest_anchor
+from service.evidence.log import get_entry
+from service.evidence.merkle import leaf_hash
+from service.evidence.models import AgreementRow, AnchorRow, LogEntry
+from service.evidence.receipts import build_receipt
+from service.evidence.tiles import MerkleLog, SqlTileStorage
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+# --- the log -----------------------------------------------------------------------------
+
+
+def log_head(*, session: Session) -> dict[str, Any]:
+    """The log's current size and root."""
+    state = SqlTileStorage(session).read_state()
+    return {"tree_size": state.size, "root": _hex(state.root)}
+
+
+def _checkpoint(row: AnchorRow) -> dict[str, Any]:
+    return {
+        "seq": row.seq,
+        "tree_size": row.tree_size,
+        "root": row.root,
+        "chain_id": row.chain_id,
+        "contract": row.contract,
+        "tx_hash": row.tx_hash,
+        "block_number": row.block_number,
+    }
+
+
+def list_checkpoints(*, session: Session, offset: int, limit: int) -> dict[str, Any]:
+    """Anchored checkpoints, oldest first, one page; with the log's current head."""
+    total = session.exec(select(func.count()).select_from(AnchorRow)).one()
+    rows = session.exec(
+        select(AnchorRow).order_by(col(AnchorRow.seq).asc()).offset(offset).limit(limit)
+    ).all()
+    last = latest_anchor(session)
+    return {
+        "log": log_head(session=session),
+        "latest": None if last is None else _checkpoint(last),
+        "total": int(total),
+        "offset": offset,
+        "checkpoints": [_checkpoint(r) for r in rows],
+    }
+
+
+def log_page(*, session: Session, start: int, end: int | None, page_max: int) -> dict[str, Any]:
+    """Entries ``start <= leaf_index < end`` (at most ``page_max``; ``next`` continues)."""
+    size = SqlTileStorage(session).read_state().size
+    wanted_end = max(size, start) if end is None else end
+    if start > wanted_end:
+        raise InvalidInput(f"start ({start}) must not be after end ({wanted_end})")
+    stop = min(wanted_end, size, start + page_max)
+    rows = (
+        session.exec(
+            select(LogEntry)
+            .where(col(LogEntry.leaf_index) >= start, col(LogEntry.leaf_index) < stop)
+            .order_by(col(LogEntry.leaf_index).asc())
+        ).all()
+        if stop > start
+        else []
+    )
+    more = stop < min(wanted_end, size)
+    return {
+        "tree_size": size,
+        "start": start,
+        "end": max(start, stop),
+        "next": stop if more else None,
+        "entries": [
+            {
+                "leaf_index": r.leaf_index,
+                "entry_id": r.entry_id,
+                "entry_type": r.entry_type,
+                "received_at": r.received_at,
+                "data": _hex(r.data),
+            }
+            for r in rows
+        ],
+    }
+
+
+def _tree(session: Session, size: int) -> MerkleLog:
+    tree = MerkleLog(SqlTileStorage(session))
+    have = tree.size()
+    if size > have:
+        raise TreeSizeNotFound(f"the log has {have} entries; tree size {size} does not exist yet")
+    return tree
+
+
+def inclusion(*, session: Session, leaf: int, size: int) -> dict[str, Any]:
+    """RFC 9162 inclusion proof of leaf ``leaf`` in the tree of ``size`` leaves."""
+    tree = _tree(session, size)
+    if not 0 <= leaf < size:
+        raise InvalidInput(f"leaf {leaf} is not in a tree of size {size}")
+    proof = tree.inclusion_proof(index=leaf, size=size)
+    row = session.exec(select(LogEntry).where(LogEntry.leaf_index == leaf)).one()
+    return {
+        "leaf_index": leaf,
+        "tree_size": size,
+        "entry_id": row.entry_id,
+        "leaf_hash": _hex(leaf_hash(row.data)),
+        "root": _hex(tree.root(size=size)),
+        "proof": [_hex(h) for h in proof],
+    }
+
+
+def consistency(*, session: Session, old: int, new: int) -> dict[str, Any]:
+    """RFC 9162 consistency proof from tree size ``old`` to ``new``."""
+    tree = _tree(session, new)
+    if old > new:
+        raise InvalidInput(f"from ({old}) must not be larger than to ({new})")
+    proof = tree.consistency_proof(old=old, new=new)
+    return {
+        "from": old,
+        "to": new,
+        "root_from": _hex(tree.root(size=old)),
+        "root_to": _hex(tree.root(size=new)),
+        "proof": [_hex(h) for h in proof],
+    }
+
+
+# --- entries and receipts ---------------------------------------------------------------
+
+
+def evidence_entry(*, session: Session, eid: str) -> dict[str, Any]:
+    """One log entry: its message, signatures, place in the log and canonical bytes."""
+    row, signed = get_entry(session=session, eid=eid)
+    body = signed.to_json()
+    return {
+        "entry_id": row.entry_id,
+        "leaf_index": row.leaf_index,
+        "received_at": row.received_at,
+        "entry_type": body["entry_type"],
+        "entry": body["entry"],
+        "signatures": body["signatures"],
+        "data": _hex(row.data),
+    }
+
+
+def receipt(*, session: Session, eid: str) -> dict[str, Any]:
+    """The receipt document of an anchored entry, or a 404 that says how far it got.
+
+    The error carries ``status``: ``"pending"`` (in the log, no checkpoint covers it
+    yet; with ``leaf_index``) or ``"unknown"`` (not in the log).
+    """
+    try:
+        return build_receipt(session=session, eid=eid.lower())
+    except NotAnchored as err:
+        row = session.exec(select(LogEntry).where(LogEntry.entry_id == eid.lower())).one()
+        raise NotAnchored(err.message, status="pending", leaf_index=row.leaf_index) from None
+    except EntryNotFound as err:
+        raise EntryNotFound(err.message, status="unknown") from None
+
+
+def agreements_of(*, session: Session, party: str, offset: int, limit: int) -> dict[str, Any]:
+    """Agreements in which ``party`` (checksummed) is the consumer or a provider."""
+    where = or_(
+        col(AgreementRow.consumer) == party,
+        col(AgreementRow.providers).contains(party),
+    )
+    total = session.exec(select(func.count()).select_from(AgreementRow).where(where)).one()
+    rows = session.exec(
+        select(AgreementRow)
+        .where(where)
+        .order_by(col(AgreementRow.leaf_index).asc())
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    return {
+        "party": party,
+        "total": int(total),
+        "offset": offset,
+        "agreements": [
+            {
+                "agreement_id": r.agreement_id,
+                "asset_id": r.asset_id,
+                "consumer": r.consumer,
+                "providers": r.provider_list,
+                "unit_price": str(r.unit_price),
+                "policy_hash": r.policy_hash,
+                "valid_from": r.valid_from,
+                "valid_until": r.valid_until,
+                "entry_id": r.entry_id,
+                "leaf_index": r.leaf_index,
+            }
+            for r in rows
+        ],
+    }
+
+
+# --- participants (the indexer's mirror) ------------------------------------------------
+
+_ROLE_BITS = {"provider": 1, "consumer": 2, "service": 4}
+
+
+def _mirror_ready(session: Session, chain_id: int, registry: str) -> None:
+    from service.indexer.models import IndexerCursor
+
+    cursors = session.exec(select(IndexerCursor).where(IndexerCursor.chain_id == chain_id)).all()
+    if not any(registry.lower() in [a.lower() for a in c.addresses] for c in cursors):
+        raise MirrorNotReady(
+            "the participant list comes from the indexer's mirror, which has not indexed "
+            "this deployment yet (run `tally serve --index` or `tally index`)"
+        )
+
+
+def list_participants(
+    *,
+    session: Session,
+    chain_id: int,
+    registry: str,
+    role: str | None,
+    offset: int,
+    limit: int,
+) -> dict[str, Any]:
+    """Registered participants (as the indexer mirrored them), by address."""
+    from service.indexer.models import Participant, RoleMember
+
+    _mirror_ready(session, chain_id, registry)
+    contract = registry.lower()
+    where = [col(Participant.chain_id) == chain_id, col(Participant.contract) == contract]
+    if role is not None:
+        bit = _ROLE_BITS[role]
+        where.append(col(Participant.roles).op("&")(bit) != 0)
+    total = session.exec(select(func.count()).select_from(Participant).where(*where)).one()
+    rows = session.exec(
+        select(Participant)
+        .where(*where)
+        .order_by(col(Participant.account).asc())
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    staff: dict[str, set[str]] = {}
+    if rows:
+        members = session.exec(
+            select(RoleMember).where(
+                col(RoleMember.chain_id) == chain_id,
+                col(RoleMember.contract) == contract,
+                col(RoleMember.account).in_([r.account for r in rows]),
+            )
+        ).all()
+        for m in members:
+            if m.role_name in ("OPERATOR_ROLE", "AUDITOR_ROLE"):
+                staff.setdefault(m.account, set()).add(m.role_name.removesuffix("_ROLE").lower())
+    from service.evidence.eip712 import to_checksum_address
+
+    out = []
+    for r in rows:
+        names: list[str] = [n for n in ("operator", "auditor") if n in staff.get(r.account, set())]
+        names += [n for n, bit in _ROLE_BITS.items() if r.roles & bit]
+        out.append(
+            {
+                "address": to_checksum_address(r.account),
+                "roles": names,
+                "roles_mask": r.roles,
+                "status": "suspended" if r.suspended else "active",
+                "identity_hash": r.identity_hash,
+                "metadata_uri": r.metadata_uri,
+                "registered_block": r.registered_block,
+            }
+        )
+    return {"total": int(total), "offset": offset, "participants": out}
+
+
+def participant_detail(*, directory: LiveDirectory, address: str) -> dict[str, Any]:
+    """One address as the registry says now (roles, standing, identity, metadata)."""
+    rec = directory.record(address)
+    party = rec.party
+    if not party.registered and not (party.operator or party.auditor):
+        raise ParticipantNotFound(f"{address} is not in the registry and holds no role")
+    return {
+        "address": address,
+        "roles": role_names(party),
+        "roles_mask": party.roles,
+        "status": rec.status,
+        "identity_hash": rec.identity_hash,
+        "metadata_uri": rec.metadata_uri,
+        "registered_block": rec.registered_block,
+    }

@@ -1,0 +1,39 @@
+"""``/v1/audit``: verify a receipt document; recompute a settlement round."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+
+from service.api import rounds
+from service.api.deps import CtxDep, PrincipalDep, StaffDep
+from service.api.schemas import AuditReportOut, SettlementAuditOut
+from service.audit.receipt import audit_receipt
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+
+@router.post("/receipt", response_model=AuditReportOut)
+def audit_receipt_doc(doc: dict[str, Any], ctx: CtxDep, principal: PrincipalDep) -> Any:
+    """Run every check of ``tally audit receipt`` on the posted document, against this
+    server's chain node. A failed check is a 200 with ``ok: false`` and the verdict."""
+    with ctx.chain_guard():
+        report = audit_receipt(doc, chain=ctx.chain)
+    return report.to_json()
+
+
+@router.get("/rounds/{round_id}", response_model=SettlementAuditOut)
+def audit_round(
+    round_id: Annotated[int, Path(ge=1, le=2**63 - 1)], ctx: CtxDep, principal: StaffDep
+) -> Any:
+    """Recompute a round from the anchored log, re-verifying every signature, and compare
+    it with the vault (``tally audit settlement``). A mismatch is a 200 with ``ok: false``."""
+    with ctx.chain_guard():
+        return rounds.audit_round(
+            engine=ctx.engine,
+            chain=ctx.chain,
+            vault=ctx.contracts.vault,
+            ledger=ctx.contracts.ledger,
+            round_id=round_id,
+        )

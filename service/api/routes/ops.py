@@ -1,0 +1,37 @@
+"""Liveness, readiness and Prometheus metrics (no version prefix, no auth)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+
+from service.api.deps import CtxDep
+from service.api.health import lags, readiness
+from service.api.metrics import CONTENT_TYPE_LATEST, render
+from service.api.schemas import HealthOut, ReadyOut
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/healthz", response_model=HealthOut)
+def healthz() -> HealthOut:
+    """The process is up and answering."""
+    return HealthOut(status="ok")
+
+
+@router.get("/readyz", response_model=ReadyOut, responses={503: {"model": ReadyOut}})
+def readyz(ctx: CtxDep) -> JSONResponse:
+    """The database and the chain node answer; indexer and anchoring lag (503 when not
+    ready)."""
+    report = readiness(ctx)
+    return JSONResponse(report.to_json(), status_code=200 if report.ready else 503)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
+)
+def metrics(ctx: CtxDep) -> Response:
+    """Prometheus text format: requests, latencies, ingest counts, anchor and indexer lag."""
+    return Response(render(lags(ctx)), media_type=CONTENT_TYPE_LATEST)

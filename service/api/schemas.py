@@ -1,0 +1,396 @@
+"""Request and response bodies of the HTTP API (pydantic models; they make the OpenAPI).
+
+Conventions: addresses are EIP-55 ``0x`` hex; hashes and entry ids ``0x`` + 64 hex
+digits; token amounts (uint256) are decimal strings; times are unix seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+AddressStr = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$", examples=["0x" + "ab" * 20])]
+Hash32 = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{64}$")]
+ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
+HASH_PATTERN = r"^0x[0-9a-fA-F]{64}$"
+MAX_INDEX = 2**62  # offsets, leaf indices, sizes (BIGINT columns)
+MAX_TIME = 2**63 - 1  # unix seconds in uint64 fields stored as BIGINT
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+class FieldError(_Out):
+    path: str
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    code: str = Field(description="Stable machine-readable code, e.g. `entry_not_found`.")
+    message: str
+    fields: list[FieldError] | None = None
+
+
+class ErrorOut(_Out):
+    error: ErrorDetail
+
+
+# --- auth ---------------------------------------------------------------------------------
+
+
+class ChallengeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    address: AddressStr
+
+
+class ChallengeOut(_Out):
+    message: str = Field(description="The EIP-4361 message to sign with personal_sign.")
+    address: str
+    nonce: str
+    issued_at: str
+    expires_at: str
+
+
+class TokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message: Annotated[str, Field(min_length=1, max_length=4096)]
+    signature: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class TokenOut(_Out):
+    access_token: str
+    token_type: str = "bearer"
+    expires_at: int
+    address: str
+    roles: list[str]
+
+
+class WhoAmIOut(_Out):
+    address: str
+    roles: list[str]
+    via: str
+
+
+class ApiKeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class ApiKeyOut(_Out):
+    key_id: str
+    label: str
+    address: str
+    created_at: int
+    revoked_at: int | None
+
+
+class NewApiKeyOut(ApiKeyOut):
+    api_key: str = Field(description="Shown once; only its SHA-256 is stored.")
+
+
+class ApiKeysOut(_Out):
+    keys: list[ApiKeyOut]
+
+
+# --- evidence -----------------------------------------------------------------------------
+
+
+class SignedEntryIn(BaseModel):
+    """One signed entry; its content is checked per item (see the batch's results)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entry_type: str = Field(
+        description="Agreement, UsageReceipt, QualityAttestation, ContributionDeclaration "
+        "or CoalitionValues.",
+        max_length=64,
+    )
+    entry: dict[str, Any] = Field(description="The EIP-712 message (field names as signed).")
+    signatures: dict[str, Any] = Field(
+        description="Signer address -> 0x signature (65 bytes, hex)."
+    )
+
+
+class EvidenceBatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    entries: Annotated[list[SignedEntryIn], Field(min_length=1)]
+
+
+class ItemResultOut(_Out):
+    index: int
+    status: str = Field(description="accepted | duplicate | rejected")
+    entry_id: str | None = None
+    leaf_index: int | None = None
+    code: str | None = None
+    message: str | None = None
+    errors: list[dict[str, str]] | None = None
+
+
+class BatchOut(_Out):
+    accepted: int
+    duplicate: int
+    rejected: int
+    results: list[ItemResultOut]
+
+
+class EvidenceOut(_Out):
+    entry_id: str
+    leaf_index: int
+    received_at: int
+    entry_type: str
+    entry: dict[str, Any]
+    signatures: dict[str, str]
+    data: str = Field(description="Canonical entry bytes, 0x hex (the Merkle leaf's input).")
+
+
+class AnchorOut(_Out):
+    chain_id: int
+    contract: str
+    checkpoint_seq: int
+    tx_hash: str
+    block_number: int
+
+
+class ReceiptOut(_Out):
+    """The receipt document (see service.evidence.receipts): everything an auditor needs."""
+
+    version: int
+    entry_type: str
+    entry: dict[str, Any]
+    signatures: dict[str, str]
+    entry_id: str
+    leaf_index: int
+    tree_size: int
+    root: str
+    inclusion_proof: list[str]
+    anchor: AnchorOut
+
+
+# --- log ----------------------------------------------------------------------------------
+
+
+class LogHeadOut(_Out):
+    tree_size: int
+    root: str
+
+
+class CheckpointOut(_Out):
+    seq: int
+    tree_size: int
+    root: str
+    chain_id: int
+    contract: str
+    tx_hash: str
+    block_number: int
+
+
+class CheckpointsOut(_Out):
+    log: LogHeadOut
+    latest: CheckpointOut | None
+    total: int
+    offset: int
+    checkpoints: list[CheckpointOut]
+
+
+class LogEntryOut(_Out):
+    leaf_index: int
+    entry_id: str
+    entry_type: str
+    received_at: int
+    data: str
+
+
+class LogPageOut(_Out):
+    tree_size: int
+    start: int
+    end: int
+    next: int | None = Field(description="Where the next page starts; null on the last one.")
+    entries: list[LogEntryOut]
+
+
+class InclusionOut(_Out):
+    leaf_index: int
+    tree_size: int
+    entry_id: str
+    leaf_hash: str
+    root: str
+    proof: list[str]
+
+
+class ConsistencyOut(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: int = Field(alias="from")
+    to: int
+    root_from: str
+    root_to: str
+    proof: list[str]
+
+
+# --- participants -------------------------------------------------------------------------
+
+
+class ParticipantOut(_Out):
+    address: str
+    roles: list[str]
+    roles_mask: int
+    status: str = Field(description="active | suspended | unregistered (operators, auditors)")
+    identity_hash: str
+    metadata_uri: str
+    registered_block: int
+
+
+class ParticipantsOut(_Out):
+    total: int
+    offset: int
+    participants: list[ParticipantOut]
+
+
+class AgreementOut(_Out):
+    agreement_id: str
+    asset_id: str
+    consumer: str
+    providers: list[str]
+    unit_price: str
+    policy_hash: str
+    valid_from: int
+    valid_until: int
+    entry_id: str
+    leaf_index: int
+
+
+class AgreementsOut(_Out):
+    party: str
+    total: int
+    offset: int
+    agreements: list[AgreementOut]
+
+
+# --- audit --------------------------------------------------------------------------------
+
+
+class CheckOut(_Out):
+    check: str
+    ok: bool | None
+    detail: str
+    seq: int | None = None
+
+
+class AuditReportOut(_Out):
+    subject: str
+    ok: bool
+    verdict: str
+    offline: bool
+    first_failure: CheckOut | None
+    checks: list[CheckOut]
+
+
+# --- ops ----------------------------------------------------------------------------------
+
+
+class HealthOut(_Out):
+    status: str
+
+
+class ReadyOut(_Out):
+    ready: bool
+    checks: dict[str, Any]
+
+
+# --- rounds -------------------------------------------------------------------------------
+
+RoundId = Annotated[int, Field(ge=1, le=2**63 - 1, description="The round id on the vault.")]
+UnixTime = Annotated[int, Field(ge=0, le=MAX_TIME)]
+
+
+class RoundIn(BaseModel):
+    """Compute a round (dry run): nothing is sent until ``propose``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    round_id: RoundId
+    period_start: UnixTime
+    period_end: UnixTime
+    policy: dict[str, Any] = Field(description="The policy document (JSON form).")
+    checkpoint_seq: Annotated[int | None, Field(ge=0, le=MAX_INDEX)] = Field(
+        default=None, description="Anchored checkpoint to settle from; default the latest."
+    )
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class RoundDraftOut(_Loose):
+    status: str
+    statement: dict[str, Any]
+
+
+class RoundOut(_Loose):
+    round_id: int
+    status: str = Field(description="draft | Proposed | Disputed | Cancelled | Finalized")
+    on_chain: dict[str, Any] | None
+    computed: dict[str, Any] | None
+
+
+class RoundSummaryOut(_Loose):
+    round_id: int
+    status: str
+    payout_root: str | None
+    total: str | None
+
+
+class RoundsOut(_Out):
+    total: int
+    offset: int
+    rounds: list[RoundSummaryOut]
+
+
+class StatementOut(_Loose):
+    round_id: int
+    payout_root: str
+    participant: dict[str, Any] | None
+    bill: dict[str, Any] | None
+
+
+class ClaimTxOut(_Out):
+    to: str
+    data: str
+    value: str
+
+
+class ClaimOut(_Out):
+    round_id: int
+    status: str
+    index: int
+    account: str
+    amount: str
+    proof: list[str]
+    claimed: bool
+    transaction: ClaimTxOut
+
+
+class BillOut(_Loose):
+    consumer: str
+    total: str
+    agreements: list[dict[str, Any]]
+    period: dict[str, int]
+    checkpoint: dict[str, int]
+
+
+class SettlementAuditOut(_Loose):
+    subject: str
+    ok: bool
+    verdict: str
+    checks: list[CheckOut]

@@ -1,0 +1,211 @@
+"""``/v1/rounds``, ``/v1/bills``, ``/v1/audit/rounds``: the settlement life cycle over HTTP.
+
+Evidence -> anchor -> compute (dry run) -> propose (refused until the vault holds the
+pool) -> statements, claims, bills -> finalize after the window -> a participant sends
+the claim transaction the API prepared -> the auditor's recomputation matches. Numbers:
+tests/settlement/test_engine.py's usage (R = 60 x 1000 = 60000; fee 1500; p0 39000,
+p1 19500 under the output method at quality 0.6).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from service.api.context import ServiceContext
+from service.evidence.anchor import anchor_once
+from tests.api.conftest import SignIn, TestClient
+from tests.api.test_participants import index_once
+from tests.settlement.test_engine import P0, P1, agreement, usage
+from tests.settlement.test_rounds import WINDOW, balance, fund
+from tests.space import Space
+
+pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+def code(r: Any) -> str:
+    value: str = r.json()["error"]["code"]
+    return value
+
+
+def policy_doc(space: Space, **over: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "version": 1,
+        "operator": space.operator.address,
+        "operator_fee_bps": 250,
+        "method": "output",
+        "default_quality_bps": 6000,
+    }
+    doc.update(over)
+    return doc
+
+
+def prepare(client: TestClient, ctx: ServiceContext, space: Space, sign_in: SignIn) -> None:
+    h = sign_in(space.consumers[0])
+    items = [e.to_json() for e in [agreement(space), *usage(space)]]
+    assert client.post("/v1/evidence", json={"entries": items}, headers=h).json()["accepted"] == 4
+    anchor_once(
+        engine=ctx.engine, chain=space.chain, ledger=space.contracts.ledger, operator=space.operator
+    )
+
+
+def round_body(space: Space, round_id: int = 1, **over: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "round_id": round_id,
+        "period_start": P0,
+        "period_end": P1,
+        "policy": policy_doc(space),
+    }
+    body.update(over)
+    return body
+
+
+def test_round_life_cycle_over_http(
+    client: TestClient, ctx: ServiceContext, space: Space, sign_in: SignIn, engine: Engine
+) -> None:
+    prepare(client, ctx, space, sign_in)
+    op, auditor = sign_in(space.operator), sign_in(space.auditor)
+    p0, p1 = space.providers[0], space.providers[1]
+    consumer = sign_in(space.consumers[0])
+
+    # compute: operator only
+    assert client.post("/v1/rounds", json=round_body(space)).status_code == 401
+    r = client.post("/v1/rounds", json=round_body(space), headers=consumer)
+    assert (r.status_code, code(r)) == (403, "role_required")
+    r = client.post("/v1/rounds", json=round_body(space), headers=op)
+    assert r.status_code == 200, r.text
+    statement = r.json()["statement"]
+    assert r.json()["status"] == "draft" and statement["total"] == "60000"
+    payouts = {p["account"]: p["payout"] for p in statement["participants"]}
+    assert payouts == {p0.address: "39000", p1.address: "19500", space.operator.address: "1500"}
+
+    # public reads
+    listed = client.get("/v1/rounds").json()
+    assert listed["total"] == 1 and listed["rounds"][0]["status"] == "draft"
+    detail = client.get("/v1/rounds/1").json()
+    assert detail["status"] == "draft" and detail["on_chain"] is None
+    assert detail["computed"]["policy"]["operator_fee_bps"] == 250
+    r = client.get("/v1/rounds/99")
+    assert (r.status_code, code(r)) == (404, "round_not_found")
+
+    # propose: refused until the vault holds the pool, then on chain
+    r = client.post("/v1/rounds/1/propose", headers=op)
+    assert (r.status_code, code(r)) == (409, "insufficient_unallocated")
+    fund(space, 60000)
+    r = client.post("/v1/rounds/1/propose", headers=consumer)
+    assert (r.status_code, code(r)) == (403, "role_required")
+    r = client.post("/v1/rounds/1/propose", headers=op)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "Proposed" and r.json()["tx_hash"].startswith("0x")
+    assert r.json()["on_chain"]["payout_root"] == statement["payout_root"]
+    r = client.post("/v1/rounds", json=round_body(space), headers=op)
+    assert (r.status_code, code(r)) == (409, "round_exists")
+
+    # statements: own, or any for staff
+    mine = client.get(f"/v1/rounds/1/statement/{p0.address}", headers=sign_in(p0))
+    assert mine.status_code == 200
+    assert mine.json()["participant"]["payout"] == "39000"
+    r = client.get(f"/v1/rounds/1/statement/{p0.address}", headers=sign_in(p1))
+    assert (r.status_code, code(r)) == (403, "role_required")
+    bill_part = client.get(f"/v1/rounds/1/statement/{space.consumers[0].address}", headers=auditor)
+    assert bill_part.json()["bill"]["total"] == "60000" and bill_part.json()["participant"] is None
+    r = client.get(f"/v1/rounds/1/statement/{space.providers[2].address}", headers=auditor)
+    assert (r.status_code, code(r)) == (404, "statement_not_found")
+    assert client.get(f"/v1/rounds/1/statement/{p0.address}").status_code == 401
+
+    # finalize: the vault refuses inside the window, then after it
+    r = client.post("/v1/rounds/1/finalize", headers=op)
+    assert (r.status_code, code(r)) == (409, "transaction_reverted")
+    space.chain.increase_time(WINDOW)
+    r = client.post("/v1/rounds/1/finalize", headers=op)
+    assert r.status_code == 200 and r.json()["status"] == "Finalized"
+    r = client.post("/v1/rounds/1/cancel", headers=op)
+    assert (r.status_code, code(r)) == (409, "transaction_reverted")
+
+    # the claim, ready to send: p1 sends it as it comes and is paid
+    h1 = sign_in(p1)
+    c = client.get(f"/v1/rounds/1/claims/{p1.address}", headers=h1).json()
+    assert (c["amount"], c["claimed"], c["status"]) == ("19500", False, "Finalized")
+    tx = {"to": c["transaction"]["to"], "data": c["transaction"]["data"], "from": p1.address}
+    gas = space.chain.w3.eth.estimate_gas(tx)  # type: ignore[arg-type]
+    sent = space.chain.w3.eth.send_transaction(tx | {"gas": gas})  # type: ignore[arg-type]
+    assert space.chain.w3.eth.wait_for_transaction_receipt(sent)["status"] == 1
+    assert balance(space, p1.address) == 19500
+    assert client.get(f"/v1/rounds/1/claims/{p1.address}", headers=h1).json()["claimed"] is True
+    r = client.get(f"/v1/rounds/1/claims/{space.consumers[0].address}", headers=auditor)
+    assert (r.status_code, code(r)) == (404, "claim_not_found")
+    r = client.get(f"/v1/rounds/1/claims/{p0.address}", headers=h1)
+    assert (r.status_code, code(r)) == (403, "role_required")
+
+    # the auditor's recomputation from the anchored log matches the vault
+    audit = client.get("/v1/audit/rounds/1", headers=auditor)
+    assert audit.status_code == 200 and audit.json()["ok"] is True, audit.json()["verdict"]
+    r = client.get("/v1/audit/rounds/1", headers=h1)
+    assert (r.status_code, code(r)) == (403, "role_required")
+    r = client.get("/v1/audit/rounds/7", headers=auditor)
+    assert (r.status_code, code(r)) == (404, "round_not_found")
+    assert client.get("/v1/audit/rounds/1").status_code == 401
+
+
+def test_cancel_a_proposed_round(
+    client: TestClient, ctx: ServiceContext, space: Space, sign_in: SignIn
+) -> None:
+    prepare(client, ctx, space, sign_in)
+    op = sign_in(space.operator)
+    client.post("/v1/rounds", json=round_body(space, 5), headers=op)
+    fund(space, 60000)
+    assert client.post("/v1/rounds/5/propose", headers=op).status_code == 200
+    assert client.post("/v1/rounds/5/cancel", headers=sign_in(space.auditor)).status_code == 403
+    r = client.post("/v1/rounds/5/cancel", headers=op)
+    assert r.status_code == 200 and r.json()["status"] == "Cancelled"
+    index_once(ctx, space)  # the list now reads the status from the indexer's mirror
+    (listed,) = client.get("/v1/rounds").json()["rounds"]
+    assert (listed["round_id"], listed["status"]) == (5, "Cancelled")
+    assert listed["period"] == {"start": P0, "end": P1}
+    r = client.post("/v1/rounds/6/propose", headers=op)
+    assert (r.status_code, code(r)) == (404, "round_not_found")
+
+
+def test_compute_refuses_bad_inputs_with_codes(
+    client: TestClient, ctx: ServiceContext, space: Space, sign_in: SignIn
+) -> None:
+    op = sign_in(space.operator)
+    r = client.post("/v1/rounds", json=round_body(space), headers=op)
+    assert (r.status_code, code(r)) == (404, "checkpoint_not_found")  # nothing anchored
+    prepare(client, ctx, space, sign_in)
+    r = client.post("/v1/rounds", json=round_body(space, policy={"version": 1}), headers=op)
+    assert (r.status_code, code(r)) == (422, "policy_invalid")
+    r = client.post("/v1/rounds", json=round_body(space, checkpoint_seq=9), headers=op)
+    assert (r.status_code, code(r)) == (404, "checkpoint_not_found")
+    r = client.post("/v1/rounds", json=round_body(space, period_start=1, period_end=2), headers=op)
+    assert (r.status_code, code(r)) == (422, "nothing_to_settle")
+    r = client.post("/v1/rounds", json=round_body(space, round_id=0), headers=op)
+    assert (r.status_code, code(r)) == (422, "validation_error")
+    assert r.json()["error"]["fields"][0]["path"] == "body.round_id"
+
+
+def test_bills_of_a_consumer(
+    client: TestClient, ctx: ServiceContext, space: Space, sign_in: SignIn
+) -> None:
+    c0 = space.consumers[0]
+    h = sign_in(c0)
+    r = client.get(f"/v1/bills/{c0.address}", params={"from": P0, "to": P1}, headers=h)
+    assert (r.status_code, code(r)) == (404, "checkpoint_not_found")
+    prepare(client, ctx, space, sign_in)
+    r = client.get(f"/v1/bills/{c0.address}", params={"from": P0, "to": P1}, headers=h)
+    assert r.status_code == 200
+    bill = r.json()
+    assert bill["total"] == "60000" and bill["agreements"][0]["units"] == 60
+    assert bill["checkpoint"] == {"seq": 0, "size": 4}
+    other = sign_in(space.consumers[1])
+    r = client.get(f"/v1/bills/{c0.address}", params={"from": P0, "to": P1}, headers=other)
+    assert (r.status_code, code(r)) == (403, "role_required")
+    own = client.get(
+        f"/v1/bills/{space.consumers[1].address}", params={"from": P0, "to": P1}, headers=other
+    )
+    assert own.json()["total"] == "0"
+    r = client.get(f"/v1/bills/{c0.address}", params={"from": P0}, headers=h)
+    assert (r.status_code, code(r)) == (422, "validation_error")
+    assert client.get(f"/v1/bills/{c0.address}", params={"from": P0, "to": P1}).status_code == 401

@@ -25,9 +25,10 @@ from service.audit.log import SqlConsistencySource, audit_log
 from service.audit.receipt import audit_receipt
 from service.chain.client import Chain
 from service.chain.deploy import TallyContracts, deploy_tally
+from service.demo.api_client import ApiError, InProcessApi
 from service.demo.model import coalition_values
 from service.evidence.anchor import anchor_once
-from service.evidence.directory import CONSUMER, PROVIDER, SERVICE, ChainDirectory
+from service.evidence.directory import CONSUMER, PROVIDER, SERVICE
 from service.evidence.eip712 import Domain, keccak256
 from service.evidence.entries import (
     Agreement,
@@ -39,7 +40,6 @@ from service.evidence.entries import (
     UsageReceipt,
     sign_entry,
 )
-from service.evidence.log import append_entries
 from service.evidence.models import AnchorRow
 from service.evidence.receipts import build_receipt
 
@@ -209,42 +209,51 @@ def run_evidence(
     receipts: int,
     checkpoints: int,
     seed: int,
+    data_dir: Path,
     progress: Callable[[int], None] | None = None,
 ) -> EvidenceResult:
-    """Sign and ingest the agreements and receipts, anchoring ``checkpoints`` times."""
+    """Sign the agreements, contribution evidence and receipts and submit them in
+    batches through the HTTP API (``POST /v1/evidence``), anchoring ``checkpoints``
+    times on the way."""
     domain = Domain(chain_id=chain.chain_id, verifying_contract=contracts.ledger.address)
     agreements = [_agreement(cast, ins, domain, i) for i, ins in enumerate(cast.insurers)]
     signed = make_receipts(cast, agreements, domain, receipts, seed)
-    directory = ChainDirectory(chain, contracts.registry)
     result = EvidenceResult(contracts, domain, agreements, signed)
     op = cast.operator.account
+    api = InProcessApi(
+        chain=chain, engine=engine, contracts=contracts, operator=op, data_dir=data_dir
+    )
+    api.sign_in(op)
 
     def ingest(batch: list[SignedEntry]) -> None:
-        items = append_entries(engine=engine, domain=domain, directory=directory, entries=batch)
-        bad = [r for r in items if not r.ok]
+        answer = api.post_evidence(batch)
+        bad = [r for r in answer["results"] if r["status"] == "rejected"]
         if bad:
-            raise RuntimeError(f"demo entry rejected: {bad[0].code}: {bad[0].message}")
+            raise ApiError(f"demo entry rejected: {bad[0]['code']}: {bad[0]['message']}")
 
-    ingest(agreements)
-    result.contributions = contribution_entries(cast, agreements, domain, seed)
-    ingest(result.contributions)
-    every = max(1, -(-len(signed) // max(1, checkpoints)))
-    step = min(BATCH, every)
-    since_anchor = 0
-    for pos in range(0, len(signed), step):
-        batch = signed[pos : pos + step]
-        ingest(batch)
-        since_anchor += len(batch)
-        if progress:
-            progress(len(batch))
-        if since_anchor >= every:
-            cp = anchor_once(engine=engine, chain=chain, ledger=contracts.ledger, operator=op)
-            if cp is not None:
-                result.checkpoints.append(cp)
-            since_anchor = 0
-    cp = anchor_once(engine=engine, chain=chain, ledger=contracts.ledger, operator=op)
-    if cp is not None:
-        result.checkpoints.append(cp)
+    try:
+        ingest(agreements)
+        result.contributions = contribution_entries(cast, agreements, domain, seed)
+        ingest(result.contributions)
+        every = max(1, -(-len(signed) // max(1, checkpoints)))
+        step = min(BATCH, every)
+        since_anchor = 0
+        for pos in range(0, len(signed), step):
+            batch = signed[pos : pos + step]
+            ingest(batch)
+            since_anchor += len(batch)
+            if progress:
+                progress(len(batch))
+            if since_anchor >= every:
+                cp = anchor_once(engine=engine, chain=chain, ledger=contracts.ledger, operator=op)
+                if cp is not None:
+                    result.checkpoints.append(cp)
+                since_anchor = 0
+        cp = anchor_once(engine=engine, chain=chain, ledger=contracts.ledger, operator=op)
+        if cp is not None:
+            result.checkpoints.append(cp)
+    finally:
+        api.close()
     return result
 
 

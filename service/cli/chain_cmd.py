@@ -12,14 +12,21 @@ from rich.console import Console
 from service.chain.client import Chain
 from service.chain.config import (
     deployment_path,
+    load_deployment,
     load_network,
     rpc_network,
     save_deployment,
 )
-from service.chain.deploy import DEFAULT_CHALLENGE_WINDOW_S, DEFAULT_CLAIM_EXPIRY_S, deploy_tally
+from service.chain.deploy import (
+    DEFAULT_CHALLENGE_WINDOW_S,
+    DEFAULT_CLAIM_EXPIRY_S,
+    TallyContracts,
+    attach,
+    deploy_tally,
+)
 from service.chain.devnode import chain_down, chain_up, running_devnode
 from service.chain.keys import operator_account
-from service.errors import ConfigError
+from service.errors import ConfigError, DeploymentNotFound
 from service.settings import get_settings
 
 console = Console()
@@ -32,6 +39,15 @@ NetworkOpt = Annotated[
     typer.Option("--network", "-n", help="Network name in chain-config/ (or a .toml path)."),
 ]
 RpcOpt = Annotated[str | None, typer.Option("--rpc", help="JSON-RPC URL (instead of --network).")]
+DeploymentOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--deployment", help="Deployment file; default chain-config/deployments/<network>.json."
+    ),
+]
+DbOpt = Annotated[
+    str | None, typer.Option("--db", help="Database URL; default TALLY_DATABASE_URL.")
+]
 
 
 def connect(network: str | None, rpc: str | None) -> Chain:
@@ -44,6 +60,18 @@ def connect(network: str | None, rpc: str | None) -> Chain:
         chain_id = Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 10})).eth.chain_id
         return Chain.connect(rpc_network(rpc, chain_id=chain_id))
     return Chain.connect(load_network(network or get_settings().network))
+
+
+def contracts_for(chain: Chain, deployment: Path | None) -> TallyContracts:
+    """Handles on the deployment in ``deployment`` (default: the network's recorded one),
+    checked against the node's chain id."""
+    path = deployment or deployment_path(chain.network.name)
+    try:
+        dep = load_deployment(path)
+    except DeploymentNotFound as err:
+        hint = "" if deployment else "; pass --deployment FILE"
+        raise DeploymentNotFound(f"{err.message}{hint}") from None
+    return attach(chain, dep)
 
 
 @chain_app.command("up")

@@ -96,7 +96,7 @@ def demo(
     console.print(table)
 
     with Progress(
-        TextColumn("[bold]signing and ingesting receipts"),
+        TextColumn("[bold]signing receipts, POST /v1/evidence"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -111,6 +111,7 @@ def demo(
             receipts=receipts,
             checkpoints=checkpoints,
             seed=seed,
+            data_dir=out,
             progress=lambda n: bar.advance(task, n),
         )
 

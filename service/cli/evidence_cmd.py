@@ -15,13 +15,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from web3.contract import Contract
 
 from service.audit.receipt import AuditReport
-from service.chain.client import Chain
-from service.chain.config import deployment_path, load_deployment
-from service.cli.chain_cmd import NetworkOpt, RpcOpt, connect
-from service.errors import ConfigError, DeploymentNotFound, InvalidInput
+from service.cli.chain_cmd import DbOpt, DeploymentOpt, NetworkOpt, RpcOpt, connect, contracts_for
+from service.errors import ConfigError, InvalidInput
 from service.settings import get_settings
 
 audit_app = typer.Typer(
@@ -29,38 +26,12 @@ audit_app = typer.Typer(
     no_args_is_help=True,
 )
 
-DeploymentOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--deployment",
-        help="Deployment file; default chain-config/deployments/<network>.json.",
-    ),
-]
-DbOpt = Annotated[
-    str | None, typer.Option("--db", help="Database URL; default TALLY_DATABASE_URL.")
-]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Print every check before the verdict.")
 ]
 
 _ENTRY_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
-
-
-def _ledger(chain: Chain, deployment: Path | None) -> Contract:
-    """The EvidenceLedger of the deployment file (checked against the node's chain id)."""
-    path = deployment or deployment_path(chain.network.name)
-    try:
-        dep = load_deployment(path)
-    except DeploymentNotFound as err:
-        hint = "" if deployment else "; pass --deployment FILE"
-        raise DeploymentNotFound(f"{err.message}{hint}") from None
-    if dep.chain_id != chain.chain_id:
-        raise ConfigError(
-            f"deployment {path.name} is for chain {dep.chain_id}, the node is chain "
-            f"{chain.chain_id}"
-        )
-    return chain.contract("EvidenceLedger", dep.address("EvidenceLedger"))
 
 
 def _database_url(db: str | None) -> str:
@@ -94,7 +65,7 @@ def anchor(
     from service.evidence.anchor import anchor_once
 
     chain = connect(network, rpc)
-    ledger = _ledger(chain, deployment)
+    ledger = contracts_for(chain, deployment).ledger
     engine = make_engine(_database_url(db))
     try:
         create_schema(engine)
@@ -191,7 +162,7 @@ def audit_log_cmd(
     if (rpc is None) == (network is None):
         raise ConfigError("give exactly one of --rpc URL or --network NAME")
     chain = connect(network, rpc)
-    ledger = _ledger(chain, deployment)
+    ledger = contracts_for(chain, deployment).ledger
     with SqlConsistencySource.from_url(_database_url(db)) as source:
         report = audit_log(chain=chain, ledger=ledger, proofs=source)
     _emit(report, as_json=as_json, verbose=verbose)

@@ -30,10 +30,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from service.chain.client import Chain
-from service.chain.config import deployment_path, load_deployment
-from service.chain.deploy import TallyContracts, attach
-from service.cli.chain_cmd import NetworkOpt, RpcOpt, connect
-from service.errors import CheckpointNotFound, ConfigError, DeploymentNotFound, InvalidInput
+from service.cli.chain_cmd import DbOpt, DeploymentOpt, NetworkOpt, RpcOpt, connect, contracts_for
+from service.errors import CheckpointNotFound, ConfigError, InvalidInput
 from service.evidence.models import AnchorRow
 from service.settings import get_settings
 
@@ -44,15 +42,6 @@ settle_app = typer.Typer(
 )
 log_app = typer.Typer(help="Export the evidence log for auditors.", no_args_is_help=True)
 
-DbOpt = Annotated[
-    str | None, typer.Option("--db", help="Database URL; default TALLY_DATABASE_URL.")
-]
-DeploymentOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--deployment", help="Deployment file; default chain-config/deployments/<network>.json."
-    ),
-]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 KeyEnvOpt = Annotated[
     str | None,
@@ -102,16 +91,6 @@ def _checkpoint(engine: Engine, seq: int | None) -> AnchorRow:
         if found is None:
             raise CheckpointNotFound(f"checkpoint {seq} is not recorded in this database")
         return found
-
-
-def _contracts(chain: Chain, deployment: Path | None) -> TallyContracts:
-    path = deployment or deployment_path(chain.network.name)
-    try:
-        dep = load_deployment(path)
-    except DeploymentNotFound as err:
-        hint = "" if deployment else "; pass --deployment FILE"
-        raise DeploymentNotFound(f"{err.message}{hint}") from None
-    return attach(chain, dep)
 
 
 def _signer(chain: Chain, key_env: str | None) -> LocalAccount:
@@ -248,7 +227,7 @@ def settle_run(
     proposed = None
     if propose_round:
         chain = connect(network, rpc)
-        contracts = _contracts(chain, deployment)
+        contracts = contracts_for(chain, deployment)
         proposed = propose(
             chain=chain,
             vault=contracts.vault,
@@ -283,7 +262,7 @@ def _round_tx(
     from service.settlement import rounds
 
     chain = connect(network, rpc)
-    contracts = _contracts(chain, deployment)
+    contracts = contracts_for(chain, deployment)
     fn = {"finalize": rounds.finalize, "cancel": rounds.cancel}[action]
     receipt = fn(chain=chain, vault=contracts.vault, round_id=round_id, sender=_signer(chain, None))
     state = rounds.read_round(chain=chain, vault=contracts.vault, round_id=round_id)
@@ -325,7 +304,7 @@ def settle_challenge(
     from service.settlement.rounds import challenge, read_round
 
     chain = connect(network, rpc)
-    contracts = _contracts(chain, deployment)
+    contracts = contracts_for(chain, deployment)
     challenge(
         chain=chain,
         vault=contracts.vault,
@@ -366,7 +345,7 @@ def claim_cmd(
     if tree.round_id != round_id:
         raise InvalidInput(f"the payout file is for round {tree.round_id}, not {round_id}")
     chain = connect(network, rpc)
-    contracts = _contracts(chain, deployment)
+    contracts = contracts_for(chain, deployment)
     results = claim(
         chain=chain,
         vault=contracts.vault,
@@ -422,7 +401,7 @@ def deposit_cmd(
     from service.settlement.rounds import deposit, unallocated
 
     chain = connect(network, rpc)
-    contracts = _contracts(chain, deployment)
+    contracts = contracts_for(chain, deployment)
     sender = _signer(chain, key_env)
     if mint:
         owner = _signer(chain, None)
@@ -509,7 +488,7 @@ def audit_settlement_cmd(
     if period_from is not None and period_to is not None:
         period = (parse_time(period_from, "--from"), parse_time(period_to, "--to"))
     chain = connect(network, rpc)
-    contracts = _contracts(chain, deployment)
+    contracts = contracts_for(chain, deployment)
     source: EntrySource
     sql_source = None
     if log_file is not None:

@@ -261,9 +261,9 @@ def _mix(value: object, where: str) -> dict[str, Fraction]:
                 f"{where}.{name}", f"a mix combines {', '.join(BASIC_METHODS)}, not {name!r}"
             )
         out[name] = _exact(coefficient, f"{where}.{name}")
-    if not out:
-        raise _fail(where, "a mix needs at least one method")
-    if not any(out.values()):
+    # an empty table is what the canonical form holds for a policy that mixes nothing;
+    # a policy whose method is mix is refused without coefficients by _check_usable
+    if out and not any(out.values()):
         raise _fail(where, "every mix coefficient is zero")
     return out
 

@@ -165,3 +165,11 @@ def test_shapley_and_mix_policy_is_accepted() -> None:
         "cost": 1,
     }
     assert policy.document["mix"] == {"output": "1/2", "shapley": "1/4", "cost": "1"}
+
+
+@pytest.mark.parametrize("method", ["output", "mix"])
+def test_canonical_form_parses_back_to_the_same_hash(method: str) -> None:
+    extra: dict[str, Any] = {"mix": {"output": 1, "cost": "1/3"}} if method == "mix" else {}
+    policy = parse_policy(base(method=method, **extra))
+    again = parse_policy(json.loads(policy.canonical_bytes))
+    assert again.hash == policy.hash and again.canonical_bytes == policy.canonical_bytes

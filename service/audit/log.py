@@ -69,6 +69,19 @@ class ConsistencySource(Protocol):
         ...
 
 
+def open_log_engine(url: str) -> Engine:
+    """A read engine on an operator's log database. A SQLite file that does not exist
+    is :class:`LogUnavailable` (opening it would create an empty log to audit)."""
+    from service.db import make_engine
+
+    parsed = make_url(url) if "://" in url else None
+    if parsed is not None and parsed.get_backend_name() == "sqlite":
+        path = parsed.database
+        if path and path != ":memory:" and not Path(path).is_file():
+            raise LogUnavailable(f"no SQLite database at {path}")
+    return make_engine(url, pool=False)
+
+
 class SqlConsistencySource:
     """Serves the log straight from its SQL tiles (read-only; one transaction per call)."""
 
@@ -80,14 +93,7 @@ class SqlConsistencySource:
     @classmethod
     def from_url(cls, url: str, *, log_id: int = EVIDENCE_LOG_ID) -> SqlConsistencySource:
         """A source on its own engine (closed by :meth:`close` or ``with``)."""
-        from service.db import make_engine
-
-        parsed = make_url(url) if "://" in url else None
-        if parsed is not None and parsed.get_backend_name() == "sqlite":
-            path = parsed.database
-            if path and path != ":memory:" and not Path(path).is_file():
-                raise LogUnavailable(f"no SQLite database at {path}")
-        source = cls(make_engine(url, pool=False), log_id=log_id)
+        source = cls(open_log_engine(url), log_id=log_id)
         source._owned = True
         return source
 

@@ -57,6 +57,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlmodel import Session, col, select
 from web3.contract import Contract
 
+from service.audit.log import open_log_engine
 from service.audit.receipt import AuditReport
 from service.chain.client import Chain
 from service.errors import (
@@ -178,9 +179,7 @@ class SqlEntrySource:
 
     @classmethod
     def from_url(cls, url: str) -> SqlEntrySource:
-        from service.db import make_engine
-
-        return cls(make_engine(url, pool=False), owned=True)
+        return cls(open_log_engine(url), owned=True)
 
     def describe(self) -> str:
         try:

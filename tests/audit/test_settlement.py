@@ -384,3 +384,11 @@ def test_unknown_round_fails_cleanly(engine: Engine, space: Space) -> None:
     report = _audit(space, SqlEntrySource(engine), make_policy(space))
     assert _failure(report) == ("round", f"round {ROUND} does not exist on the vault")
     assert all(c.ok is None for c in report.checks[1:])
+
+
+def test_sql_entry_source_refuses_a_missing_database(tmp_path: Path) -> None:
+    from service.errors import LogUnavailable
+
+    with pytest.raises(LogUnavailable):
+        SqlEntrySource.from_url(f"sqlite:///{tmp_path}/absent.db")
+    assert not (tmp_path / "absent.db").exists()  # no empty log was created to audit

@@ -28,6 +28,7 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from web3.contract import Contract
+from web3.types import TxReceipt
 
 from service.api.models import RoundDraft
 from service.chain.client import Chain
@@ -237,10 +238,7 @@ def finalize_round(
     receipt = chain_rounds.finalize(
         chain=chain, vault=vault, round_id=round_id, sender=_operator(operator)
     )
-    return round_detail(engine=engine, chain=chain, vault=vault, round_id=round_id) | {
-        "tx_hash": _hex(bytes(receipt["transactionHash"])),
-        "block_number": int(receipt["blockNumber"]),
-    }
+    return _detail_after(receipt, engine=engine, chain=chain, vault=vault, round_id=round_id)
 
 
 def cancel_round(
@@ -255,6 +253,13 @@ def cancel_round(
     receipt = chain_rounds.cancel(
         chain=chain, vault=vault, round_id=round_id, sender=_operator(operator)
     )
+    return _detail_after(receipt, engine=engine, chain=chain, vault=vault, round_id=round_id)
+
+
+def _detail_after(
+    receipt: TxReceipt, *, engine: Engine, chain: Chain, vault: Contract, round_id: int
+) -> dict[str, Any]:
+    """The round as it stands after ``receipt``'s transaction, with that transaction."""
     return round_detail(engine=engine, chain=chain, vault=vault, round_id=round_id) | {
         "tx_hash": _hex(bytes(receipt["transactionHash"])),
         "block_number": int(receipt["blockNumber"]),

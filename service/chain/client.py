@@ -145,10 +145,7 @@ class Chain:
             return cls.embedded()
         assert network.rpc_url is not None
         w3 = Web3(Web3.HTTPProvider(network.rpc_url, request_kwargs={"timeout": timeout_s}))
-        try:
-            _retry(lambda: w3.eth.chain_id, what=f"connect to {network.rpc_url}")
-        except RpcUnavailable:
-            raise
+        _retry(lambda: w3.eth.chain_id, what=f"connect to {network.rpc_url}")
         if accounts is None and network.is_dev:
             accounts = dev_accounts(10)
         return cls(w3, network, accounts=accounts)

@@ -25,6 +25,7 @@ from service.demo.scenario import (
     write_receipts,
 )
 from service.demo.settle import RIGHT_ROUND, WRONG_ROUND, run_settlement
+from service.settlement.engine import RoundResult
 
 console = Console()
 
@@ -36,11 +37,9 @@ def _tokens(amount: int | Fraction) -> str:
     return f"{whole // 10**6:,}.{whole % 10**6:06d}"
 
 
-def right_method(result: object, agreement_id: str) -> str:
-    for a in getattr(result, "agreements", ()):
-        if a.agreement_id == agreement_id:
-            return str(a.method)
-    return "?"
+def _method_of(result: RoundResult, agreement_id: str) -> str:
+    """The settlement method the round applied to ``agreement_id``."""
+    return next(str(a.method) for a in result.agreements if a.agreement_id == agreement_id)
 
 
 def demo(
@@ -135,7 +134,7 @@ def demo(
         st.add_column(col, justify="left" if col in ("payee", "method") else "right")
     for account, lines in right.lines_by_account().items():
         for line in lines:
-            method = "fee" if line.role == "operator" else right_method(right, line.agreement_id)
+            method = "fee" if line.role == "operator" else _method_of(right, line.agreement_id)
             st.add_row(
                 names.get(account, account[:10]),
                 f"{method} ({line.agreement_id[:6]}…)",

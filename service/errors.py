@@ -217,6 +217,13 @@ class NotAnchored(NotFound):
     code = "not_anchored"
 
 
+class LogBoundElsewhere(TallyError):
+    """The log database belongs to another deployment (chain id or EvidenceLedger)."""
+
+    code = "log_deployment_mismatch"
+    status = 409
+
+
 # --- indexer (appended by T4 indexer) ---------------------------------------------------
 
 
@@ -425,3 +432,27 @@ class OperatorKeyUnavailable(TallyError):
 
     code = "operator_key_unavailable"
     status = 503
+
+
+# --- settlement vault v2 (appended by T9 settlement) ------------------------------------
+
+
+class InsufficientBalance(InsufficientUnallocated):
+    """A funding consumer's free balance on the vault is below its bill for the round."""
+
+    code = "insufficient_balance"
+    status = 409
+
+
+class PolicyMismatch(SettlementError):
+    """A settled agreement names another policy hash than the round's policy."""
+
+    code = "policy_mismatch"
+    status = 422
+
+
+class StatementUnavailable(TallyError):
+    """The round's published statement (its statementURI) cannot be fetched or read."""
+
+    code = "statement_unavailable"
+    status = 502

@@ -31,6 +31,7 @@ from service.chain.deploy import TallyContracts, attach, deploy_tally
 from service.chain.keys import operator_account
 from service.db import create_schema, make_engine
 from service.errors import ConfigError
+from service.evidence.binding import bind_log
 from service.evidence.eip712 import Domain
 from service.settings import Settings
 
@@ -113,6 +114,7 @@ def build_context(settings: Settings) -> ServiceContext:
         contracts = attach(chain, load_deployment(path))
     engine = make_engine(settings.database_url)
     create_schema(engine)
+    bind_log(engine=engine, chain_id=chain.chain_id, ledger=contracts.ledger.address)
     return make_context(
         settings=settings,
         engine=engine,

@@ -34,6 +34,7 @@ from typing import Protocol, TypeVar
 
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlmodel import Session
 from web3.contract import Contract
 
 from service.audit.receipt import AuditReport
@@ -127,6 +128,14 @@ class SqlConsistencySource:
             raise LogUnavailable(
                 f"cannot read the log from {self.describe()}: {type(err).__name__}"
             ) from None
+
+    def check_deployment(self, *, chain_id: int, ledger: str) -> None:
+        """Refuse (:class:`~service.errors.LogBoundElsewhere`) a log database that belongs to
+        another deployment than the one being audited (read-only check)."""
+        from service.evidence.binding import check_log_binding
+
+        with Session(self._engine) as session:
+            check_log_binding(session, chain_id=chain_id, ledger=ledger)
 
     def head(self) -> tuple[int, bytes]:
         state = self._read(lambda log: log.state())

@@ -164,5 +164,6 @@ def audit_log_cmd(
     chain = connect(network, rpc)
     ledger = contracts_for(chain, deployment).ledger
     with SqlConsistencySource.from_url(_database_url(db)) as source:
+        source.check_deployment(chain_id=chain.chain_id, ledger=ledger.address)
         report = audit_log(chain=chain, ledger=ledger, proofs=source)
     _emit(report, as_json=as_json, verbose=verbose)

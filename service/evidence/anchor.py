@@ -22,6 +22,7 @@ from web3.contract import Contract
 
 from service.chain.client import Chain
 from service.errors import CheckpointNotFound, TallyError
+from service.evidence.binding import bind_log
 from service.evidence.models import AnchorRow
 from service.evidence.tiles import MerkleLog, SqlTileStorage
 
@@ -73,7 +74,12 @@ def _tx_of(chain: Chain, ledger: Contract, seq: int, block: int) -> str:
 
 
 def sync_anchors(*, engine: Engine, chain: Chain, ledger: Contract) -> list[AnchorRow]:
-    """Record checkpoints that are on chain but not in SQL; check each against the log."""
+    """Record checkpoints that are on chain but not in SQL; check each against the log.
+
+    First binds the log to this chain and ledger (:func:`~service.evidence.binding.bind_log`):
+    a log that belongs to another deployment is :class:`~service.errors.LogBoundElsewhere`.
+    """
+    bind_log(engine=engine, chain_id=chain.chain_id, ledger=ledger.address)
     added: list[AnchorRow] = []
     with Session(engine) as session:
         last = latest_anchor(session)

@@ -72,3 +72,17 @@ class AnchorRow(SQLModel, table=True):
     contract: str = Field(sa_column=Column(String(42), nullable=False))
     tx_hash: str = Field(sa_column=Column(String(66), nullable=False))
     block_number: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class LogBinding(SQLModel, table=True):
+    """The one deployment (chain id + EvidenceLedger) this log database belongs to.
+
+    Written once, by the first writer that knows the deployment (see
+    :mod:`service.evidence.binding`); a single row, ``id`` = 1.
+    """
+
+    __tablename__ = "log_binding"
+
+    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    chain_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    ledger: str = Field(sa_column=Column(String(42), nullable=False))

@@ -63,7 +63,7 @@ def _key(label: str) -> bytes:
 
 
 def _agreement_rows(
-    domain: Domain, agreements: int, per_agreement: int
+    domain: Domain, agreements: int, per_agreement: int, policy_hash: bytes
 ) -> tuple[list[dict[str, Any]], list[tuple[str, str, list[str]]], bytes]:
     """Signed Agreement rows, and per agreement (id, consumer, providers); plus a
     receipt's canonical bytes to use as ballast."""
@@ -84,7 +84,7 @@ def _agreement_rows(
             consumer=consumer,
             providers=tuple(addr for addr, _ in by_address),
             unitPrice=UNIT_PRICE,
-            policyHash=b"\x00" * 32,
+            policyHash=policy_hash,
             validFrom=PERIOD_START,
             validUntil=PERIOD_END,
         )
@@ -210,7 +210,7 @@ def bench_settlement(
 
         t0 = time.perf_counter()
         agreement_rows, terms, ballast = _agreement_rows(
-            domain, agreements, providers_per_agreement
+            domain, agreements, providers_per_agreement, policy.hash
         )
         receipt_rows, units_total = _receipt_rows(n, agreements, terms, ballast, seed)
         with engine.begin() as conn:
@@ -224,7 +224,7 @@ def bench_settlement(
                         "consumer": consumer,
                         "providers": ",".join(providers),
                         "unit_price": UNIT_PRICE,
-                        "policy_hash": "0x" + "00" * 32,
+                        "policy_hash": policy.hash_hex,
                         "valid_from": PERIOD_START,
                         "valid_until": PERIOD_END,
                         "entry_id": row["entry_id"],

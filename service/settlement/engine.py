@@ -37,7 +37,13 @@ Arithmetic, per agreement with usage in the period (exact integers and Fractions
 revenue ``R = unitPrice x sum(units)``; fee ``floor(R x fee_bps / 10000)`` to the
 policy's operator; the rest apportioned among the agreement's providers by the
 weights of the agreement's method (:mod:`service.settlement.methods`) with the
-largest-remainder rule. A zero revenue pays nobody and needs no weights. Payouts are
+largest-remainder rule. A zero revenue pays nobody and needs no weights.
+
+Every agreement with receipts in the period must name the round's policy: its signed
+``Agreement.policyHash`` must equal the policy's hash, else the round is refused with
+:class:`~service.errors.PolicyMismatch` listing those agreements (no per-agreement
+override: the parties signed for one policy, and the policy's own ``agreements`` table
+only tunes parameters within it). Payouts are
 summed per address over agreements; the round pool is the sum of revenues and equals
 the sum of payouts; the payout tree holds the non-zero payouts
 (:mod:`service.settlement.payout_tree`). A consumer's bill is the sum of its agreements'
@@ -59,7 +65,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from service.errors import InvalidPolicy, NothingToSettle, SettlementError
+from service.errors import InvalidPolicy, NothingToSettle, PolicyMismatch, SettlementError
 from service.evidence.eip712 import to_checksum_address
 from service.evidence.entries import (
     Agreement,
@@ -99,6 +105,7 @@ __all__ = [
     "compute_bills",
     "compute_round",
     "facts_from_sql",
+    "foreign_policy_agreements",
     "settle_entries",
     "settle_facts",
 ]
@@ -135,6 +142,8 @@ class AgreementTerms:
     providers: tuple[str, ...]
     unit_price: int
     leaf_index: int
+    policy_hash: str = "0x" + "00" * 32
+    """The policy the parties signed for (``Agreement.policyHash``), lower-case hex."""
 
 
 @dataclass(slots=True)
@@ -208,6 +217,7 @@ class FactsBuilder:
         providers: Sequence[str],
         unit_price: int,
         leaf_index: int,
+        policy_hash: str,
     ) -> None:
         """An agreement's terms (the first entry of an id, by leaf index, wins)."""
         if leaf_index >= self._facts.checkpoint_size:
@@ -221,6 +231,7 @@ class FactsBuilder:
                 providers=tuple(p.lower() for p in providers),
                 unit_price=unit_price,
                 leaf_index=leaf_index,
+                policy_hash=policy_hash.lower(),
             )
 
     def _ignore(self, leaf_index: int, signed: SignedEntry, reason: str) -> None:
@@ -241,6 +252,7 @@ class FactsBuilder:
                 providers=e.providers,
                 unit_price=e.unitPrice,
                 leaf_index=leaf_index,
+                policy_hash=_hex(e.policyHash),
             )
             return
         if not self._in_period(e.periodStart):
@@ -384,6 +396,15 @@ class RoundResult:
     @property
     def policy_hash(self) -> bytes:
         return self.policy.hash
+
+    @property
+    def debits(self) -> tuple[tuple[str, int], ...]:
+        """What the round takes from each funding consumer's vault balance: its bill,
+        ``(checksummed address, amount)`` by ascending address, zero bills left out. They
+        sum to :attr:`pool` (``SettlementVault.propose`` requires it too)."""
+        return tuple(
+            (to_checksum_address(bill.consumer), bill.total) for bill in self.bills if bill.total
+        )
 
     def lines_by_account(self) -> dict[str, list[PayoutLine]]:
         out: dict[str, list[PayoutLine]] = defaultdict(list)
@@ -735,12 +756,29 @@ def bills_from_facts(facts: RoundFacts) -> tuple[Bill, ...]:
     )
 
 
+def foreign_policy_agreements(facts: RoundFacts, policy_hash: bytes) -> list[AgreementTerms]:
+    """The agreements with receipts in the period that name another policy hash than
+    ``policy_hash`` (by id); empty when every settled agreement names it."""
+    want = _hex(policy_hash)
+    used = facts.usage_by_agreement()
+    return [t for t in _terms_of_usage(facts, used) if t.policy_hash != want]
+
+
 def settle_facts(
     facts: RoundFacts, *, round_id: int, policy: Policy, checkpoint_seq: int | None = None
 ) -> RoundResult:
     """The arithmetic of a round (pure). Raises :class:`NothingToSettle` when the period has
-    no revenue, :class:`SettlementError` / :class:`InvalidPolicy` naming the agreement when
-    one cannot be split (for example a method with no facts to weigh)."""
+    no revenue, :class:`PolicyMismatch` when a settled agreement names another policy,
+    :class:`SettlementError` / :class:`InvalidPolicy` naming the agreement when one cannot
+    be split (for example a method with no facts to weigh)."""
+    foreign = foreign_policy_agreements(facts, policy.hash)
+    if foreign:
+        listed = ", ".join(f"{t.agreement_id} (names {t.policy_hash})" for t in foreign)
+        raise PolicyMismatch(
+            f"{len(foreign)} agreement(s) with usage in the period do not name the round's "
+            f"policy {policy.hash_hex}: {listed}",
+            agreements=[t.agreement_id for t in foreign],
+        )
     used = facts.usage_by_agreement()
     settled = tuple(
         _settle_agreement(facts, used, terms, policy.for_agreement(terms.agreement_id), policy)
@@ -839,6 +877,7 @@ def facts_from_sql(
             providers=row.provider_list,
             unit_price=row.unit_price,
             leaf_index=row.leaf_index,
+            policy_hash=row.policy_hash,
         )
     decoded = (
         select(leaf, col(LogEntry.data))

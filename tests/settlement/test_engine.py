@@ -22,7 +22,7 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from service.errors import ConfigError, NothingToSettle, SettlementError
+from service.errors import ConfigError, NothingToSettle, PolicyMismatch, SettlementError
 from service.evidence.directory import ChainDirectory
 from service.evidence.entries import (
     Agreement,
@@ -64,8 +64,14 @@ def agreement(
     consumer: int = 0,
     providers: tuple[int, ...] = (0, 1),
     price: int = PRICE,
+    policy: Policy | bytes | None = None,
 ) -> SignedEntry:
+    """An Agreement naming ``policy`` (default :func:`make_policy`'s: the rounds settle
+    only agreements that name the round's policy)."""
     c = space.consumers[consumer]
+    if policy is None:
+        policy = make_policy(space)
+    policy_hash = policy.hash if isinstance(policy, Policy) else policy
     ps = sorted((space.providers[i] for i in providers), key=lambda a: a.address.lower())
     entry = Agreement(
         agreementId=aid,
@@ -73,7 +79,7 @@ def agreement(
         consumer=c.address,
         providers=tuple(p.address for p in ps),
         unitPrice=price,
-        policyHash=b"\x00" * 32,
+        policyHash=policy_hash,
         validFrom=T0,
         validUntil=VALID_UNTIL,
     )
@@ -269,11 +275,12 @@ def test_output_method_units_times_mean_quality(engine: Engine, space: Space) ->
 
 
 def test_cost_method_sums_declared_costs(engine: Engine, space: Space) -> None:
+    policy = make_policy(space, method="cost")
     ingest_all(
         engine,
         space,
         [
-            agreement(space),
+            agreement(space, policy=policy),
             *usage(space),
             declaration(space, provider=0, kind=1, value=300),
             declaration(space, provider=0, kind=1, value=200, start=P0 + 3600),
@@ -281,25 +288,25 @@ def test_cost_method_sums_declared_costs(engine: Engine, space: Space) -> None:
             declaration(space, provider=1, kind=1, value=999, start=P1),  # next period
         ],
     )
-    result = settle_both(engine, make_policy(space, method="cost"))
+    result = settle_both(engine, policy)
     # costs p0 = 300 + 200 = 500, p1 = 200 (the 999 is declared for the next period): 5 : 2.
     # p0: 58500 x 5/7 = 41785 + 5/7; p1: 58500 x 2/7 = 16714 + 2/7; the spare unit to p0.
     assert paid(result, space) == {"p0": 41786, "p1": 16714, "op": 1500}
 
 
 def test_risk_method_uses_the_last_declared_tier(engine: Engine, space: Space) -> None:
+    policy = make_policy(space, method="risk", risk_multipliers={"1": 1, "2": "3/2", "3": 2})
     ingest_all(
         engine,
         space,
         [
-            agreement(space),
+            agreement(space, policy=policy),
             *usage(space),
             declaration(space, provider=0, kind=2, value=3),
             declaration(space, provider=1, kind=2, value=1),
             declaration(space, provider=1, kind=2, value=2),  # later: replaces tier 1
         ],
     )
-    policy = make_policy(space, method="risk", risk_multipliers={"1": 1, "2": "3/2", "3": 2})
     result = settle_both(engine, policy)
     # multipliers p0 (tier 3) = 2, p1 (tier 2) = 3/2: 4 : 3.
     # p0: 58500 x 4/7 = 33428 + 4/7; p1: 58500 x 3/7 = 25071 + 3/7; the spare unit to p0.
@@ -312,19 +319,18 @@ def test_shapley_method_uses_the_evaluators_coalition_values(engine: Engine, spa
     low, high = sorted((0, 1), key=lambda i: lower(space.providers[i]))
     # bit 0 = the lower address. v({}) = 0, v({low}) = 60, v({high}) = 20, v(both) = 100.
     # phi_low = 1/2 (60 - 0) + 1/2 (100 - 20) = 70; phi_high = 1/2 (20) + 1/2 (100 - 60) = 30.
+    policy = make_policy(space, method="shapley", evaluator=space.auditor.address)
     ingest_all(
         engine,
         space,
         [
-            agreement(space),
+            agreement(space, policy=policy),
             *usage(space),
             coalition(space, [0, 60, 20, 100], signer=space.auditor),
             coalition(space, [0, 0, 100, 100], signer=space.operator),  # not the evaluator
         ],
     )
-    result = settle_both(
-        engine, make_policy(space, method="shapley", evaluator=space.auditor.address)
-    )
+    result = settle_both(engine, policy)
     # 58500 x 70/100 = 40950 and 58500 x 30/100 = 17550, exactly.
     assert paid(result, space) == {f"p{low}": 40950, f"p{high}": 17550, "op": 1500}
     statement = result.statement()
@@ -333,11 +339,12 @@ def test_shapley_method_uses_the_evaluators_coalition_values(engine: Engine, spa
 
 
 def test_mix_method_mixes_normalized_shares(engine: Engine, space: Space) -> None:
+    policy = make_policy(space, method="mix", mix={"output": "1/2", "cost": "1/2"})
     ingest_all(
         engine,
         space,
         [
-            agreement(space),
+            agreement(space, policy=policy),
             *usage(space),
             quality(space, provider=0, score=8000, attester=space.consumers[0]),
             quality(space, provider=0, score=9000, attester=space.auditor),
@@ -345,7 +352,6 @@ def test_mix_method_mixes_normalized_shares(engine: Engine, space: Space) -> Non
             declaration(space, provider=1, kind=1, value=200),
         ],
     )
-    policy = make_policy(space, method="mix", mix={"output": "1/2", "cost": "1/2"})
     result = settle_both(engine, policy)
     # output shares 34/46, 12/46; cost shares 5/7, 2/7.
     # p0 = 1/2 x 34/46 + 1/2 x 5/7 = 117/161; p1 = 1/2 x 12/46 + 1/2 x 2/7 = 44/161.
@@ -364,16 +370,17 @@ def test_mix_method_mixes_normalized_shares(engine: Engine, space: Space) -> Non
 
 
 def test_equal_remainders_go_to_the_lower_address(engine: Engine, space: Space) -> None:
+    policy = make_policy(space, operator_fee_bps=1000)
     ingest_all(
         engine,
         space,
         [
-            agreement(space, price=5),
+            agreement(space, price=5, policy=policy),
             receipt(space, 1, provider=0, units=1),
             receipt(space, 2, provider=1, units=1),
         ],
     )
-    result = settle_both(engine, make_policy(space, operator_fee_bps=1000))
+    result = settle_both(engine, policy)
     # R = 2 x 5 = 10; fee = floor(10 x 1000 / 10000) = 1; rest 9 split 1 : 1 = 4.5 each;
     # the one spare unit goes to the lower address.
     low, high = sorted((0, 1), key=lambda i: lower(space.providers[i]))
@@ -383,12 +390,14 @@ def test_equal_remainders_go_to_the_lower_address(engine: Engine, space: Space) 
 def test_two_agreements_sum_per_address_and_bill_each_consumer(
     engine: Engine, space: Space
 ) -> None:
+    override = {"0x" + AG2.hex(): {"method": "cost"}}
+    policy = make_policy(space, agreements=override)
     ingest_all(
         engine,
         space,
         [
-            agreement(space),
-            agreement(space, AG2, consumer=1, providers=(1, 2), price=7),
+            agreement(space, policy=policy),
+            agreement(space, AG2, consumer=1, providers=(1, 2), price=7, policy=policy),
             *usage(space),
             receipt(space, 1, provider=1, units=11, aid=AG2, consumer=1),
             receipt(space, 2, provider=2, units=3, aid=AG2, consumer=1),
@@ -396,8 +405,7 @@ def test_two_agreements_sum_per_address_and_bill_each_consumer(
             declaration(space, provider=2, kind=1, value=3, aid=AG2),
         ],
     )
-    override = {"0x" + AG2.hex(): {"method": "cost"}}
-    result = settle_both(engine, make_policy(space, agreements=override))
+    result = settle_both(engine, policy)
     # AG as in the output case without attestations: p0 40 x 0.6 = 24, p1 20 x 0.6 = 12 -> 2 : 1
     #   58500 x 2/3 = 39000, 58500 x 1/3 = 19500; fee 1500.
     # AG2 (cost, 1 : 3): R = 14 x 7 = 98; fee = floor(98 x 250 / 10000) = 2; rest 96:
@@ -413,11 +421,12 @@ def test_two_agreements_sum_per_address_and_bill_each_consumer(
 
 
 def test_only_the_period_and_the_checkpoint_count(engine: Engine, space: Space) -> None:
+    policy = make_policy(space, operator_fee_bps=0, default_quality_bps=10_000)
     ingest_all(
         engine,
         space,
         [
-            agreement(space),
+            agreement(space, policy=policy),
             receipt(space, 1, provider=0, units=5, start=P0 - 30),  # straddles in: before P0
             receipt(space, 2, provider=0, units=7, start=P0),  # first second of the period
             receipt(space, 3, provider=1, units=3, start=P1 - 30),  # straddles out: counts
@@ -425,7 +434,6 @@ def test_only_the_period_and_the_checkpoint_count(engine: Engine, space: Space) 
         ],
     )
     ingest_all(engine, space, [receipt(space, 5, provider=0, units=1000)])  # leaf 5
-    policy = make_policy(space, operator_fee_bps=0, default_quality_bps=10_000)
     result = settle_both(engine, policy, size=5)
     # below size 5, in [P0, P1): 7 units for p0, 3 for p1 -> 7000 and 3000.
     assert paid(result, space) == {"p0": 7000, "p1": 3000}
@@ -435,22 +443,29 @@ def test_only_the_period_and_the_checkpoint_count(engine: Engine, space: Space) 
 
 
 def test_countersign_rule_ignores_lone_declarations(engine: Engine, space: Space) -> None:
+    strict = make_policy(space, method="cost", require_operator_countersign=True)
     ingest_all(
         engine,
         space,
         [
-            agreement(space),
+            agreement(space, policy=strict),
             *usage(space),
             declaration(space, provider=0, kind=1, value=1, countersign=True),
             declaration(space, provider=1, kind=1, value=1, countersign=True),
             declaration(space, provider=1, kind=1, value=100),  # provider alone: ignored
         ],
     )
-    strict = make_policy(space, method="cost", require_operator_countersign=True)
     result = settle_both(engine, strict)
     assert paid(result, space) == {"p0": 29250, "p1": 29250, "op": 1500}  # 1 : 1
     assert [i["leaf_index"] for i in result.statement()["ignored"]] == [6]
-    lax = settle_both(engine, make_policy(space, method="cost"))
+    # the lax policy over the same evidence (its agreement names the strict one: the
+    # decoded-entry core is run on the facts with the agreement re-pointed)
+    lax_policy = make_policy(space, method="cost")
+    entries = log_entries(engine)
+    entries[0] = agreement(space, policy=lax_policy)
+    lax = settle_entries(
+        entries, round_id=1, period_start=P0, period_end=P1, checkpoint_size=7, policy=lax_policy
+    )
     # 1 : 101 -> p0 = 58500/102 = 573 + 54/102, p1 = 58500 x 101/102 = 57926 + 48/102
     assert paid(lax, space) == {"p0": 574, "p1": 57926, "op": 1500}
 
@@ -458,11 +473,73 @@ def test_countersign_rule_ignores_lone_declarations(engine: Engine, space: Space
 def test_a_method_without_facts_is_an_error_naming_the_agreement(
     engine: Engine, space: Space
 ) -> None:
-    ingest_all(engine, space, [agreement(space), *usage(space)])
+    cost = make_policy(space, method="cost")
+    shapley = make_policy(space, method="shapley", evaluator=space.auditor.address)
+    entries = [*usage(space)]
     with pytest.raises(SettlementError, match=r"0xa1a1.*cost.*every weight is zero"):
-        settle_both(engine, make_policy(space, method="cost"))
+        settle_entries(
+            [agreement(space, policy=cost), *entries], round_id=1, period_start=P0,
+            period_end=P1, checkpoint_size=4, policy=cost,
+        )  # fmt: skip
     with pytest.raises(SettlementError, match="coalition values"):
-        settle_both(engine, make_policy(space, method="shapley", evaluator=space.auditor.address))
+        settle_entries(
+            [agreement(space, policy=shapley), *entries], round_id=1, period_start=P0,
+            period_end=P1, checkpoint_size=4, policy=shapley,
+        )  # fmt: skip
+
+
+def test_round_with_foreign_policy_agreement_is_refused(engine: Engine, space: Space) -> None:
+    # AG names the round's policy, AG2 another one (the 0 hash, as agreements signed before
+    # the rule carried): the round is refused, naming AG2 only, on both ways in
+    policy = make_policy(space)
+    ingest_all(
+        engine,
+        space,
+        [
+            agreement(space, policy=policy),
+            agreement(space, AG2, consumer=1, providers=(1, 2), price=7, policy=b"\x00" * 32),
+            *usage(space),
+            receipt(space, 1, provider=1, units=11, aid=AG2, consumer=1),
+        ],
+    )
+    with pytest.raises(PolicyMismatch) as err:
+        compute_round(
+            session_or_engine=engine, round_id=1, period_start=P0, period_end=P1,
+            checkpoint_size=6, policy=policy,
+        )  # fmt: skip
+    assert err.value.detail["agreements"] == ["0x" + AG2.hex()]
+    assert "0x" + AG2.hex() in err.value.message and policy.hash_hex in err.value.message
+    assert "0x" + AG.hex() not in err.value.message
+    with pytest.raises(PolicyMismatch):
+        settle_entries(
+            log_entries(engine), round_id=1, period_start=P0, period_end=P1,
+            checkpoint_size=6, policy=policy,
+        )  # fmt: skip
+    # an agreement without usage in the period does not matter; bills need no policy
+    assert settle_both(engine, policy, size=5).pool == 60000
+    bills = compute_bills(
+        session_or_engine=engine, period_start=P0, period_end=P1, checkpoint_size=6
+    )
+    assert sorted(b.total for b in bills) == [77, 60000]
+
+
+def test_debits_are_the_bills_by_ascending_address(engine: Engine, space: Space) -> None:
+    policy = make_policy(space)
+    ingest_all(
+        engine,
+        space,
+        [
+            agreement(space, policy=policy),
+            agreement(space, AG2, consumer=1, providers=(1, 2), price=7, policy=policy),
+            *usage(space),
+            receipt(space, 1, provider=1, units=11, aid=AG2, consumer=1),
+        ],
+    )
+    result = settle_both(engine, policy)
+    c0, c1 = (c.address for c in space.consumers)
+    assert dict(result.debits) == {c0: 60000, c1: 77}
+    assert [a.lower() for a, _ in result.debits] == sorted(a.lower() for a in (c0, c1))
+    assert sum(v for _, v in result.debits) == result.pool
 
 
 # --- the statement --------------------------------------------------------------------------
@@ -493,9 +570,10 @@ def test_statement_lines_proofs_and_csv(engine: Engine, space: Space) -> None:
 
 def test_sql_and_decoded_entries_agree_on_a_random_log(engine: Engine, space: Space) -> None:
     rng = random.Random(5)
+    policy = make_policy(space, operator_fee_bps=333)
     entries = [
-        agreement(space),
-        agreement(space, AG2, consumer=1, providers=(0, 1, 2), price=3),
+        agreement(space, policy=policy),
+        agreement(space, AG2, consumer=1, providers=(0, 1, 2), price=3, policy=policy),
     ]
     for n in range(60):
         two = rng.random() < 0.5
@@ -512,7 +590,7 @@ def test_sql_and_decoded_entries_agree_on_a_random_log(engine: Engine, space: Sp
         )
     entries.append(quality(space, provider=2, score=4321, attester=space.auditor, aid=AG2))
     ingest_all(engine, space, entries)
-    result = settle_both(engine, make_policy(space, operator_fee_bps=333), size=50)
+    result = settle_both(engine, policy, size=50)
     # the pool is the revenue of the receipts below leaf 50 that start in the period
     expected = 0
     for e in entries[2:50]:
@@ -525,12 +603,12 @@ def test_sql_and_decoded_entries_agree_on_a_random_log(engine: Engine, space: Sp
 
 def test_coalition_of_other_providers_is_an_error_naming_the_agreement(space: Space) -> None:
     # ingest refuses such a table; the pure core must refuse it too (the auditor's path)
+    policy = make_policy(space, method="shapley", evaluator=space.auditor.address)
     entries = [
-        agreement(space),
+        agreement(space, policy=policy),
         *usage(space),
         coalition(space, [0, 1, 2, 3], signer=space.auditor, providers=(0, 2)),
     ]
-    policy = make_policy(space, method="shapley", evaluator=space.auditor.address)
     with pytest.raises(SettlementError, match=r"agreement 0xa1a1.*not the agreement's") as err:
         settle_entries(
             entries, round_id=1, period_start=P0, period_end=P1, checkpoint_size=5, policy=policy

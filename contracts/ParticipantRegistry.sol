@@ -9,8 +9,8 @@ import {TallyRoles} from "./lib/TallyRoles.sol";
 /**
  * @title ParticipantRegistry
  * @notice Participants of a Tally data space and the roles of a deployment. The admin
- * (`DEFAULT_ADMIN_ROLE`) grants `OPERATOR_ROLE` and `AUDITOR_ROLE` with AccessControl's
- * `grantRole` (events `RoleGranted` / `RoleRevoked`); operators admit, update, suspend and
+ * (`DEFAULT_ADMIN_ROLE`) grants `OPERATOR_ROLE`, `AUDITOR_ROLE` and `ARBITER_ROLE` with
+ * AccessControl's `grantRole` (events `RoleGranted` / `RoleRevoked`); operators admit, update, suspend and
  * reinstate participants. The EvidenceLedger and the SettlementVault read roles from here.
  */
 contract ParticipantRegistry is AccessControl, IParticipantRegistry {
@@ -18,6 +18,8 @@ contract ParticipantRegistry is AccessControl, IParticipantRegistry {
     bytes32 public constant OPERATOR_ROLE = TallyRoles.OPERATOR_ROLE;
     /// @notice Role of the auditors.
     bytes32 public constant AUDITOR_ROLE = TallyRoles.AUDITOR_ROLE;
+    /// @notice Role of the arbiters (rule on disputed settlement rounds).
+    bytes32 public constant ARBITER_ROLE = TallyRoles.ARBITER_ROLE;
 
     /// @notice Participant role bit: provides data.
     uint8 public constant PROVIDER = 1;

@@ -14,4 +14,8 @@ library TallyRoles {
     bytes32 internal constant OPERATOR_ROLE = keccak256("OPERATOR_ROLE");
     /// @dev Checks the operator: may challenge any round during its challenge window.
     bytes32 internal constant AUDITOR_ROLE = keccak256("AUDITOR_ROLE");
+    /// @dev Rules on disputed settlement rounds: upholds (cancels) or rejects a challenge. One
+    /// role, not an on-chain k-of-n quorum: a quorum is a policy, and a multisig contract (a Safe,
+    /// say) holding this role gives k-of-n without the vault carrying vote bookkeeping.
+    bytes32 internal constant ARBITER_ROLE = keccak256("ARBITER_ROLE");
 }

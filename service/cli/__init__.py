@@ -1,7 +1,9 @@
 """The ``tally`` command line.
 
 Every command prints a one-line ``error[code]: message`` and exits non-zero on a
-:class:`~service.errors.TallyError`; nothing else is swallowed.
+:class:`~service.errors.TallyError`. A JSON-RPC node that stops answering in a place
+that does not wrap transport errors yet is the same one line, ``error[rpc_unavailable]``
+(:func:`service.chain.rpc.unreachable`); nothing else is swallowed.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import requests
 import typer
 from rich.console import Console
 
@@ -17,14 +20,34 @@ from service.errors import TallyError
 err_console = Console(stderr=True)
 
 
+def print_error(err: TallyError) -> None:
+    """The one line every command prints for a :class:`TallyError`."""
+    message = " ".join(err.message.splitlines())  # one line, whatever the message holds
+    err_console.print(
+        f"error[{err.code}]: {message}", markup=False, highlight=False, soft_wrap=True
+    )
+
+
+def _transport_error(err: requests.ConnectionError | requests.Timeout) -> TallyError:
+    from service.chain.rpc import unreachable
+
+    url = err.request.url if err.request is not None and err.request.url else "(unknown URL)"
+    reason = "no answer in time" if isinstance(err, requests.Timeout) else "connection failed"
+    return unreachable(str(url), reason)
+
+
 class _TallyApp(typer.Typer):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from service.jsonsafe import limit_recursion
+
+        limit_recursion()  # imports raised it to 100,000: deep input would crash, not raise
         try:
             return super().__call__(*args, **kwargs)
         except TallyError as err:
-            err_console.print(
-                f"error[{err.code}]: {err.message}", markup=False, highlight=False, soft_wrap=True
-            )
+            print_error(err)
+            sys.exit(1)
+        except (requests.ConnectionError, requests.Timeout) as err:
+            print_error(_transport_error(err))
             sys.exit(1)
 
 
@@ -50,6 +73,7 @@ def _register() -> None:
     app.command("claim")(settle_cmd.claim_cmd)
     app.command("bill")(settle_cmd.bill_cmd)
     app.command("deposit")(settle_cmd.deposit_cmd)
+    app.add_typer(settle_cmd.withdraw_app, name="withdraw")
     app.add_typer(settle_cmd.log_app, name="log")
     evidence_cmd.audit_app.command("settlement")(settle_cmd.audit_settlement_cmd)
     app.add_typer(evidence_cmd.audit_app, name="audit")

@@ -1,5 +1,5 @@
-"""``tally settle run|finalize|cancel|challenge``, ``claim``, ``bill``, ``deposit``,
-``log export`` and ``audit settlement``.
+"""``tally settle run|finalize|cancel|challenge|resolve|sweep``, ``claim``, ``bill``,
+``deposit``, ``withdraw request|complete|status``, ``log export`` and ``audit settlement``.
 
 Operator commands read the operator's database (``--db``, default ``TALLY_DATABASE_URL``)
 and, when they touch the chain, the network (``--network`` / ``--rpc``) and its
@@ -10,7 +10,8 @@ say otherwise); periods are half-open ``[from, to)``.
 
 Transactions are signed with the operator's key from the network config; ``--key-env
 VAR`` signs with the private key in environment variable ``VAR`` instead (an auditor's
-challenge, a consumer's deposit).
+challenge, an arbiter's ruling, a consumer's deposit or withdrawal). A vault revert is
+one line saying what it means (``error[transaction_reverted]: … (SettlementVaultNoStanding)``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ from service.settings import get_settings
 
 console = Console()
 settle_app = typer.Typer(
-    help="Compute, propose, challenge, cancel and finalize settlement rounds.",
+    help="Compute, propose, challenge, resolve, cancel, finalize and sweep settlement rounds.",
+    no_args_is_help=True,
+)
+withdraw_app = typer.Typer(
+    help="Take your free balance out of the vault, after the vault's notice period.",
     no_args_is_help=True,
 )
 log_app = typer.Typer(help="Export the evidence log for auditors.", no_args_is_help=True)
@@ -106,6 +111,15 @@ def _signer(chain: Chain, key_env: str | None) -> LocalAccount:
     except (ValueError, TypeError):
         raise ConfigError(f"{key_env} is not a valid private key") from None
     return acct
+
+
+def _address(value: str, what: str) -> str:
+    from service.evidence.eip712 import parse_address
+
+    try:
+        return parse_address(value)
+    except ValueError as err:
+        raise InvalidInput(f"{what}: {err}") from None
 
 
 def _data_dir() -> Path:
@@ -196,6 +210,13 @@ def settle_run(
     propose_round: Annotated[
         bool, typer.Option("--propose", help="Also propose the round on the vault.")
     ] = False,
+    statement_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--statement-uri",
+            help="Where the statement is published (default: the statement file's file:// URI).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     db: DbOpt = None,
     network: NetworkOpt = None,
@@ -233,7 +254,7 @@ def settle_run(
             vault=contracts.vault,
             result=result,
             sender=_signer(chain, None),
-            statement_uri=files.statement_json.resolve().as_uri(),
+            statement_uri=statement_uri or files.statement_json.resolve().as_uri(),
         )
     if as_json:
         out = result.statement()
@@ -244,6 +265,8 @@ def settle_run(
                 "block": proposed.block_number,
                 "challenge_deadline": proposed.challenge_deadline,
                 "statement_uri": proposed.statement_uri,
+                "period": {"start": proposed.period_start, "end": proposed.period_end},
+                "debits": {a: str(v) for a, v in proposed.debits},
             }
         _print_json(out)
         return
@@ -251,8 +274,10 @@ def settle_run(
     console.print(f"round files written to {files.directory}")
     if proposed is not None:
         console.print(
-            f"proposed round {round_id}: tx {proposed.tx_hash}, block {proposed.block_number}, "
-            f"challenges until {proposed.challenge_deadline}"
+            f"proposed round {round_id} for [{proposed.period_start}, {proposed.period_end}): "
+            f"tx {proposed.tx_hash}, block {proposed.block_number}, challenges until "
+            f"{proposed.challenge_deadline}; debits "
+            + ", ".join(f"{a} {v}" for a, v in proposed.debits)
         )
 
 
@@ -294,15 +319,32 @@ def settle_cancel(
 @settle_app.command("challenge")
 def settle_challenge(
     round_id: Annotated[int, typer.Argument(help="Round id.")],
-    reason: Annotated[str, typer.Option(help="Why (its keccak256 goes on chain).")],
+    finding: Annotated[
+        Path,
+        typer.Option(
+            "--finding",
+            help="The published finding (`tally audit settlement --json` output); its "
+            "keccak256 goes on chain.",
+        ),
+    ],
+    payouts: Annotated[
+        Path | None,
+        typer.Option(help="The round's payouts.json: a payee's standing is its payout proof."),
+    ] = None,
     key_env: KeyEnvOpt = None,
     network: NetworkOpt = None,
     rpc: RpcOpt = None,
     deployment: DeploymentOpt = None,
 ) -> None:
-    """Dispute a proposed round during its challenge window (auditor or participant)."""
-    from service.settlement.rounds import challenge, read_round
+    """Dispute a proposed round during its challenge window (auditor, funding consumer, or
+    payee with --payouts)."""
+    from service.settlement.rounds import challenge, finding_hash, load_payouts, read_round
 
+    try:
+        data = finding.read_bytes()
+    except OSError as err:
+        raise InvalidInput(f"cannot read the finding {finding}: {err.strerror}") from None
+    tree = load_payouts(payouts) if payouts is not None else None
     chain = connect(network, rpc)
     contracts = contracts_for(chain, deployment)
     challenge(
@@ -310,17 +352,83 @@ def settle_challenge(
         vault=contracts.vault,
         round_id=round_id,
         sender=_signer(chain, key_env),
-        reason=reason,
+        finding=data,
+        payouts=tree,
     )
     state = read_round(chain=chain, vault=contracts.vault, round_id=round_id)
-    typer.echo(f"round {round_id}: {state.status}")
+    typer.echo(f"round {round_id}: {state.status} (finding 0x{finding_hash(data).hex()})")
+
+
+@settle_app.command("resolve")
+def settle_resolve(
+    round_id: Annotated[int, typer.Argument(help="Round id.")],
+    upheld: Annotated[
+        bool,
+        typer.Option(
+            "--upheld/--rejected",
+            help="Upheld: cancel the round, refund its debits. Rejected: Proposed again.",
+        ),
+    ],
+    ruling: Annotated[
+        Path, typer.Option("--ruling", help="The published ruling; its keccak256 goes on chain.")
+    ],
+    key_env: KeyEnvOpt = None,
+    network: NetworkOpt = None,
+    rpc: RpcOpt = None,
+    deployment: DeploymentOpt = None,
+) -> None:
+    """Rule on a disputed round (ARBITER_ROLE)."""
+    from service.settlement.rounds import read_round, resolve
+
+    try:
+        data = ruling.read_bytes()
+    except OSError as err:
+        raise InvalidInput(f"cannot read the ruling {ruling}: {err.strerror}") from None
+    chain = connect(network, rpc)
+    contracts = contracts_for(chain, deployment)
+    resolve(
+        chain=chain,
+        vault=contracts.vault,
+        round_id=round_id,
+        sender=_signer(chain, key_env),
+        upheld=upheld,
+        ruling=data,
+    )
+    state = read_round(chain=chain, vault=contracts.vault, round_id=round_id)
+    verdict = "upheld" if upheld else "rejected"
+    typer.echo(f"round {round_id}: dispute {verdict}, round {state.status}")
+
+
+@settle_app.command("sweep")
+def settle_sweep(
+    round_id: Annotated[int, typer.Argument(help="Round id.")],
+    network: NetworkOpt = None,
+    rpc: RpcOpt = None,
+    deployment: DeploymentOpt = None,
+) -> None:
+    """Close a finalized round after its claim period: what it did not pay goes back to
+    its funders' free balances, pro rata."""
+    from service.settlement.rounds import sweep
+
+    chain = connect(network, rpc)
+    contracts = contracts_for(chain, deployment)
+    receipt, amount, refunds = sweep(
+        chain=chain, vault=contracts.vault, round_id=round_id, sender=_signer(chain, None)
+    )
+    back = ", ".join(f"{a} {v}" for a, v in refunds.items()) or "nothing"
+    typer.echo(
+        f"round {round_id}: Closed; {amount} returned ({back}) "
+        f"(tx 0x{bytes(receipt['transactionHash']).hex()})"
+    )
 
 
 # --- claim, bill, deposit ---------------------------------------------------------------------
 
 
 def claim_cmd(
-    round_id: Annotated[int, typer.Option("--round", help="Round id.", min=0)],
+    round_ids: Annotated[
+        list[int], typer.Option("--round", help="Round id (repeatable with --all).", min=0)
+    ],
     account: Annotated[
         list[str] | None, typer.Option("--account", help="Claim for this account (repeatable).")
     ] = None,
@@ -329,33 +437,50 @@ def claim_cmd(
     ] = False,
     payouts: Annotated[
         Path | None,
-        typer.Option(help="Claim file; default <data dir>/rounds/<N>/payouts.json."),
+        typer.Option(help="Claim file (one round); default <data dir>/rounds/<N>/payouts.json."),
     ] = None,
     key_env: KeyEnvOpt = None,
     network: NetworkOpt = None,
     rpc: RpcOpt = None,
     deployment: DeploymentOpt = None,
 ) -> None:
-    """Claim payouts of a finalized round (anyone may send; the leaf's account is paid)."""
+    """Claim payouts of finalized rounds (anyone may send; the leaf's account is paid).
+
+    With --all over several rounds, an account paid in more than one of them is paid with
+    one claimMany transaction; the vault has no batch over accounts, so every other payee
+    takes one claim transaction.
+    """
     from service.settlement.rounds import claim, load_payouts, round_dir
+    from service.settlement.rounds import claim_all as claim_every
 
     if bool(account) == claim_all:
         raise ConfigError("give --account A (one or more) or --all")
-    tree = load_payouts(payouts or round_dir(_data_dir(), round_id) / "payouts.json")
-    if tree.round_id != round_id:
-        raise InvalidInput(f"the payout file is for round {tree.round_id}, not {round_id}")
+    if len(round_ids) != len(set(round_ids)):
+        raise ConfigError("each --round may be given once")
+    if len(round_ids) > 1 and (payouts is not None or not claim_all):
+        raise ConfigError("several --round need --all and the default payout files")
+    trees = []
+    for rid in round_ids:
+        tree = load_payouts(payouts or round_dir(_data_dir(), rid) / "payouts.json")
+        if tree.round_id != rid:
+            raise InvalidInput(f"the payout file is for round {tree.round_id}, not {rid}")
+        trees.append(tree)
     chain = connect(network, rpc)
     contracts = contracts_for(chain, deployment)
-    results = claim(
-        chain=chain,
-        vault=contracts.vault,
-        tree=tree,
-        sender=_signer(chain, key_env),
-        accounts=None if claim_all else account,
-    )
+    sender = _signer(chain, key_env)
+    if claim_all:
+        summary = claim_every(chain=chain, vault=contracts.vault, trees=trees, sender=sender)
+        results, transactions = list(summary.results), summary.transactions
+    else:
+        results = claim(
+            chain=chain, vault=contracts.vault, tree=trees[0], sender=sender, accounts=account
+        )
+        transactions = sum(1 for r in results if r.claimed_now)
     for r in results:
         state = f"claimed (tx {r.tx_hash})" if r.claimed_now else "already claimed"
-        typer.echo(f"#{r.index} {r.account} {r.amount}: {state}")
+        typer.echo(f"round {r.round_id} #{r.index} {r.account} {r.amount}: {state}")
+    now = sum(1 for r in results if r.claimed_now)
+    typer.echo(f"{now} payouts claimed in {transactions} transactions")
 
 
 def bill_cmd(
@@ -389,6 +514,12 @@ def bill_cmd(
 
 def deposit_cmd(
     amount: Annotated[int, typer.Argument(help="Token amount in its smallest unit.", min=1)],
+    for_account: Annotated[
+        str | None,
+        typer.Option(
+            "--for", help="Credit this account (you pay): an operator funding a consumer."
+        ),
+    ] = None,
     mint: Annotated[
         bool, typer.Option("--mint", help="Mint it first (DemoToken owner, dev chains).")
     ] = False,
@@ -397,20 +528,93 @@ def deposit_cmd(
     rpc: RpcOpt = None,
     deployment: DeploymentOpt = None,
 ) -> None:
-    """Approve the vault and deposit AMOUNT into its unallocated balance."""
-    from service.settlement.rounds import deposit, unallocated
+    """Approve the vault and deposit AMOUNT into your free balance (or --for ACCOUNT's)."""
+    from service.settlement.rounds import balance_of, deposit
 
+    credited = None if for_account is None else _address(for_account, "--for")
     chain = connect(network, rpc)
     contracts = contracts_for(chain, deployment)
     sender = _signer(chain, key_env)
     if mint:
         owner = _signer(chain, None)
         chain.transact(contracts.token.functions.mint(sender.address, amount), sender=owner)
-    deposit(chain=chain, vault=contracts.vault, token=contracts.token, sender=sender, amount=amount)
-    typer.echo(
-        f"deposited {amount} from {sender.address}; unallocated now "
-        f"{unallocated(chain=chain, vault=contracts.vault)}"
+    deposit(
+        chain=chain,
+        vault=contracts.vault,
+        token=contracts.token,
+        sender=sender,
+        amount=amount,
+        account=credited,
     )
+    who = credited or sender.address
+    free = balance_of(chain=chain, vault=contracts.vault, account=who)
+    typer.echo(f"deposited {amount} from {sender.address} for {who}; free balance now {free}")
+
+
+@withdraw_app.command("request")
+def withdraw_request(
+    amount: Annotated[int, typer.Argument(help="Amount to withdraw (0 cancels a request).", min=0)],
+    key_env: KeyEnvOpt = None,
+    network: NetworkOpt = None,
+    rpc: RpcOpt = None,
+    deployment: DeploymentOpt = None,
+) -> None:
+    """Ask to withdraw AMOUNT of your free balance; it can be taken after the notice."""
+    from service.settlement.rounds import request_withdrawal
+
+    chain = connect(network, rpc)
+    contracts = contracts_for(chain, deployment)
+    sender = _signer(chain, key_env)
+    _, available_at = request_withdrawal(
+        chain=chain, vault=contracts.vault, sender=sender, amount=amount
+    )
+    if amount == 0:
+        typer.echo(f"withdrawal request of {sender.address} cancelled")
+        return
+    typer.echo(
+        f"withdrawal of {amount} requested by {sender.address}; `tally withdraw complete` from "
+        f"{available_at} (unix seconds) on; until then rounds may still debit it"
+    )
+
+
+@withdraw_app.command("complete")
+def withdraw_complete(
+    key_env: KeyEnvOpt = None,
+    network: NetworkOpt = None,
+    rpc: RpcOpt = None,
+    deployment: DeploymentOpt = None,
+) -> None:
+    """Take the requested withdrawal (what is left of it in your free balance)."""
+    from service.settlement.rounds import balance_of, withdraw
+
+    chain = connect(network, rpc)
+    contracts = contracts_for(chain, deployment)
+    sender = _signer(chain, key_env)
+    _, paid = withdraw(chain=chain, vault=contracts.vault, sender=sender)
+    free = balance_of(chain=chain, vault=contracts.vault, account=sender.address)
+    typer.echo(f"withdrew {paid} to {sender.address}; free balance now {free}")
+
+
+@withdraw_app.command("status")
+def withdraw_status(
+    account: Annotated[
+        str | None, typer.Argument(help="Whose balance (default: the signer's).")
+    ] = None,
+    key_env: KeyEnvOpt = None,
+    network: NetworkOpt = None,
+    rpc: RpcOpt = None,
+    deployment: DeploymentOpt = None,
+) -> None:
+    """Free balance on the vault and any withdrawal request."""
+    from service.settlement.rounds import balance_of, pending_withdrawal
+
+    chain = connect(network, rpc)
+    contracts = contracts_for(chain, deployment)
+    who = _address(account, "ACCOUNT") if account is not None else _signer(chain, key_env).address
+    free = balance_of(chain=chain, vault=contracts.vault, account=who)
+    amount, at = pending_withdrawal(chain=chain, vault=contracts.vault, account=who)
+    request = f"{amount} requested, available from {at}" if at else "no withdrawal requested"
+    typer.echo(f"{who}: free balance {free}; {request}")
 
 
 # --- log export and audit ---------------------------------------------------------------------

@@ -91,6 +91,8 @@ def demo(
             label = "operator (admin)"
         elif role is cast.auditor:
             label = "auditor"
+        elif role is cast.arbiter:
+            label = "arbiter"
         table.add_row(role.name, role.account.address, label)
     console.print(table)
 
@@ -145,9 +147,17 @@ def demo(
             )
     console.print(st)
     mark = "[green]✓[/green]" if not settled.wrong_audit_ok else "[red]✗[/red]"
+    dispute = settled.dispute
+    outcome = (
+        f"the auditor challenged with its published report ({dispute['finding_hash'][:18]}…), "
+        f"the arbiter upheld the dispute: round {dispute['status_after']}, the insurers' "
+        "debits refunded"
+        if dispute.get("challenged")
+        else "not challenged"
+    )
     console.print(
         f"{mark} wrong round {WRONG_ROUND} (battery maker's payout shifted to the operator): "
-        f"auditor says {settled.wrong_finding}; challenged, cancelled"
+        f"auditor says {settled.wrong_finding}; {outcome}"
     )
     mark = "[green]✓[/green]" if settled.right_audit_ok else "[red]✗[/red]"
     console.print(f"{mark} correct round {RIGHT_ROUND}: {settled.right_verdict}")
@@ -162,6 +172,10 @@ def demo(
             str(cl["tx_hash"])[:18] + "…",
         )
     console.print(ct)
+    console.print(
+        f"{len(settled.claims)} payouts claimed in {settled.claim_transactions} transactions "
+        "(the vault batches claims per account over rounds, not over accounts)"
+    )
     console.print(
         f"vault balance after claims: {settled.vault_balance} "
         f"(unallocated {settled.vault_unallocated}); pool was {_tokens(right.pool)} DemoToken"
@@ -213,6 +227,7 @@ def demo(
             "payouts": {a: str(v) for a, v in sorted(settled.wrong_payouts.items())},
             "auditor_finding": settled.wrong_finding,
             "caught": not settled.wrong_audit_ok,
+            "dispute": settled.dispute,
         },
         "claims": settled.claims,
         "vault": {
@@ -237,6 +252,7 @@ def demo(
         and settled.right_audit_ok
         and not settled.wrong_audit_ok
         and settled.vault_balance == settled.vault_unallocated
+        and settled.dispute.get("status_after") == "Cancelled"
     )
     if not ok:
         raise typer.Exit(1)

@@ -42,6 +42,7 @@ from service.evidence.entries import (
 )
 from service.evidence.models import AnchorRow
 from service.evidence.receipts import build_receipt
+from service.settlement.policy import Policy, parse_policy
 
 PERIOD_START = 1_767_225_600  # 2026-01-01T00:00:00Z
 PERIOD_END = PERIOD_START + 31 * 86_400
@@ -63,9 +64,17 @@ class Cast:
     providers: list[Role]
     insurers: list[Role]
     evaluator: Role
+    arbiter: Role  # holds ARBITER_ROLE: rules on disputed settlement rounds
 
     def everyone(self) -> list[Role]:
-        return [self.operator, self.auditor, *self.providers, *self.insurers, self.evaluator]
+        return [
+            self.operator,
+            self.auditor,
+            *self.providers,
+            *self.insurers,
+            self.evaluator,
+            self.arbiter,
+        ]
 
 
 def cast_of(chain: Chain) -> Cast:
@@ -81,6 +90,23 @@ def cast_of(chain: Chain) -> Cast:
         ],
         insurers=[Role("insurer X", a[6], CONSUMER), Role("insurer Y", a[7], CONSUMER)],
         evaluator=Role("model evaluator", a[8], SERVICE),
+        arbiter=Role("dispute arbiter", a[9], 0),
+    )
+
+
+def demo_policy(cast: Cast) -> Policy:
+    """Mix of output (units x quality), Shapley (model accuracy) and input cost; every
+    agreement names its hash (the rounds settle only agreements that name their policy)."""
+    return parse_policy(
+        {
+            "version": 1,
+            "operator": cast.operator.account.address,
+            "operator_fee_bps": 250,
+            "method": "mix",
+            "mix": {"output": "1/2", "shapley": "3/10", "cost": "1/5"},
+            "default_quality_bps": 8_000,
+            "evaluator": cast.evaluator.account.address,
+        }
     )
 
 
@@ -102,6 +128,8 @@ def setup_space(chain: Chain, cast: Cast, *, challenge_window_s: int) -> TallyCo
     reg = contracts.registry
     auditor_role = chain.call(reg.functions.AUDITOR_ROLE())
     chain.transact(reg.functions.grantRole(auditor_role, cast.auditor.account.address), sender=op)
+    arbiter_role = chain.call(reg.functions.ARBITER_ROLE())
+    chain.transact(reg.functions.grantRole(arbiter_role, cast.arbiter.account.address), sender=op)
     for role in [*cast.providers, *cast.insurers, cast.evaluator]:
         identity = keccak256(f"did:example:{role.name}".encode())
         chain.transact(
@@ -121,7 +149,7 @@ def _agreement(cast: Cast, insurer: Role, domain: Domain, index: int) -> SignedE
         consumer=insurer.account.address,
         providers=[p.address for p in providers],
         unitPrice=UNIT_PRICE + index * 5 * 10**14,
-        policyHash=b"\x00" * 32,
+        policyHash=demo_policy(cast).hash,
         validFrom=PERIOD_START,
         validUntil=PERIOD_END,
     )

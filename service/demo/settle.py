@@ -1,15 +1,22 @@
-"""The demo's settlement half: bills, a wrong round the auditor catches, the right one paid.
+"""The demo's settlement half: bills, a wrong round the auditor catches and an arbiter
+cancels, the right one paid.
 
-The insurers deposit what their receipts say they owe. The operator first proposes a
-round with one provider's payout shifted to itself; the auditor recomputes the round
-from the chain, the published log export and the policy alone, finds the mismatch and
-challenges; the operator cancels and proposes the correct round under a new id, which
-the auditor's recomputation matches; after the challenge window it is finalized and
-every payee is claimed for; the vault ends holding exactly its unallocated balance.
+The insurers deposit what their receipts say they owe, each into its own balance on the
+vault. The operator first proposes a round with one provider's payout shifted to itself
+(its debits are the true bills: the cheat is in the split); the auditor recomputes the
+round from the chain, the published log export and the policy alone, finds the mismatch,
+publishes its report and challenges with the report's keccak256; the dispute arbiter
+(registry ARBITER_ROLE) upholds the dispute, which cancels the round and refunds the
+insurers' debits (the operator could also cancel it itself inside the challenge window;
+after the window only an upheld dispute can). The operator proposes the correct round
+for the same period under a new id, which the auditor's recomputation matches; after the
+challenge window it is finalized and every payee is claimed for; the vault ends holding
+exactly the insurers' free balances (nothing: they deposited their bills).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,28 +25,31 @@ from sqlalchemy.engine import Engine
 
 from service.audit.settlement import ExportFileSource, audit_settlement, write_log_export
 from service.chain.client import Chain
-from service.demo.scenario import PERIOD_END, PERIOD_START, Cast, EvidenceResult
+from service.demo.scenario import (
+    PERIOD_END,
+    PERIOD_START,
+    Cast,
+    EvidenceResult,
+    demo_policy,
+)
 from service.settlement.engine import RoundResult, compute_round
 from service.settlement.payout_tree import build_payout_tree
-from service.settlement.policy import Policy, parse_policy
-from service.settlement.rounds import cancel, challenge, claim, deposit, finalize, propose
+from service.settlement.policy import Policy
+from service.settlement.rounds import (
+    challenge,
+    claim_all,
+    deposit,
+    finalize,
+    finding_hash,
+    propose,
+    read_round,
+    resolve,
+    round_dir,
+)
 
 WRONG_ROUND, RIGHT_ROUND = 1, 2
 
-
-def demo_policy(cast: Cast) -> Policy:
-    """Mix of output (units x quality), Shapley (model accuracy) and input cost."""
-    return parse_policy(
-        {
-            "version": 1,
-            "operator": cast.operator.account.address,
-            "operator_fee_bps": 250,
-            "method": "mix",
-            "mix": {"output": "1/2", "shapley": "3/10", "cost": "1/5"},
-            "default_quality_bps": 8_000,
-            "evaluator": cast.evaluator.account.address,
-        }
-    )
+__all__ = ["RIGHT_ROUND", "WRONG_ROUND", "SettlementOutcome", "demo_policy", "run_settlement"]
 
 
 @dataclass
@@ -55,6 +65,8 @@ class SettlementOutcome:
     vault_balance: int
     vault_unallocated: int
     deposits: dict[str, int]
+    dispute: dict[str, Any]
+    claim_transactions: int
 
 
 def shift_to_operator(payouts: dict[str, int], victim: str, operator: str) -> dict[str, int]:
@@ -69,7 +81,7 @@ def run_settlement(
     *, chain: Chain, engine: Engine, cast: Cast, evidence: EvidenceResult, out: Path
 ) -> SettlementOutcome:
     c = evidence.contracts
-    op, auditor = cast.operator.account, cast.auditor.account
+    op, auditor, judge = cast.operator.account, cast.auditor.account, cast.arbiter.account
     policy = demo_policy(cast)
     (out / "policy.json").write_bytes(policy.canonical_bytes)
     checkpoint = evidence.checkpoints[-1]
@@ -86,7 +98,7 @@ def run_settlement(
         )
 
     right = compute(RIGHT_ROUND)
-    # the insurers pay their bills into the vault (the operator mints them demo tokens)
+    # each insurer pays its bill into its own balance (the operator mints them demo tokens)
     deposits: dict[str, int] = {}
     for bill in right.bills:
         payer = next(r.account for r in cast.insurers if r.account.address.lower() == bill.consumer)
@@ -122,18 +134,49 @@ def run_settlement(
     propose(chain=chain, vault=c.vault, result=wrong, sender=op)
     wrong_report = audit(WRONG_ROUND)
     finding = wrong_report.verdict
+    dispute: dict[str, Any] = {"challenged": False}
     if not wrong_report.ok:
-        challenge(chain=chain, vault=c.vault, round_id=WRONG_ROUND, sender=auditor, reason=finding)
-    cancel(chain=chain, vault=c.vault, round_id=WRONG_ROUND, sender=op)
+        # the auditor publishes its report and challenges with the report's hash
+        published = round_dir(out, WRONG_ROUND)
+        published.mkdir(parents=True, exist_ok=True)
+        finding_file = published / "finding.json"
+        finding_file.write_text(json.dumps(wrong_report.to_json(), indent=2) + "\n")
+        report_bytes = finding_file.read_bytes()
+        challenge(
+            chain=chain, vault=c.vault, round_id=WRONG_ROUND, sender=auditor, finding=report_bytes
+        )
+        # the arbiter reads the finding, re-runs the audit and upholds the dispute
+        ruling_file = published / "ruling.txt"
+        ruling_file.write_text(
+            f"Dispute of round {WRONG_ROUND} upheld: the auditor's finding "
+            f"0x{finding_hash(report_bytes).hex()} holds ({finding}).\n"
+        )
+        ruling = ruling_file.read_bytes()
+        resolve(
+            chain=chain, vault=c.vault, round_id=WRONG_ROUND, sender=judge, upheld=True,
+            ruling=ruling,
+        )  # fmt: skip
+        dispute = {
+            "challenged": True,
+            "challenger": auditor.address,
+            "finding_file": str(finding_file),
+            "finding_hash": "0x" + finding_hash(report_bytes).hex(),
+            "arbiter": judge.address,
+            "upheld": True,
+            "ruling_file": str(ruling_file),
+            "status_after": read_round(chain=chain, vault=c.vault, round_id=WRONG_ROUND).status,
+            "refunded": {a: str(int(chain.call(c.vault.functions.balanceOf(a)))) for a in deposits},
+        }
 
-    # 2. the correct round, checked by the auditor, finalized and paid out
+    # 2. the correct round over the same period, checked by the auditor, finalized, paid out
     propose(chain=chain, vault=c.vault, result=right, sender=op, data_dir=out)
     right_report = audit(RIGHT_ROUND)
     window = int(chain.call(c.vault.functions.challengeWindow()))
     chain.increase_time(window + 1)
     finalize(chain=chain, vault=c.vault, round_id=RIGHT_ROUND, sender=op)
+    summary = claim_all(chain=chain, vault=c.vault, trees=[right.tree], sender=op)
     claims = []
-    for paid in claim(chain=chain, vault=c.vault, tree=right.tree, sender=op):
+    for paid in summary.results:
         gas = None
         if paid.tx_hash is not None:
             gas = int(chain.w3.eth.get_transaction_receipt(paid.tx_hash)["gasUsed"])  # type: ignore[arg-type]
@@ -159,4 +202,6 @@ def run_settlement(
         vault_balance=balance,
         vault_unallocated=free,
         deposits=deposits,
+        dispute=dispute,
+        claim_transactions=summary.transactions,
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from service.cli import app
+from service.evidence.eip712 import keccak256
 
 
 def test_demo_on_embedded_chain(tmp_path: Path) -> None:
@@ -60,6 +61,16 @@ def test_demo_on_embedded_chain(tmp_path: Path) -> None:
     assert sum(wrong.values()) == sum(payouts.values()) and wrong != payouts
     assert summary["rejected_round"]["caught"] is True
     assert "FAIL" in summary["rejected_round"]["auditor_finding"]
+    # the auditor challenged with the hash of its published report; the arbiter upheld it
+    dispute = summary["rejected_round"]["dispute"]
+    finding = Path(dispute["finding_file"]).read_bytes()
+    assert json.loads(finding)["ok"] is False
+    assert dispute["finding_hash"] == "0x" + keccak256(finding).hex()
+    assert (dispute["upheld"], dispute["status_after"]) == (True, "Cancelled")
+    assert dispute["arbiter"] == next(
+        p["address"] for p in summary["participants"] if p["name"] == "dispute arbiter"
+    )
+    assert {a: int(v) for a, v in dispute["refunded"].items()} == deposits  # debits came back
     claimed = {c["account"].lower(): int(c["amount"]) for c in summary["claims"]}
     assert claimed == payouts and all(c["gas_used"] > 0 for c in summary["claims"])
     assert summary["vault"] == {"balance": "0", "unallocated": "0"}

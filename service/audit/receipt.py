@@ -16,6 +16,11 @@ order, each named (the name is what the CLI and the JSON report give):
 ``inclusion``             the inclusion proof links that leaf at ``leaf_index`` to ``root``
                           in a tree of ``tree_size`` leaves (RFC 9162)
 ``chain_id``              online: the node's chain id is ``anchor.chain_id``
+``deployment``            online: ``anchor.contract`` is the ledger of the deployment the
+                          auditor pinned (:class:`~service.audit.trust.TrustedDeployment`)
+                          on that chain, and the ledger's registry is the pinned one.
+                          Without a pin this check fails: anyone can deploy a ledger of
+                          their own and anchor a receipt between two fresh keys on it
 ``checkpoint``            online: checkpoint ``anchor.checkpoint_seq`` of the
                           EvidenceLedger at ``anchor.contract`` has the receipt's size,
                           root and block number
@@ -25,6 +30,13 @@ order, each named (the name is what the CLI and the JSON report give):
                           ``anchor.block_number`` that emitted ``CheckpointAnchored`` for
                           that checkpoint from that contract (an all-zero hash means the
                           operator did not record it: noted, not failed)
+``roles``                 online: at the checkpoint's block, the pinned registry had every
+                          signer registered in the role it signs in (the consumer as a
+                          consumer, a provider as a provider, an attester as a consumer or
+                          auditor, a countersigner as an operator), replayed from the
+                          registry's events (:mod:`service.audit.roles`: no archive node).
+                          Suspension is not checked: evidence signed before a suspension
+                          stays valid
 ========================  ==============================================================
 
 Nothing is taken from the document that can be recomputed: the canonical bytes, the
@@ -49,6 +61,8 @@ from web3.contract import Contract
 from web3.exceptions import BadFunctionCallOutput, TransactionNotFound
 from web3.logs import DISCARD
 
+from service.audit.roles import RegistryHistory, RegistryView
+from service.audit.trust import TrustedDeployment
 from service.chain.client import Chain
 from service.errors import (
     CheckpointNotFound,
@@ -56,9 +70,11 @@ from service.errors import (
     InvalidInput,
     TransactionReverted,
 )
+from service.evidence.directory import CONSUMER, PROVIDER, STATUS_NONE
 from service.evidence.eip712 import Domain, parse_address
 from service.evidence.entries import (
     Agreement,
+    CoalitionValues,
     ContributionDeclaration,
     Entry,
     QualityAttestation,
@@ -80,7 +96,7 @@ __all__ = [
 ]
 
 OFFLINE_CHECKS = ("document", "signatures", "entry_id", "leaf", "inclusion")
-CHAIN_CHECKS = ("chain_id", "checkpoint", "contract_inclusion", "anchor_tx")
+CHAIN_CHECKS = ("chain_id", "deployment", "checkpoint", "contract_inclusion", "anchor_tx", "roles")
 
 MAX_PROOF_LEN = 64  # a tree of at most 2**64 leaves
 _UINT64 = 1 << 64
@@ -307,13 +323,15 @@ def _check_signatures(report: AuditReport, doc: _Doc) -> SignedEntry | None:
     return signed
 
 
-def _offline_checks(report: AuditReport, doc: _Doc) -> bytes | None:
-    """Checks 2-5; returns the recomputed leaf hash (None when it cannot be computed)."""
+def _offline_checks(report: AuditReport, doc: _Doc) -> tuple[SignedEntry | None, bytes | None]:
+    """Checks 2-5; returns the signed entry when its signatures hold (else None) and the
+    recomputed leaf hash (None when it cannot be computed)."""
     signed = _check_signatures(report, doc)
     if signed is None:
         for name in ("entry_id", "leaf", "inclusion"):
             report.add(name, None, "skipped: no canonical bytes without valid signatures")
-        return None
+        return None, None
+    verified = signed if report.checks[-1].ok else None
     data = signed.encode()
     eid = hashlib.sha256(data).digest()
     if eid == doc.entry_id:
@@ -347,7 +365,7 @@ def _offline_checks(report: AuditReport, doc: _Doc) -> bytes | None:
             f"the proof does not link leaf {_hex(leaf)} at index {doc.leaf_index} to root "
             f"{_hex(doc.root)} in a tree of {doc.tree_size} leaves",
         )
-    return leaf
+    return verified, leaf
 
 
 def _read_checkpoint(chain: Chain, ledger: Contract, seq: int) -> tuple[int, bytes, int] | str:
@@ -398,7 +416,136 @@ def _check_anchor_tx(report: AuditReport, chain: Chain, ledger: Contract, doc: _
     )
 
 
-def _chain_checks(report: AuditReport, chain: Chain, doc: _Doc, leaf: bytes | None) -> None:
+def _check_deployment(
+    report: AuditReport, chain: Chain, doc: _Doc, trusted: TrustedDeployment | None
+) -> Contract | None:
+    """The deployment check; returns the pinned registry when the receipt's ledger is the
+    pinned one."""
+    if trusted is None:
+        report.add(
+            "deployment",
+            False,
+            f"no trusted deployment pinned: the receipt names ledger {doc.contract}, and "
+            "anyone can deploy a ledger of their own and anchor receipts on it; pin a "
+            "deployment (--deployment FILE or --ledger ADDRESS) to audit online",
+        )
+        return None
+    node_chain = int(chain.chain_id)
+    if trusted.chain_id is not None and trusted.chain_id != node_chain:
+        report.add(
+            "deployment",
+            False,
+            f"the pinned deployment ({trusted.source}) is on chain {trusted.chain_id}, "
+            f"the node is chain {node_chain}",
+        )
+        return None
+    if doc.contract.lower() != trusted.ledger.lower():
+        report.add(
+            "deployment",
+            False,
+            f"the receipt is anchored on ledger {doc.contract}, not on the pinned deployment's "
+            f"ledger {trusted.ledger} ({trusted.source}): a ledger the auditor does not trust",
+        )
+        return None
+    ledger = chain.contract("EvidenceLedger", trusted.ledger)
+    try:
+        registry = parse_address(str(chain.call(ledger.functions.registry())))
+    except (BadFunctionCallOutput, TransactionReverted):
+        report.add(
+            "deployment",
+            False,
+            f"no EvidenceLedger answers at the pinned address {trusted.ledger} on chain "
+            f"{node_chain}",
+        )
+        return None
+    if trusted.registry is not None and registry.lower() != trusted.registry.lower():
+        report.add(
+            "deployment",
+            False,
+            f"the pinned ledger {trusted.ledger} reads roles from registry {registry}, the "
+            f"pinned deployment ({trusted.source}) names registry {trusted.registry}",
+        )
+        return None
+    report.add(
+        "deployment",
+        True,
+        f"ledger {trusted.ledger} and its registry {registry} are the pinned deployment "
+        f"({trusted.source})",
+    )
+    return chain.contract("ParticipantRegistry", registry)
+
+
+def _role_needs(
+    signed: SignedEntry, view: RegistryView, operator_role: bytes, auditor_role: bytes
+) -> list[tuple[str, str, bool]]:
+    """(what, address, holds) for every party whose role the entry relies on."""
+    e = signed.entry
+    needs: list[tuple[str, str, bool]] = []
+    if isinstance(e, Agreement | UsageReceipt):
+        needs.append(("consumer", e.consumer, view.with_role(e.consumer, CONSUMER)))
+    providers = list(e.providers) if isinstance(e, Agreement) else []
+    if isinstance(e, UsageReceipt | QualityAttestation | ContributionDeclaration):
+        providers.append(e.provider)
+    needs += [("provider", p, view.with_role(p, PROVIDER)) for p in providers]
+    if isinstance(e, QualityAttestation):
+        for s in signed.signatures:  # exactly one (the signatures check holds)
+            ok = view.with_role(s, CONSUMER) or view.has(auditor_role, s)
+            needs.append(("attester (a consumer or an auditor)", s, ok))
+    elif isinstance(e, ContributionDeclaration):
+        for s in signed.signatures:
+            if s != e.provider:
+                needs.append(("countersigning operator", s, view.has(operator_role, s)))
+    elif isinstance(e, CoalitionValues):
+        for s in signed.signatures:
+            ok = (
+                view.has(auditor_role, s)
+                or view.has(operator_role, s)
+                or view.party(s)[1] != STATUS_NONE
+            )
+            needs.append(("evaluator (registered, an auditor or an operator)", s, ok))
+    return needs
+
+
+def _check_roles(
+    report: AuditReport,
+    chain: Chain,
+    registry: Contract,
+    history: RegistryHistory,
+    signed: SignedEntry,
+    block: int,
+) -> None:
+    fns = registry.functions
+    operator_role = bytes(chain.call(fns.OPERATOR_ROLE()))
+    auditor_role = bytes(chain.call(fns.AUDITOR_ROLE()))
+    view = history.at(block)
+    needs = _role_needs(signed, view, operator_role, auditor_role)
+    missing = [f"{what} {who}" for what, who, ok in needs if not ok]
+    if missing:
+        report.add(
+            "roles",
+            False,
+            f"at block {block} (the checkpoint's) the pinned registry {registry.address} does "
+            f"not have {'; '.join(missing)} registered in that role",
+        )
+        return
+    who = ", ".join(f"{what} {addr}" for what, addr, _ in needs)
+    report.add(
+        "roles",
+        True,
+        f"at block {block} the pinned registry has {who} registered in their roles "
+        "(from its events)",
+    )
+
+
+def _chain_checks(
+    report: AuditReport,
+    chain: Chain,
+    doc: _Doc,
+    signed: SignedEntry | None,
+    leaf: bytes | None,
+    trusted: TrustedDeployment | None,
+    history: RegistryHistory | None,
+) -> None:
     node_chain = int(chain.chain_id)
     if node_chain != doc.chain_id:
         report.add(
@@ -411,11 +558,17 @@ def _chain_checks(report: AuditReport, chain: Chain, doc: _Doc, leaf: bytes | No
         return
     report.add("chain_id", True, f"the node is chain {node_chain}")
 
+    registry = _check_deployment(report, chain, doc, trusted)
+    if registry is None:
+        for name in CHAIN_CHECKS[2:]:
+            report.add(name, None, "skipped: not a pinned deployment")
+        return
+
     ledger = chain.contract("EvidenceLedger", doc.contract)
     found = _read_checkpoint(chain, ledger, doc.seq)
     if isinstance(found, str):
         report.add("checkpoint", False, found)
-        for name in CHAIN_CHECKS[2:]:
+        for name in CHAIN_CHECKS[3:]:
             report.add(name, None, "skipped: no such checkpoint")
         return
     size, root, block = found
@@ -460,12 +613,30 @@ def _chain_checks(report: AuditReport, chain: Chain, doc: _Doc, leaf: bytes | No
             report.add("contract_inclusion", False, why)
     _check_anchor_tx(report, chain, ledger, doc)
 
+    if signed is None:
+        report.add("roles", None, "skipped: the signatures do not hold")
+        return
+    if history is None or history.address.lower() != str(registry.address).lower():
+        from_block = 0 if trusted is None else trusted.from_block
+        history = RegistryHistory(chain, registry, from_block=from_block)
+    _check_roles(report, chain, registry, history, signed, block)
 
-def audit_receipt(doc: Mapping[str, Any], *, chain: Chain | None) -> AuditReport:
+
+def audit_receipt(
+    doc: Mapping[str, Any],
+    *,
+    chain: Chain | None,
+    trusted: TrustedDeployment | None,
+    history: RegistryHistory | None = None,
+) -> AuditReport:
     """Audit a receipt document; offline when ``chain`` is None.
 
-    Never raises for a bad receipt (that is a failed check); a node that cannot be
-    reached raises :class:`~service.errors.RpcUnavailable`.
+    ``trusted`` is the deployment the auditor pinned; online without one the
+    ``deployment`` check fails (the audit never passes against whatever ledger the
+    receipt names). ``history``: a :class:`RegistryHistory` of the pinned registry to
+    reuse across many receipts (its logs are fetched once). Never raises for a bad
+    receipt (that is a failed check); a node that cannot be reached raises
+    :class:`~service.errors.RpcUnavailable`.
     """
     eid = doc.get("entry_id") if isinstance(doc, Mapping) else None
     subject = f"receipt {eid}" if isinstance(eid, str) and len(eid) < 80 else "receipt"
@@ -483,7 +654,7 @@ def audit_receipt(doc: Mapping[str, Any], *, chain: Chain | None) -> AuditReport
         f"receipt v{RECEIPT_VERSION}: {parsed.entry.eip712_type.name} at leaf "
         f"{parsed.leaf_index} of {parsed.tree_size}, checkpoint {parsed.seq}",
     )
-    leaf = _offline_checks(report, parsed)
+    signed, leaf = _offline_checks(report, parsed)
     where = f"checkpoint {parsed.seq} at {parsed.contract} on chain {parsed.chain_id}"
     if chain is None:
         for name in CHAIN_CHECKS:
@@ -493,6 +664,10 @@ def audit_receipt(doc: Mapping[str, Any], *, chain: Chain | None) -> AuditReport
             f"checked on chain ({', '.join(CHAIN_CHECKS)} skipped)"
         )
     else:
-        _chain_checks(report, chain, parsed, leaf)
-        report.summary = f"all {len(report.checks)} checks hold; the entry is in {where}"
+        _chain_checks(report, chain, parsed, signed, leaf, trusted, history)
+        pinned = "" if trusted is None else f" (pinned by {trusted.source})"
+        report.summary = (
+            f"all {len(report.checks)} checks hold; the entry is in {where}{pinned}, "
+            "signed by registered parties"
+        )
     return report

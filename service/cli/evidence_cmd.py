@@ -17,6 +17,8 @@ from typing import Annotated, Any
 import typer
 
 from service.audit.receipt import AuditReport
+from service.audit.trust import TrustedDeployment
+from service.chain.client import Chain
 from service.cli.chain_cmd import DbOpt, DeploymentOpt, NetworkOpt, RpcOpt, connect, contracts_for
 from service.errors import ConfigError, InvalidInput
 from service.settings import get_settings
@@ -126,25 +128,71 @@ def _read_document(path: Path) -> Any:
         raise InvalidInput(f"{path.name} is not JSON: {err}") from None
 
 
+LedgerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ledger",
+        help="Trust this EvidenceLedger address (its registry is the one it names).",
+    ),
+]
+
+
+def _pin(
+    chain: Chain, network: str | None, deployment: Path | None, ledger: str | None
+) -> TrustedDeployment | None:
+    """The deployment the auditor pinned: --deployment FILE, --ledger ADDRESS, or with
+    --network the network's recorded deployment file when there is one; else None."""
+    from service.chain.config import deployment_path
+
+    if deployment is not None and ledger is not None:
+        raise ConfigError("give --deployment FILE or --ledger ADDRESS, not both")
+    if ledger is not None:
+        try:
+            return TrustedDeployment.from_ledger(ledger)
+        except ValueError as err:
+            raise InvalidInput(f"--ledger: {err}") from None
+    if deployment is not None:
+        return TrustedDeployment.from_file(deployment)
+    recorded = deployment_path(chain.network.name)
+    if network is not None and recorded.is_file():
+        return TrustedDeployment.from_file(recorded)
+    return None
+
+
 @audit_app.command("receipt")
 def audit_receipt_cmd(
     file: Annotated[Path, typer.Argument(help="Receipt document (JSON).")],
     rpc: RpcOpt = None,
     network: NetworkOpt = None,
+    deployment: Annotated[
+        Path | None,
+        typer.Option(
+            "--deployment",
+            help="Trust this deployment file (default with --network: "
+            "chain-config/deployments/<network>.json).",
+        ),
+    ] = None,
+    ledger: LedgerOpt = None,
     offline: Annotated[
         bool, typer.Option("--offline", help="Skip the chain checks (and say so).")
     ] = False,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Check a receipt: signatures, entry id, leaf, inclusion proof, on-chain checkpoint."""
+    """Check a receipt: signatures, entry id, leaf, inclusion proof, on-chain checkpoint
+    of the pinned deployment, signers' roles in its registry."""
     from service.audit.receipt import audit_receipt
 
     if sum((rpc is not None, network is not None, offline)) != 1:
         raise ConfigError("give exactly one of --rpc URL, --network NAME or --offline")
+    if offline and (deployment is not None or ledger is not None):
+        raise ConfigError("--offline checks nothing on chain: drop --deployment / --ledger")
     doc = _read_document(file)
-    chain = None if offline else connect(network, rpc)
-    _emit(audit_receipt(doc, chain=chain), as_json=as_json, verbose=verbose)
+    if offline:
+        _emit(audit_receipt(doc, chain=None, trusted=None), as_json=as_json, verbose=verbose)
+    chain = connect(network, rpc)
+    trusted = _pin(chain, network, deployment, ledger)
+    _emit(audit_receipt(doc, chain=chain, trusted=trusted), as_json=as_json, verbose=verbose)
 
 
 @audit_app.command("log")

@@ -23,6 +23,8 @@ from sqlmodel import Session
 
 from service.audit.log import SqlConsistencySource, audit_log
 from service.audit.receipt import audit_receipt
+from service.audit.roles import RegistryHistory
+from service.audit.trust import TrustedDeployment
 from service.chain.client import Chain
 from service.chain.deploy import TallyContracts, deploy_tally
 from service.demo.api_client import ApiError, InProcessApi
@@ -316,8 +318,12 @@ class EvidenceAudit:
 def audit_evidence(*, engine: Engine, chain: Chain, result: EvidenceResult) -> EvidenceAudit:
     """Check every receipt document online and the log against every checkpoint."""
     valid, first = 0, None
+    trusted = TrustedDeployment.from_deployment(
+        result.contracts.deployment, source="the demo's deployment"
+    )
+    history = RegistryHistory(chain, result.contracts.registry, from_block=trusted.from_block)
     for doc in result.receipt_docs:
-        report = audit_receipt(doc, chain=chain)
+        report = audit_receipt(doc, chain=chain, trusted=trusted, history=history)
         if report.ok:
             valid += 1
         elif first is None:

@@ -9,6 +9,7 @@ from service.audit.receipt import audit_receipt
 from service.evidence.anchor import anchor_once
 from service.evidence.entries import SignedEntry
 from tests.api.conftest import SignIn, TestClient, make_client
+from tests.audit.forge import pin
 from tests.evidence.test_log import agreement, receipt
 from tests.space import Space
 
@@ -178,6 +179,6 @@ def test_receipt_is_404_pending_until_anchored_then_audits(
     assert r.status_code == 200, r.text
     doc = r.json()
     assert doc["leaf_index"] == 1 and doc["tree_size"] == 2
-    report = audit_receipt(doc, chain=space.chain)
+    report = audit_receipt(doc, chain=space.chain, trusted=pin(space))
     assert report.ok, report.verdict
     assert client.get("/v1/receipts/nothex").status_code == 422

@@ -33,6 +33,7 @@ from service.evidence.entries import SignedEntry
 from service.evidence.merkle import leaf_hash, root_from_leaf_hashes
 from service.settings import Settings
 from tests.api.conftest import SECRET, sign_message
+from tests.audit.forge import pin
 from tests.evidence.test_log import agreement, receipt
 from tests.space import Space, build_space
 
@@ -263,7 +264,7 @@ def test_two_workers_keep_every_acknowledged_entry_across_a_kill(
                 break
             time.sleep(0.3)
         assert r.status_code == 200, r.text
-        report = audit_receipt(r.json(), chain=anvil_chain)
+        report = audit_receipt(r.json(), chain=anvil_chain, trusted=pin(space))
         assert report.ok, report.verdict
     finally:
         server.stop()

@@ -8,18 +8,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from eth_account.signers.local import LocalAccount
 from sqlmodel import Session
 
 from service.audit.receipt import CHAIN_CHECKS, OFFLINE_CHECKS, AuditReport, audit_receipt
+from service.audit.trust import TrustedDeployment
 from service.chain.client import Chain
 from service.db import create_schema, make_engine
 from service.evidence.anchor import anchor_once
+from service.evidence.directory import CONSUMER, PROVIDER
 from service.evidence.eip712 import SECP256K1_N, Domain
 from service.evidence.entries import QualityAttestation, SignedEntry, sign_entry
 from service.evidence.merkle import leaf_hash
 from service.evidence.receipts import build_receipt
+from tests.audit.forge import anchor_alone, foreign_ledger, usage
+from tests.audit.forge import pin as _pin
 from tests.evidence.test_log import AG, T0, agreement, ingest, receipt
-from tests.space import Space
+from tests.space import Space, build_space
 
 Doc = dict[str, Any]
 
@@ -90,7 +95,9 @@ def _failed(report: AuditReport) -> str | None:
 
 @pytest.mark.parametrize("which", ["agreement", "receipt", "attestation"])
 def test_untampered_receipt_passes_online(anchored: Anchored, which: str) -> None:
-    report = audit_receipt(getattr(anchored, which), chain=anchored.space.chain)
+    report = audit_receipt(
+        getattr(anchored, which), chain=anchored.space.chain, trusted=_pin(anchored.space)
+    )
     assert report.ok, report.verdict
     assert _names(report) == [*OFFLINE_CHECKS, *CHAIN_CHECKS]
     assert all(c.ok is True for c in report.checks)
@@ -99,7 +106,7 @@ def test_untampered_receipt_passes_online(anchored: Anchored, which: str) -> Non
 
 
 def test_untampered_receipt_passes_offline_and_says_so(anchored: Anchored) -> None:
-    report = audit_receipt(anchored.receipt, chain=None)
+    report = audit_receipt(anchored.receipt, chain=None, trusted=None)
     assert report.ok and report.offline
     assert [c.name for c in report.checks if c.ok is True] == list(OFFLINE_CHECKS)
     assert [c.name for c in report.skipped] == list(CHAIN_CHECKS)
@@ -337,11 +344,11 @@ def test_tampered_field_fails_the_right_check(
     anchored: Anchored, which: str, mutate: Callable[[Doc, Anchored], None], expected: str
 ) -> None:
     doc = _mutated(anchored, which, mutate)
-    online = audit_receipt(doc, chain=anchored.space.chain)
+    online = audit_receipt(doc, chain=anchored.space.chain, trusted=_pin(anchored.space))
     assert not online.ok
     assert _failed(online) == expected, online.verdict
     assert online.verdict.startswith("FAIL") and f"check {expected!r} failed" in online.verdict
-    offline = audit_receipt(doc, chain=None)
+    offline = audit_receipt(doc, chain=None, trusted=None)
     if expected in OFFLINE_CHECKS:
         assert _failed(offline) == expected, offline.verdict
     else:  # only the chain knows which checkpoint, block and tx anchored the root
@@ -350,7 +357,7 @@ def test_tampered_field_fails_the_right_check(
 
 def test_wrong_chain_id_also_fails_the_chain_id_check(anchored: Anchored) -> None:
     doc = _mutated(anchored, "receipt", _set("anchor.chain_id", 1))
-    report = audit_receipt(doc, chain=anchored.space.chain)
+    report = audit_receipt(doc, chain=anchored.space.chain, trusted=_pin(anchored.space))
     by_name = {c.name: c for c in report.checks}
     assert by_name["chain_id"].ok is False and "chain 1" in by_name["chain_id"].detail
     assert by_name["checkpoint"].ok is None  # not read from a chain that is not the receipt's
@@ -391,8 +398,8 @@ def test_receipt_for_another_chain_passes_offline_and_fails_online(anchored: Anc
         signed.entry, foreign, [space.key(space.consumers[0]), space.key(space.providers[0])]
     )
     doc = _self_made_receipt(signed, foreign.verifying_contract)
-    assert audit_receipt(doc, chain=None).ok
-    online = audit_receipt(doc, chain=space.chain)
+    assert audit_receipt(doc, chain=None, trusted=None).ok
+    online = audit_receipt(doc, chain=space.chain, trusted=_pin(space))
     assert _failed(online) == "chain_id"
 
 
@@ -400,13 +407,13 @@ def test_validly_signed_receipt_with_an_unanchored_root_fails_online(anchored: A
     space = anchored.space
     signed = receipt(space, 98)  # real parties, real domain, never in the operator's log
     doc = _self_made_receipt(signed, space.contracts.ledger.address)
-    assert audit_receipt(doc, chain=None).ok
-    online = audit_receipt(doc, chain=space.chain)
+    assert audit_receipt(doc, chain=None, trusted=None).ok
+    online = audit_receipt(doc, chain=space.chain, trusted=_pin(space))
     assert _failed(online) == "checkpoint"
     assert "size 4 on chain, 1 in the receipt" in (online.first_failure.detail or "")  # type: ignore[union-attr]
 
 
-def test_receipt_naming_a_contract_without_code_fails_the_checkpoint_check(
+def test_receipt_naming_a_contract_without_code_fails_the_deployment_check(
     anchored: Anchored,
 ) -> None:
     space = anchored.space
@@ -416,15 +423,121 @@ def test_receipt_naming_a_contract_without_code_fails_the_checkpoint_check(
         nowhere,
         [space.key(space.consumers[0]), space.key(space.providers[0])],
     )
-    online = audit_receipt(
-        _self_made_receipt(signed, nowhere.verifying_contract), chain=space.chain
-    )
+    doc = _self_made_receipt(signed, nowhere.verifying_contract)
+    online = audit_receipt(doc, chain=space.chain, trusted=_pin(space))
     first = online.first_failure
-    assert first is not None and first.name == "checkpoint"
-    assert "no EvidenceLedger answers" in first.detail
+    assert first is not None and first.name == "deployment"
+    assert nowhere.verifying_contract in first.detail and "does not trust" in first.detail
+    # pinning the empty address itself does not help: nothing answers there
+    pinned = TrustedDeployment.from_ledger(nowhere.verifying_contract)
+    first = audit_receipt(doc, chain=space.chain, trusted=pinned).first_failure
+    assert first is not None and first.name == "deployment"
+    assert "no EvidenceLedger answers at the pinned address" in first.detail
+
+
+# --- the deployment the auditor pins (T9 item 12) ------------------------------------------
+
+
+def test_receipt_anchored_on_foreign_ledger_fails(anchored: Anchored) -> None:
+    space = anchored.space
+    a = space.chain.accounts
+    forged = foreign_ledger(space.chain, a[10], (a[11], a[12]))
+    doc = forged.doc
+    # flawless in itself: offline it passes, and pinned to the forger's own deployment too
+    assert audit_receipt(doc, chain=None, trusted=None).ok
+    fooled = audit_receipt(doc, chain=space.chain, trusted=forged.pinned)
+    assert fooled.ok, fooled.verdict
+    # pinned to the real deployment: FAIL naming the check and the foreign ledger
+    real = audit_receipt(doc, chain=space.chain, trusted=_pin(space))
+    assert not real.ok and _failed(real) == "deployment"
+    assert f"ledger {forged.ledger.address}, not on the pinned" in real.verdict
+    assert [c.name for c in real.skipped] == list(CHAIN_CHECKS[2:])
+    # no pin: never a PASS online, and the one line says to pin a deployment
+    unpinned = audit_receipt(doc, chain=space.chain, trusted=None)
+    assert not unpinned.ok and _failed(unpinned) == "deployment"
+    assert unpinned.verdict.startswith("FAIL") and "pin a deployment" in unpinned.verdict
+    assert "\n" not in unpinned.verdict
+    # the real receipts still pass without a pin only offline
+    assert _failed(audit_receipt(anchored.receipt, chain=space.chain, trusted=None)) == (
+        "deployment"
+    )
+
+
+def test_receipt_pinned_to_a_deployment_of_another_chain_fails(anchored: Anchored) -> None:
+    space = anchored.space
+    other = TrustedDeployment(
+        ledger=space.contracts.ledger.address, source="a mainnet file", chain_id=1
+    )
+    report = audit_receipt(anchored.receipt, chain=space.chain, trusted=other)
+    assert _failed(report) == "deployment" and "on chain 1" in report.verdict
+
+
+def test_receipt_pinned_with_a_registry_the_ledger_does_not_use_fails(anchored: Anchored) -> None:
+    space = anchored.space
+    wrong = TrustedDeployment(
+        ledger=space.contracts.ledger.address,
+        source="an edited file",
+        chain_id=space.chain.chain_id,
+        registry=space.contracts.vault.address,
+    )
+    report = audit_receipt(anchored.receipt, chain=space.chain, trusted=wrong)
+    assert _failed(report) == "deployment" and "reads roles from registry" in report.verdict
+
+
+def test_receipt_pinned_by_ledger_address_alone_passes(anchored: Anchored) -> None:
+    pinned = TrustedDeployment.from_ledger(anchored.space.contracts.ledger.address.lower())
+    report = audit_receipt(anchored.receipt, chain=anchored.space.chain, trusted=pinned)
+    assert report.ok, report.verdict
+    assert "--ledger" in report.verdict
+
+
+@dataclass
+class OwnSpace:
+    space: Space
+    fresh: tuple[LocalAccount, LocalAccount]  # never registered
+
+
+@pytest.fixture
+def own_space(chain: Chain) -> OwnSpace:
+    """A data space of its own with no checkpoint yet, whose operator is dishonest."""
+    return OwnSpace(build_space(chain), (chain.accounts[11], chain.accounts[12]))
+
+
+def test_receipt_signed_by_unregistered_keys_fails(own_space: OwnSpace) -> None:
+    space = own_space.space
+    consumer, provider = own_space.fresh
+    signed = usage(space.domain, consumer, provider)
+    # the operator bypasses ingest and anchors the forged entry on the real ledger
+    doc = anchor_alone(space.chain, space.contracts.ledger, signed, space.operator)
+    report = audit_receipt(doc, chain=space.chain, trusted=_pin(space))
+    assert not report.ok and _failed(report) == "roles", report.verdict
+    assert all(c.ok is True for c in report.checks if c.name != "roles")
+    detail = report.first_failure.detail  # type: ignore[union-attr]
+    assert f"consumer {consumer.address}" in detail and f"provider {provider.address}" in detail
+    # admitting the keys after the anchoring block does not make the receipt pass
+    reg = space.contracts.registry
+    for acct, bit in ((consumer, CONSUMER), (provider, PROVIDER)):
+        space.chain.transact(
+            reg.functions.register(acct.address, bit, b"\x02" * 32, "did:late"),
+            sender=space.operator,
+        )
+    late = audit_receipt(doc, chain=space.chain, trusted=_pin(space))
+    assert _failed(late) == "roles", late.verdict
+
+
+def test_receipt_signed_with_swapped_roles_fails(own_space: OwnSpace) -> None:
+    space = own_space.space
+    # a registered provider signs as the consumer, a registered consumer as the provider
+    signed = usage(space.domain, space.providers[0], space.consumers[0])
+    doc = anchor_alone(space.chain, space.contracts.ledger, signed, space.operator)
+    report = audit_receipt(doc, chain=space.chain, trusted=_pin(space))
+    assert _failed(report) == "roles", report.verdict
+    detail = report.first_failure.detail  # type: ignore[union-attr]
+    assert f"consumer {space.providers[0].address}" in detail
+    assert f"provider {space.consumers[0].address}" in detail
 
 
 def test_not_a_json_object_fails_the_document_check() -> None:
-    report = audit_receipt([1, 2, 3], chain=None)  # type: ignore[arg-type]
+    report = audit_receipt([1, 2, 3], chain=None, trusted=None)  # type: ignore[arg-type]
     assert _failed(report) == "document"
     assert all(c.ok is None for c in report.checks[1:])

@@ -121,7 +121,7 @@ def test_audit_receipt_json_parses(files: Files) -> None:
         "leaf",
         "inclusion",
     ]
-    assert [c["ok"] for c in report["checks"]] == [True] * 5 + [None] * 4
+    assert [c["ok"] for c in report["checks"]] == [True] * 5 + [None] * 6
     bad = _invoke("audit", "receipt", str(files.tampered), "--offline", "--json")
     assert bad.exit_code == 1
     report = json.loads(bad.stdout)
@@ -139,9 +139,11 @@ def test_audit_receipt_verbose_lists_every_check(files: Files) -> None:
         "leaf",
         "inclusion",
         "chain_id",
+        "deployment",
         "checkpoint",
         "contract_inclusion",
         "anchor_tx",
+        "roles",
     ]
     assert lines[-1].startswith("PASS")
 
@@ -215,9 +217,9 @@ def test_anchor_receipt_and_audits_against_anvil(
     missing = _invoke("receipt", "0x" + "00" * 32, "--db", db)
     assert missing.exit_code == 1 and isinstance(missing.exception, EntryNotFound)
 
-    online = _invoke("audit", "receipt", str(out), "--rpc", url)
+    online = _invoke("audit", "receipt", str(out), "--rpc", url, "--deployment", str(deployment))
     assert online.exit_code == 0, online.output
-    assert online.stdout.startswith("PASS") and "all 9 checks hold" in online.stdout
+    assert online.stdout.startswith("PASS") and "all 11 checks hold" in online.stdout
 
     report = _json_out(_invoke("audit", "log", *place, "--json"))
     assert report["ok"] is True

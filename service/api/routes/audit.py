@@ -10,6 +10,7 @@ from service.api import rounds
 from service.api.deps import CtxDep, PrincipalDep, StaffDep
 from service.api.schemas import AuditReportOut, SettlementAuditOut
 from service.audit.receipt import audit_receipt
+from service.audit.trust import TrustedDeployment
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -18,8 +19,13 @@ router = APIRouter(prefix="/v1/audit", tags=["audit"])
 def audit_receipt_doc(doc: dict[str, Any], ctx: CtxDep, principal: PrincipalDep) -> Any:
     """Run every check of ``tally audit receipt`` on the posted document, against this
     server's chain node. A failed check is a 200 with ``ok: false`` and the verdict."""
+    # pinned to the deployment this server serves: a receipt anchored on any other
+    # ledger fails the ``deployment`` check (the docstring is the committed OpenAPI's)
+    trusted = TrustedDeployment.from_deployment(
+        ctx.contracts.deployment, source="this server's deployment"
+    )
     with ctx.chain_guard():
-        report = audit_receipt(doc, chain=ctx.chain)
+        report = audit_receipt(doc, chain=ctx.chain, trusted=trusted)
     return report.to_json()
 
 

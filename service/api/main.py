@@ -21,7 +21,7 @@ from service.api.context import ServiceContext, build_context
 from service.api.deps import rate_limit
 from service.api.limits import BodyLimitMiddleware
 from service.api.metrics import MetricsMiddleware
-from service.api.routes import audit, auth, evidence, log, ops, participants, rounds
+from service.api.routes import audit, auth, domain, evidence, log, ops, participants, rounds
 from service.api.schemas import ErrorOut
 from service.settings import Settings, load_settings
 
@@ -80,7 +80,7 @@ def create_app(
         app.state.ctx = context
     errors.install(app)
     limited = [Depends(rate_limit)]
-    for module in (auth, evidence, log, participants, rounds, audit):
+    for module in (auth, domain, evidence, log, participants, rounds, audit):
         app.include_router(module.router, dependencies=limited)
     app.include_router(ops.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=conf.max_body_bytes)

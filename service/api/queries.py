@@ -161,6 +161,8 @@ def evidence_entry(*, session: Session, eid: str) -> dict[str, Any]:
         "entry": body["entry"],
         "signatures": body["signatures"],
         "data": _hex(row.data),
+        "struct_hash": _hex(signed.entry.struct_hash()),
+        "eip712_digest": _hex(signed.digest()),
     }
 
 

@@ -6,9 +6,18 @@ digits; token amounts (uint256) are decimal strings; times are unix seconds.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidatorFunctionWrapHandler, WrapValidator
+
+from service.evidence.entries import (
+    Agreement,
+    CoalitionValues,
+    ContributionDeclaration,
+    QualityAttestation,
+    UsageReceipt,
+)
+from service.evidence.typed_data import SIGNED_BY
 
 AddressStr = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$", examples=["0x" + "ab" * 20])]
 Hash32 = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{64}$")]
@@ -106,7 +115,8 @@ class ApiKeysOut(_Out):
 
 
 class SignedEntryIn(BaseModel):
-    """One signed entry; its content is checked per item (see the batch's results)."""
+    """One signed entry as the server parses it: only the envelope is checked here; the
+    message and signatures are checked per item (see the batch's results)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -121,10 +131,91 @@ class SignedEntryIn(BaseModel):
     )
 
 
+# The documented form of an item: one named schema per entry type, chosen by
+# ``entry_type`` (a discriminated ``oneOf``). Schema only: the server still parses items
+# with ``SignedEntryIn`` above, so a malformed message is one rejected item, not a 422
+# for the whole batch. Field rules: docs/evidence.md.
+SignatureMap = Annotated[
+    dict[
+        Annotated[str, Field(pattern=ADDRESS_PATTERN)],
+        Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{130}$")],
+    ],
+    Field(
+        min_length=1,
+        description="Signer address -> 0x signature (65 bytes r || s || v, hex; v 27/28 or "
+        "0/1; low s).",
+    ),
+]
+
+
+class SignedAgreement(BaseModel):
+    __doc__ = f"An Agreement, signed by {SIGNED_BY['Agreement']}."
+    model_config = ConfigDict(extra="forbid")
+
+    entry_type: Literal["Agreement"]
+    entry: Agreement
+    signatures: SignatureMap
+
+
+class SignedUsageReceipt(BaseModel):
+    __doc__ = f"A UsageReceipt, signed by {SIGNED_BY['UsageReceipt']}."
+    model_config = ConfigDict(extra="forbid")
+
+    entry_type: Literal["UsageReceipt"]
+    entry: UsageReceipt
+    signatures: SignatureMap
+
+
+class SignedQualityAttestation(BaseModel):
+    __doc__ = f"A QualityAttestation, signed by {SIGNED_BY['QualityAttestation']}."
+    model_config = ConfigDict(extra="forbid")
+
+    entry_type: Literal["QualityAttestation"]
+    entry: QualityAttestation
+    signatures: SignatureMap
+
+
+class SignedContributionDeclaration(BaseModel):
+    __doc__ = f"A ContributionDeclaration, signed by {SIGNED_BY['ContributionDeclaration']}."
+    model_config = ConfigDict(extra="forbid")
+
+    entry_type: Literal["ContributionDeclaration"]
+    entry: ContributionDeclaration
+    signatures: SignatureMap
+
+
+class SignedCoalitionValues(BaseModel):
+    __doc__ = f"A CoalitionValues entry, signed by {SIGNED_BY['CoalitionValues']}."
+    model_config = ConfigDict(extra="forbid")
+
+    entry_type: Literal["CoalitionValues"]
+    entry: CoalitionValues
+    signatures: SignatureMap
+
+
+SignedEntryDoc = Annotated[
+    SignedAgreement
+    | SignedUsageReceipt
+    | SignedQualityAttestation
+    | SignedContributionDeclaration
+    | SignedCoalitionValues,
+    Field(discriminator="entry_type"),
+]
+
+
+def _as_parsed(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    return handler(value)
+
+
+SignedEntryItem = Annotated[
+    SignedEntryIn, WrapValidator(_as_parsed, json_schema_input_type=SignedEntryDoc)
+]
+
+
 class EvidenceBatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    entries: Annotated[list[SignedEntryIn], Field(min_length=1)]
+    entries: Annotated[list[SignedEntryItem], Field(min_length=1)]
 
 
 class ItemResultOut(_Out):
@@ -152,6 +243,11 @@ class EvidenceOut(_Out):
     entry: dict[str, Any]
     signatures: dict[str, str]
     data: str = Field(description="Canonical entry bytes, 0x hex (the Merkle leaf's input).")
+    struct_hash: str = Field(description="EIP-712 hashStruct of the message, 0x hex.")
+    eip712_digest: str = Field(
+        description="keccak256(0x1901 || domainSeparator || structHash): what every "
+        "signature is over, 0x hex."
+    )
 
 
 class AnchorOut(_Out):
@@ -175,6 +271,40 @@ class ReceiptOut(_Out):
     root: str
     inclusion_proof: list[str]
     anchor: AnchorOut
+
+
+# --- domain -------------------------------------------------------------------------------
+
+
+class Eip712DomainOut(_Out):
+    name: str = Field(description='Always "Tally".')
+    version: str = Field(description='Always "1".')
+    chainId: int  # noqa: N815 (the EIP-712 name)
+    verifyingContract: str = Field(description="The EvidenceLedger address.")  # noqa: N815
+
+
+class TypedFieldOut(_Out):
+    name: str
+    type: str = Field(description="Solidity type: bytes32, address, uint64, address[], ...")
+
+
+class EntryTypeOut(_Out):
+    tag: int = Field(description="The entry type byte of the canonical bytes.")
+    type_string: str = Field(description="EIP-712 encodeType, e.g. `UsageReceipt(bytes32 ...)`.")
+    type_hash: str = Field(description="keccak256(type_string), 0x hex.")
+    signed_by: str
+
+
+class DomainOut(_Out):
+    """The EIP-712 domain and typed-data types to sign entries with (docs/evidence.md)."""
+
+    domain: Eip712DomainOut
+    domain_separator: str = Field(description="hashStruct(domain), 0x hex.")
+    types: dict[str, list[TypedFieldOut]] = Field(
+        description="`EIP712Domain` and every entry type, as eth_signTypedData_v4 takes them."
+    )
+    entry_types: dict[str, EntryTypeOut]
+    encoding: str = Field(description="The canonical bytes' magic, `TALLY-ENTRY-V1`.")
 
 
 # --- log ----------------------------------------------------------------------------------
@@ -255,6 +385,29 @@ class ParticipantsOut(_Out):
     total: int
     offset: int
     participants: list[ParticipantOut]
+
+
+class ParticipantIn(BaseModel):
+    """A participant to admit (operator only; the server's operator key sends it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: AddressStr
+    roles: list[Literal["provider", "consumer", "service"]] = Field(min_length=1, max_length=3)
+    identity: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="A DID or legal identifier (its keccak256 is stored), or 0x + 64 hex "
+        "digits (stored as the identity hash); none: the zero hash.",
+    )
+    metadata_uri: str = Field(default="", max_length=2048)
+
+
+class ParticipantChangeOut(_Out):
+    action: str = Field(description="registered | suspended | reinstated")
+    participant: ParticipantOut
+    tx_hash: str | None
+    block: int | None
 
 
 class AgreementOut(_Out):

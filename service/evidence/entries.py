@@ -225,15 +225,19 @@ def _hex(value: bytes) -> str:
 
 
 def _uint_schema(bits: int) -> WithJsonSchema:
-    """Input: a JSON integer or a decimal string (both accepted by the validator)."""
+    """Input: a JSON integer or a decimal string (both accepted by the validator).
+
+    The integer branch states ``maximum`` only where a JSON number (a double) holds the
+    limit exactly: OpenAPI tools read 2**64 - 1 as 2**64.
+    """
     limit = (1 << bits) - 1
+    integer: dict[str, Any] = {"type": "integer", "minimum": 0}
+    if limit < 1 << 53:
+        integer["maximum"] = limit
     return WithJsonSchema(
         {
-            "anyOf": [
-                {"type": "integer", "minimum": 0, "maximum": limit},
-                {"type": "string", "pattern": f"^[0-9]{{1,{len(str(limit))}}}$"},
-            ],
-            "description": f"uint{bits}",
+            "anyOf": [integer, {"type": "string", "pattern": f"^[0-9]{{1,{len(str(limit))}}}$"}],
+            "description": f"uint{bits} (at most 2**{bits} - 1)",
         },
         mode="validation",
     )

@@ -57,3 +57,27 @@ def test_schema_lists_every_endpoint_of_t6() -> None:
     }
     have = {(m, p) for p, ops in paths.items() for m in ops}
     assert expected <= have, expected - have
+
+
+def test_evidence_items_are_a_named_schema_per_entry_type() -> None:
+    """POST /v1/evidence documents a discriminated oneOf, one named schema per entry type,
+    each message schema listing the EIP-712 fields in order (docs/evidence.md)."""
+    import json
+
+    from service.evidence.entries import ENTRY_CLASSES
+
+    schemas = json.loads(_exporter().render())["components"]["schemas"]
+    items = schemas["EvidenceBatchIn"]["properties"]["entries"]["items"]
+    mapping = items["discriminator"]["mapping"]
+    assert items["discriminator"]["propertyName"] == "entry_type"
+    assert set(mapping) == set(ENTRY_CLASSES)
+    assert sorted(x["$ref"] for x in items["oneOf"]) == sorted(mapping.values())
+    for name, ref in mapping.items():
+        signed = schemas[ref.rsplit("/", 1)[1]]
+        assert signed["properties"]["entry_type"]["const"] == name
+        assert signed["properties"]["entry"] == {"$ref": f"#/components/schemas/{name}"}
+        message = schemas[name]
+        fields = [f for f, _ in ENTRY_CLASSES[name].eip712_type.fields]
+        assert set(message["properties"]) == set(fields)  # (the export sorts keys)
+        assert message["required"] == fields  # in EIP-712 order
+        assert message["additionalProperties"] is False

@@ -12,6 +12,12 @@ Checks, in order (the name is what the CLI and the JSON report give):
 
 ===================  =================================================================
 ``round``            the round exists on the vault (any status; cancelled is noted)
+``period``           the round's on-chain period is the statement's (the payout file's
+                     ``period``, or the one the auditor gives); the recomputation always
+                     uses the on-chain period
+``overlap``          no other round on the vault that was not cancelled (its
+                     ``RoundProposed`` and ``RoundCancelled`` events) overlaps the period,
+                     so no evidence is paid twice
 ``ledger``           the given EvidenceLedger is the vault's
 ``checkpoint``       the round's evidence checkpoint is on the ledger
 ``policy_hash``      SHA-256 of the policy's canonical form is the round's policy hash
@@ -26,10 +32,14 @@ Checks, in order (the name is what the CLI and the JSON report give):
 ``roles``            at the checkpoint's block, the registry gives every party the role
                      its part needs (suspension is not checked: evidence signed before a
                      suspension stays valid, and the audit cannot time it)
+``agreement_policies`` every agreement with receipts in the period names the round's policy
+                     hash (``Agreement.policyHash``): the parties signed for that policy
 ``published_payouts`` (only with a payout file) the file's payouts rebuild the on-chain
                      root, so its lines can be compared one by one
 ``payouts``          the recomputed payout root and total equal the round's; on a
                      mismatch the first differing payout is named (with a payout file)
+``debits``           what the round took from each consumer (``funders()``, the
+                     ``RoundDebited`` events) is exactly its recomputed bill
 ===================  =================================================================
 
 A check that cannot be meaningful after an earlier failure is reported as skipped (for
@@ -66,6 +76,7 @@ from service.errors import (
     LogExportInvalid,
     LogUnavailable,
     NotFound,
+    PolicyMismatch,
     SettlementError,
     TallyError,
 )
@@ -89,7 +100,7 @@ from service.evidence.models import AnchorRow, LogEntry
 from service.settlement.engine import RoundResult, settle_entries
 from service.settlement.payout_tree import build_payout_tree
 from service.settlement.policy import Policy, parse_policy
-from service.settlement.rounds import OnChainRound, read_round
+from service.settlement.rounds import OnChainRound, debits_of, read_round
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -98,6 +109,7 @@ __all__ = [
     "SettlementAuditReport",
     "SqlEntrySource",
     "audit_settlement",
+    "overlapping_rounds",
     "write_log_export",
 ]
 
@@ -482,18 +494,21 @@ def audit_settlement(
     payouts_doc: Mapping[str, Any] | None = None,
     period: tuple[int, int] | None = None,
     workers: int | None = None,
+    from_block: int = 0,
 ) -> SettlementAuditReport:
     """Recompute round ``round_id`` and check it against the chain (see the module doc).
 
     ``policy_doc``: the policy (parsed, or a document to parse). ``payouts_doc``: the
     round's published claim file (``payouts.json``), to name the first differing payout.
-    ``period``: the round's ``(start, end)``, which the chain does not hold; by default
-    the payout file's ``period`` (any period is only an input: the recomputation must
-    still reproduce the on-chain root). Returns the report; raises only when the chain
-    cannot be read.
+    ``period``: the statement's ``(start, end)`` to hold against the on-chain period (by
+    default the payout file's ``period``); the recomputation uses the on-chain period.
+    ``from_block``: where the vault's events are read from for the ``overlap`` check (its
+    deployment block). Returns the report; raises only when the chain cannot be read.
     """
     report = SettlementAuditReport(subject=f"settlement round {round_id}")
     names_after_round = [
+        "period",
+        "overlap",
         "ledger",
         "checkpoint",
         "policy_hash",
@@ -503,7 +518,9 @@ def audit_settlement(
         "signatures",
         "agreements",
         "roles",
+        "agreement_policies",
         "payouts",
+        "debits",
     ]
     try:
         rnd = read_round(chain=chain, vault=vault, round_id=round_id)
@@ -518,11 +535,15 @@ def audit_settlement(
         f"{rnd.status}: root {_hex(rnd.payout_root)}, total {rnd.total}, checkpoint "
         f"{rnd.evidence_seq}, policy {_hex(rnd.policy_hash)}",
     )
+    if period is None and payouts_doc is not None:
+        period = _period_of(payouts_doc)
+    _check_period(report, rnd, period)
+    _check_overlap(report, chain, vault, rnd, from_block)
 
     vault_ledger = str(chain.call(vault.functions.ledger()))
     if vault_ledger.lower() != str(ledger.address).lower():
         report.add("ledger", False, f"the vault's ledger is {vault_ledger}, not {ledger.address}")
-        _skip(report, names_after_round[1:], "wrong ledger")
+        _skip(report, names_after_round[names_after_round.index("checkpoint") :], "wrong ledger")
         return report
     report.add("ledger", True, f"EvidenceLedger {ledger.address}")
 
@@ -530,7 +551,7 @@ def audit_settlement(
         cp = read_checkpoint(chain, ledger, rnd.evidence_seq)
     except NotFound as err:
         report.add("checkpoint", False, err.message)
-        _skip(report, names_after_round[2:], "no checkpoint")
+        _skip(report, names_after_round[names_after_round.index("policy_hash") :], "no checkpoint")
         return report
     report.add(
         "checkpoint",
@@ -544,14 +565,16 @@ def audit_settlement(
     if entries is None:
         _skip(
             report,
-            ["decode", "signatures", "agreements", "roles", "payouts"],
+            names_after_round[names_after_round.index("decode") :],
             "the log does not match the anchored checkpoint",
         )
         return report
 
     decoded = _decode(report, entries)
     if decoded is None:
-        _skip(report, ["signatures", "agreements", "roles", "payouts"], "undecodable entry")
+        _skip(
+            report, names_after_round[names_after_round.index("signatures") :], "undecodable entry"
+        )
         return report
 
     domain = Domain(chain_id=chain.chain_id, verifying_contract=ledger.address)
@@ -572,18 +595,14 @@ def audit_settlement(
     )
     entries_ok = entries_ok and role_problem is None
 
+    recomputing = ["agreement_policies", "payouts", "debits"]
     if policy is None:
-        report.add("payouts", None, "skipped: the policy is not the round's")
+        _skip(report, recomputing, "the policy is not the round's")
         return report
     if not entries_ok:
-        report.add("payouts", None, "skipped: the log holds evidence that is not valid")
+        _skip(report, recomputing, "the log holds evidence that is not valid")
         return report
-    if period is None and payouts_doc is not None:
-        period = _period_of(payouts_doc)
-    if period is None:
-        report.add("payouts", False, "the round's period is needed to recompute it")
-        return report
-    _check_payouts(report, decoded, rnd, cp, policy, period, payouts_doc)
+    _check_payouts(report, chain, vault, decoded, rnd, cp, policy, payouts_doc)
     return report
 
 
@@ -595,8 +614,80 @@ def _round_json(rnd: OnChainRound) -> dict[str, Any]:
         "total": str(rnd.total),
         "evidence_seq": rnd.evidence_seq,
         "policy_hash": _hex(rnd.policy_hash),
+        "period": {"start": rnd.period_start, "end": rnd.period_end},
+        "paid": str(rnd.paid),
         "statement_uri": rnd.statement_uri,
     }
+
+
+def _check_period(report: AuditReport, rnd: OnChainRound, stated: tuple[int, int] | None) -> None:
+    """The on-chain period against the statement's (when one is given)."""
+    on_chain = (rnd.period_start, rnd.period_end)
+    text = f"[{on_chain[0]}, {on_chain[1]})"
+    if stated is None:
+        report.add("period", True, f"on chain {text} (no statement period given to compare)")
+    elif tuple(stated) != on_chain:
+        report.add(
+            "period",
+            False,
+            f"the statement's period [{stated[0]}, {stated[1]}) is not the round's on-chain "
+            f"period {text}",
+        )
+    else:
+        report.add("period", True, f"the statement's period is the on-chain period {text}")
+
+
+def overlapping_rounds(
+    *,
+    round_id: int,
+    period: tuple[int, int],
+    proposed: Mapping[int, tuple[int, int]],
+    cancelled: set[int],
+) -> list[tuple[int, tuple[int, int]]]:
+    """The rounds other than ``round_id`` in ``proposed`` (id -> half-open period), not
+    cancelled, whose period intersects ``period``; by round id."""
+    start, end = period
+    return [
+        (other, (a, b))
+        for other, (a, b) in sorted(proposed.items())
+        if other != round_id and other not in cancelled and a < end and start < b
+    ]
+
+
+def _check_overlap(
+    report: AuditReport, chain: Chain, vault: Contract, rnd: OnChainRound, from_block: int
+) -> None:
+    """No other round that was not cancelled overlaps ``rnd``'s period (vault events)."""
+    proposed = {
+        int(ev["args"]["roundId"]): (int(ev["args"]["periodStart"]), int(ev["args"]["periodEnd"]))
+        for ev in vault.events.RoundProposed().get_logs(from_block=from_block)
+    }
+    cancelled = {
+        int(ev["args"]["roundId"])
+        for ev in vault.events.RoundCancelled().get_logs(from_block=from_block)
+    }
+    start, end = rnd.period_start, rnd.period_end
+    clashes = [
+        f"round {other} [{a}, {b})"
+        for other, (a, b) in overlapping_rounds(
+            round_id=rnd.round_id, period=(start, end), proposed=proposed, cancelled=cancelled
+        )
+    ]
+    others = len(set(proposed) - {rnd.round_id})
+    if clashes:
+        report.add(
+            "overlap",
+            False,
+            f"the period [{start}, {end}) overlaps " + ", ".join(clashes) + ": the same "
+            "evidence would be paid twice",
+        )
+    else:
+        report.add(
+            "overlap",
+            True,
+            f"no other non-cancelled round of the {others} other(s) on the vault overlaps "
+            f"[{start}, {end})",
+        )
 
 
 def _check_policy(
@@ -701,26 +792,38 @@ def _check_signatures(
 
 def _check_payouts(
     report: SettlementAuditReport,
+    chain: Chain,
+    vault: Contract,
     decoded: Sequence[SignedEntry],
     rnd: OnChainRound,
     cp: OnChainCheckpoint,
     policy: Policy,
-    period: tuple[int, int],
     payouts_doc: Mapping[str, Any] | None,
 ) -> None:
     try:
         result: RoundResult = settle_entries(
             decoded,
             round_id=rnd.round_id,
-            period_start=period[0],
-            period_end=period[1],
+            period_start=rnd.period_start,
+            period_end=rnd.period_end,
             checkpoint_size=cp.tree_size,
             policy=policy,
             checkpoint_seq=cp.seq,
         )
-    except (SettlementError, InvalidInput) as err:
-        report.add("payouts", False, f"the round cannot be recomputed: {err.message}")
+    except PolicyMismatch as err:
+        report.add("agreement_policies", False, err.message)
+        _skip(report, ["payouts", "debits"], "agreements of another policy")
         return
+    except (SettlementError, InvalidInput) as err:
+        report.add("agreement_policies", None, "skipped: the round cannot be recomputed")
+        report.add("payouts", False, f"the round cannot be recomputed: {err.message}")
+        _skip(report, ["debits"], "no recomputation")
+        return
+    report.add(
+        "agreement_policies",
+        True,
+        f"the {len(result.agreements)} settled agreement(s) name policy {policy.hash_hex}",
+    )
     report.recomputed = {
         "payout_root": _hex(result.root),
         "total": str(result.pool),
@@ -755,11 +858,43 @@ def _check_payouts(
             f"recomputed root {_hex(result.root)} and total {result.pool} "
             f"({len(result.tree)} payees) equal the round's",
         )
-        report.summary = (
-            f"round {rnd.round_id} ({rnd.status}) pays exactly what {cp.tree_size} anchored "
-            f"entries of checkpoint {cp.seq} give under policy {policy.hash_hex}"
-        )
+        if _check_debits(report, chain, vault, rnd, result):
+            report.summary = (
+                f"round {rnd.round_id} ({rnd.status}) pays exactly what {cp.tree_size} anchored "
+                f"entries of checkpoint {cp.seq} give under policy {policy.hash_hex}, funded "
+                "by exactly the consumers' bills"
+            )
         return
+    _payouts_failed(report, rnd, result, published_ok)
+    _check_debits(report, chain, vault, rnd, result)
+
+
+def _check_debits(
+    report: AuditReport, chain: Chain, vault: Contract, rnd: OnChainRound, result: RoundResult
+) -> bool:
+    """What the round took from each consumer (``funders()``) against the recomputed bills."""
+    on_chain = {
+        a.lower(): v for a, v in debits_of(chain=chain, vault=vault, round_id=rnd.round_id).items()
+    }
+    bills = {a.lower(): v for a, v in result.debits}
+    wrong = []
+    for account in sorted(set(on_chain) | set(bills)):
+        took, owes = on_chain.get(account, 0), bills.get(account, 0)
+        if took != owes:
+            wrong.append(f"{to_checksum_address(account)} was debited {took}, its bill is {owes}")
+    if wrong:
+        more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+        return report.add("debits", False, wrong[0] + more)
+    return report.add(
+        "debits",
+        True,
+        f"{len(bills)} consumer debit(s) equal their recomputed bills ({sum(bills.values())})",
+    )
+
+
+def _payouts_failed(
+    report: SettlementAuditReport, rnd: OnChainRound, result: RoundResult, published_ok: bool
+) -> None:
     if published_ok and report.mismatches:
         first = report.mismatches[0]["detail"]
         more = len(report.mismatches) - 1

@@ -16,15 +16,23 @@ from service.audit.settlement import (
     SettlementAuditReport,
     SqlEntrySource,
     audit_settlement,
+    overlapping_rounds,
     write_log_export,
 )
 from service.evidence.anchor import anchor_once
-from service.evidence.entries import Agreement, SignedEntry, UsageReceipt, entry_id, sign_entry
+from service.evidence.entries import (
+    Agreement,
+    SignedEntry,
+    UsageReceipt,
+    decode_entry,
+    entry_id,
+    sign_entry,
+)
 from service.evidence.log import hex32
 from service.evidence.merkle import leaf_hash
 from service.evidence.models import AnchorRow, LogEntry
 from service.evidence.tiles import MerkleLog, SqlTileStorage
-from service.settlement.engine import RoundResult, compute_round
+from service.settlement.engine import RoundResult, compute_round, settle_entries
 from service.settlement.payout_tree import PayoutTree, build_payout_tree
 from service.settlement.policy import Policy
 from service.settlement.rounds import deposit, propose
@@ -45,6 +53,8 @@ from tests.space import Space
 
 CHECKS = [
     "round",
+    "period",
+    "overlap",
     "ledger",
     "checkpoint",
     "policy_hash",
@@ -54,8 +64,10 @@ CHECKS = [
     "signatures",
     "agreements",
     "roles",
+    "agreement_policies",
     "published_payouts",
     "payouts",
+    "debits",
 ]
 ROUND = 5
 
@@ -68,8 +80,8 @@ def _anchor(engine: Engine, space: Space) -> AnchorRow:
     return row
 
 
-def _fund(space: Space, amount: int) -> None:
-    consumer, token = space.consumers[0], space.contracts.token
+def _fund(space: Space, amount: int, consumer_index: int = 0) -> None:
+    consumer, token = space.consumers[consumer_index], space.contracts.token
     space.chain.transact(token.functions.mint(consumer.address, amount), sender=space.operator)
     deposit(
         chain=space.chain, vault=space.contracts.vault, token=token, sender=consumer, amount=amount
@@ -101,12 +113,23 @@ def _result(engine: Engine, cp: AnchorRow, policy: Policy) -> RoundResult:
     )
 
 
-def _propose_tree(space: Space, tree: PayoutTree, cp: AnchorRow, policy: Policy) -> None:
-    """What a dishonest operator does: propose its own tree with the honest policy hash."""
-    _fund(space, tree.total)
+def _propose_tree(
+    space: Space,
+    tree: PayoutTree,
+    cp: AnchorRow,
+    policy: Policy,
+    *,
+    round_id: int = ROUND,
+    period: tuple[int, int] = (P0, P1),
+    funder: int = 0,
+) -> None:
+    """What a dishonest operator does: propose its own tree with the honest policy hash,
+    debiting consumer ``funder`` for the whole total."""
+    _fund(space, tree.total, funder)
+    debits = [(space.consumers[funder].address, tree.total)]
     space.chain.transact(
         space.contracts.vault.functions.propose(
-            ROUND, tree.root, tree.total, cp.seq, policy.hash, ""
+            round_id, tree.root, tree.total, cp.seq, policy.hash, *period, debits, ""
         ),
         sender=space.operator,
     )
@@ -178,6 +201,8 @@ def test_honest_round_passes_from_the_export_file_and_from_sql(
     assert by_file.recomputed is not None
     assert by_file.recomputed["payout_root"] == "0x" + result.root.hex()
     assert by_file.verdict.startswith("PASS settlement round 5")
+    assert "funded by exactly the consumers' bills" in by_file.verdict
+    assert by_file.to_json()["round"]["period"] == {"start": P0, "end": P1}
     assert by_file.to_json()["round"]["total"] == str(result.pool)
 
     by_sql = _audit(space, SqlEntrySource(engine), policy)
@@ -202,7 +227,7 @@ def test_changed_policy_fails_the_policy_hash(engine: Engine, space: Space, tmp_
     name, detail = _failure(report)
     assert name == "policy_hash"
     assert changed.hash_hex in detail and policy.hash_hex in detail
-    assert report.checks[-1].name == "payouts" and report.checks[-1].ok is None  # skipped
+    assert report.checks[-2].name == "payouts" and report.checks[-2].ok is None  # skipped
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -348,7 +373,7 @@ def test_invented_receipt_in_the_anchored_log_fails_the_signatures(
     name, detail = _failure(report)
     assert name == "signatures" and detail.startswith("leaf 4 (UsageReceipt)")
     assert provider.address in detail
-    assert report.checks[-1].name == "payouts" and report.checks[-1].ok is None
+    assert report.checks[-2].name == "payouts" and report.checks[-2].ok is None
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -392,3 +417,101 @@ def test_sql_entry_source_refuses_a_missing_database(tmp_path: Path) -> None:
     with pytest.raises(LogUnavailable):
         SqlEntrySource.from_url(f"sqlite:///{tmp_path}/absent.db")
     assert not (tmp_path / "absent.db").exists()  # no empty log was created to audit
+
+
+# --- periods, debits and the agreements' policy (T9) ----------------------------------------
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_audit_flags_debits_that_differ_from_bills(engine: Engine, space: Space) -> None:
+    # the right payouts, but funded with consumer 1's money for consumer 0's usage
+    cp = _evidence(engine, space)
+    policy = make_policy(space)
+    honest = _result(engine, cp, policy)
+    _propose_tree(space, honest.tree, cp, policy, funder=1)
+    report = _audit(space, SqlEntrySource(engine), policy)
+    name, detail = _failure(report)
+    c0, c1 = (c.address for c in space.consumers)
+    assert name == "debits"
+    first = min(c0, c1, key=str.lower)
+    want = {c0: f"{c0} was debited 0, its bill is {honest.pool}"}
+    want[c1] = f"{c1} was debited {honest.pool}, its bill is 0"
+    assert detail == f"{want[first]} (and 1 more)"
+    assert [c.name for c in report.checks if c.ok is True][-1] == "payouts"  # the split is right
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_audit_flags_a_statement_period_that_is_not_the_rounds(
+    engine: Engine, space: Space
+) -> None:
+    cp = _evidence(engine, space)
+    policy = make_policy(space)
+    result = _result(engine, cp, policy)
+    _fund(space, result.pool)
+    propose(chain=space.chain, vault=space.contracts.vault, result=result, sender=space.operator)
+    report = _audit(space, SqlEntrySource(engine), policy, period=(P0, P1 + 1))
+    assert _failure(report) == (
+        "period",
+        f"the statement's period [{P0}, {P1 + 1}) is not the round's on-chain period [{P0}, {P1})",
+    )
+    assert report.checks[-2].name == "payouts" and report.checks[-2].ok is True  # chain's period
+
+
+def test_audit_flags_overlapping_round() -> None:
+    # The vault refuses overlapping rounds (tests/settlement/test_rounds.py::
+    # test_overlapping_or_second_pending_round_is_refused); the audit's own check is the
+    # second line, against a vault that would let one through: its core on such a history.
+    proposed = {1: (100, 200), 2: (200, 300), 3: (150, 250), 4: (250, 260)}
+    assert overlapping_rounds(
+        round_id=2, period=(200, 300), proposed=proposed, cancelled=set()
+    ) == [
+        (3, (150, 250)),
+        (4, (250, 260)),
+    ]
+    assert (
+        overlapping_rounds(round_id=2, period=(200, 300), proposed=proposed, cancelled={3, 4}) == []
+    )
+    assert overlapping_rounds(round_id=1, period=(100, 200), proposed=proposed, cancelled={3}) == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_audit_overlap_reads_the_vaults_rounds(engine: Engine, space: Space) -> None:
+    # round 5 for [P0, P1) was cancelled; round 6 for the same period is not an overlap
+    cp = _evidence(engine, space)
+    policy = make_policy(space)
+    honest = _result(engine, cp, policy)
+    _propose_tree(space, honest.tree, cp, policy)
+    space.chain.transact(space.contracts.vault.functions.cancel(ROUND), sender=space.operator)
+    again = build_payout_tree(round_id=ROUND + 1, payouts=dict(honest.payouts))
+    _propose_tree(space, again, cp, policy, round_id=ROUND + 1)
+    report = audit_settlement(
+        chain=space.chain,
+        vault=space.contracts.vault,
+        ledger=space.contracts.ledger,
+        round_id=ROUND + 1,
+        entries_source=SqlEntrySource(engine),
+        policy_doc=policy,
+    )
+    overlap = next(c for c in report.checks if c.name == "overlap")
+    assert overlap.ok is True and "of the 1 other(s)" in overlap.detail
+    assert report.ok, report.verdict
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_audit_flags_agreement_of_another_policy(engine: Engine, space: Space) -> None:
+    policy = make_policy(space)
+    ingest_all(engine, space, [agreement(space, policy=b"\x07" * 32), *usage(space)])
+    cp = _anchor(engine, space)
+    # the operator settles it anyway, outside the engine's refusal, under the round's policy
+    entries = [decode_entry(line) for _, line in SqlEntrySource(engine).entries(size=cp.tree_size)]
+    repointed = [agreement(space, policy=policy), *entries[1:]]
+    tree = settle_entries(
+        repointed, round_id=ROUND, period_start=P0, period_end=P1,
+        checkpoint_size=cp.tree_size, policy=policy,
+    ).tree  # fmt: skip
+    _propose_tree(space, tree, cp, policy)
+    report = _audit(space, SqlEntrySource(engine), policy)
+    name, detail = _failure(report)
+    assert name == "agreement_policies"
+    assert "0x" + AG.hex() in detail and "0x" + "07" * 32 in detail
+    assert [c.ok for c in report.checks if c.name in ("payouts", "debits")] == [None, None]

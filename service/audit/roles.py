@@ -146,7 +146,7 @@ class RegistryHistory:
                 size = max(1, (end - start + 1) // 2)
                 continue
             self._changes.extend(self._decode(logs))
-            self._fetched_to = start = end + 1
+            self._fetched_to, start = end, end + 1
 
     def _get_logs(self, start: int, end: int) -> Sequence[Any]:
         self.requests += 1

@@ -30,8 +30,10 @@ Checks, in order (the name is what the CLI and the JSON report give):
                      agreement's, its period lies in the agreement's validity, receipt
                      nonces are unique, no entry appears twice
 ``roles``            at the checkpoint's block, the registry gives every party the role
-                     its part needs (suspension is not checked: evidence signed before a
-                     suspension stays valid, and the audit cannot time it)
+                     its part needs, replayed from the registry's events (``eth_getLogs``
+                     up to that block: no archive node needed; suspension is not checked:
+                     evidence signed before a suspension stays valid, and the audit
+                     cannot time it)
 ``agreement_policies`` every agreement with receipts in the period names the round's policy
                      hash (``Agreement.policyHash``): the parties signed for that policy
 ``published_payouts`` (only with a payout file) the file's payouts rebuild the on-chain
@@ -69,6 +71,7 @@ from web3.contract import Contract
 
 from service.audit.log import open_log_engine
 from service.audit.receipt import AuditReport
+from service.audit.roles import RegistryHistory
 from service.chain.client import Chain
 from service.errors import (
     InvalidEntry,
@@ -352,39 +355,27 @@ def _agreement_problem(entries: Sequence[SignedEntry]) -> str | None:
 
 
 class _Registry:
-    """Role look-ups at one block, cached."""
+    """Roles at one block, replayed from the registry's events (``eth_getLogs`` from
+    ``from_block`` up to ``block``: :class:`~service.audit.roles.RegistryHistory`), so a
+    node that keeps no historical state (not an archive node) serves the audit."""
 
-    def __init__(self, chain: Chain, registry: Contract, block: int) -> None:
-        self._chain = chain
-        self._registry = registry
-        self._block = block
-        self._parties: dict[str, tuple[int, int]] = {}
-        self._roles: dict[tuple[bytes, str], bool] = {}
+    def __init__(
+        self, chain: Chain, registry: Contract, block: int, *, from_block: int = 0
+    ) -> None:
         fns = registry.functions
-        self.auditor_role = bytes(chain.call(fns.AUDITOR_ROLE()))
+        self.auditor_role = bytes(chain.call(fns.AUDITOR_ROLE()))  # constants: latest state
         self.operator_role = bytes(chain.call(fns.OPERATOR_ROLE()))
+        self._view = RegistryHistory(chain, registry, from_block=from_block).at(block)
 
     def party(self, address: str) -> tuple[int, int]:
         """(roles bitmask, status) at the block."""
-        found = self._parties.get(address)
-        if found is None:
-            info = self._chain.call(
-                self._registry.functions.participant(address), block=self._block
-            )
-            found = self._parties[address] = (int(info[0]), int(info[1]))
-        return found
+        return self._view.party(address)
 
     def has(self, role: bytes, address: str) -> bool:
-        key = (role, address)
-        if key not in self._roles:
-            self._roles[key] = bool(
-                self._chain.call(self._registry.functions.hasRole(role, address), block=self._block)
-            )
-        return self._roles[key]
+        return self._view.has(role, address)
 
     def with_role(self, address: str, bit: int) -> bool:
-        roles, status = self.party(address)
-        return status != STATUS_NONE and bool(roles & bit)
+        return self._view.with_role(address, bit)
 
 
 def _role_problem(entries: Sequence[SignedEntry], registry: _Registry) -> str | None:

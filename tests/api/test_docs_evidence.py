@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ FENCE = re.compile(r"```(json|text)\n(.*?)```", re.S)
 KEYS: dict[str, LocalAccount] = {a.address: a for a in dev_accounts(10)}
 
 
+@cache
 def _generator() -> Any:
     spec = importlib.util.spec_from_file_location(
         "evidence_examples", ROOT / "scripts/evidence_examples.py"
@@ -198,3 +200,22 @@ def test_documented_rules_reject_with_their_codes(
     consumer = space.consumers[0].address
     alone["signatures"] = {consumer: alone["signatures"][consumer]}
     assert post(alone) == ["signer_mismatch"]
+
+
+def test_examples_match_the_openapi_schema_and_wrong_items_do_not() -> None:
+    """The named schemas of the committed OpenAPI document describe the real items."""
+    import jsonschema_rs  # with schemathesis (dev dependency)
+
+    openapi = json.loads((ROOT / "service/api/openapi.json").read_text(encoding="utf-8"))
+    schema = {"$ref": "#/components/schemas/EvidenceBatchIn", "components": openapi["components"]}
+    validator = jsonschema_rs.Draft202012Validator(schema)
+    items = [item for _, item, _ in examples()]
+    assert validator.is_valid({"entries": items})
+    agreement, receipt = items[0], items[1]
+    for wrong in (
+        {**receipt, "entry_type": "Agreement"},  # the discriminator picks the other schema
+        {**agreement, "entry": {**agreement["entry"], "unitPrice": 1.5}},
+        {**receipt, "entry": {**receipt["entry"], "extra": 1}},
+        {**receipt, "signatures": {}},
+    ):
+        assert not validator.is_valid({"entries": [wrong]}), wrong

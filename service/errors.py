@@ -452,7 +452,8 @@ class PolicyMismatch(SettlementError):
 
 
 class StatementUnavailable(TallyError):
-    """The round's published statement (its statementURI) cannot be fetched or read."""
+    """The round's published statement (its statementURI) cannot be fetched or read (409:
+    the round on chain and what it publishes disagree; the message names the URI only)."""
 
     code = "statement_unavailable"
-    status = 502
+    status = 409

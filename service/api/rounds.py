@@ -11,8 +11,13 @@ per-process cache keyed by round id and root) and check the root again. Chain ac
 (:mod:`service.settlement.rounds`) are signed with this server's operator key.
 
 Round status comes from the vault: ``draft`` (computed, not on chain), ``Proposed``,
-``Disputed``, ``Cancelled``, ``Finalized``. The round list also shows rounds proposed
-outside the API (the CLI), as the indexer mirrored them.
+``Disputed``, ``Cancelled``, ``Finalized``, ``Closed``. The round list also shows rounds
+proposed outside the API (the CLI), as the indexer mirrored them.
+
+Statements and claims are served for any round on the vault: a round computed here (its
+draft's root is the on-chain root) from the recomputation; any other round from the
+document its on-chain ``statementURI`` points to, fetched and served only once its
+payouts rebuild the on-chain root (:mod:`service.settlement.published`).
 """
 
 from __future__ import annotations
@@ -46,7 +51,9 @@ from service.evidence.eip712 import to_checksum_address
 from service.evidence.models import AnchorRow
 from service.settlement import rounds as chain_rounds
 from service.settlement.engine import RoundResult, compute_bills, compute_round
+from service.settlement.payout_tree import PayoutTree
 from service.settlement.policy import parse_policy
+from service.settlement.published import load_published
 
 _CACHE_SIZE = 16
 _cache: OrderedDict[tuple[int, str], RoundResult] = OrderedDict()
@@ -274,6 +281,8 @@ def _on_chain_json(rnd: chain_rounds.OnChainRound) -> dict[str, Any]:
         "status": rnd.status,
         "payout_root": _hex(rnd.payout_root),
         "total": str(rnd.total),
+        "paid": str(rnd.paid),
+        "period": {"start": rnd.period_start, "end": rnd.period_end},
         "policy_hash": _hex(rnd.policy_hash),
         "evidence_seq": rnd.evidence_seq,
         "challenge_deadline": rnd.challenge_deadline,
@@ -345,20 +354,36 @@ def list_rounds(
     return {"total": len(ids), "offset": offset, "rounds": items}
 
 
-def statement_of(*, engine: Engine, round_id: int, address: str) -> dict[str, Any]:
-    """``address``'s part of the round's statement (lines, exact shares, payout, proof)."""
+def _served(
+    *, engine: Engine, chain: Chain, vault: Contract, round_id: int
+) -> tuple[dict[str, Any], PayoutTree, str, chain_rounds.OnChainRound | None]:
+    """The round's statement and payout tree, and where they come from: the round computed
+    here when its root is the on-chain one (or it is not on chain yet), else the document
+    the round's statementURI publishes, verified against the on-chain root."""
+    rnd = _status(chain, vault, round_id)
     with Session(engine) as session:
-        draft = _draft(session, round_id)
-        result = _result_of(session, draft)
-    statement = result.statement()
+        draft = session.get(RoundDraft, round_id)
+        if draft is not None and (rnd is None or _hex(rnd.payout_root) == draft.payout_root):
+            result = _result_of(session, draft)
+            return result.statement(), result.tree, "computed here", rnd
+    if rnd is None:
+        raise RoundNotFound(f"round {round_id} is neither on the vault nor computed here")
+    published = load_published(chain=chain, vault=vault, round_id=round_id)
+    return published.statement(), published.tree, f"published at {published.uri}", rnd
+
+
+def statement_of(
+    *, engine: Engine, chain: Chain, vault: Contract, round_id: int, address: str
+) -> dict[str, Any]:
+    """``address``'s part of the round's statement (lines, exact shares, payout, proof)."""
+    statement, _, source, _ = _served(engine=engine, chain=chain, vault=vault, round_id=round_id)
+    head = {k: v for k, v in statement.items() if k not in ("participants", "bills")}
+    head["source"] = source
+    bill = next((b for b in statement.get("bills", []) if b["consumer"] == address), None)
     for part in statement["participants"]:
         if part["account"] == address:
-            head = {k: v for k, v in statement.items() if k not in ("participants", "bills")}
-            bill = next((b for b in statement["bills"] if b["consumer"] == address), None)
             return head | {"participant": part, "bill": bill}
-    bill = next((b for b in statement["bills"] if b["consumer"] == address), None)
     if bill is not None:
-        head = {k: v for k, v in statement.items() if k not in ("participants", "bills")}
         return head | {"participant": None, "bill": bill}
     raise StatementNotFound(f"round {round_id} has nothing for {address}")
 
@@ -367,13 +392,10 @@ def claim_of(
     *, engine: Engine, chain: Chain, vault: Contract, round_id: int, address: str
 ) -> dict[str, Any]:
     """The claim of ``address``: amount, index, proof, and the transaction to send."""
-    with Session(engine) as session:
-        draft = _draft(session, round_id)
-        result = _result_of(session, draft)
-    if address.lower() not in result.payouts:
+    _, tree, source, rnd = _served(engine=engine, chain=chain, vault=vault, round_id=round_id)
+    if address.lower() not in {e.account.lower() for e in tree.entries}:
         raise ClaimNotFound(f"round {round_id} pays nothing to {address}")
-    entry = result.tree.entry(result.tree.index_of(address))
-    rnd = _status(chain, vault, round_id)
+    entry = tree.entry(tree.index_of(address))
     claimed = bool(chain.call(vault.functions.isClaimed(round_id, entry.index))) if rnd else False
     proof = list(entry.proof)
     data = vault.encode_abi(
@@ -387,6 +409,7 @@ def claim_of(
         "amount": str(entry.amount),
         "proof": [_hex(p) for p in proof],
         "claimed": claimed,
+        "source": source,
         "transaction": {"to": vault.address, "data": data, "value": "0"},
     }
 
@@ -443,3 +466,19 @@ def audit_round(
         period=period,
     )
     return report.to_json()
+
+
+def sweep_round(
+    *,
+    engine: Engine,
+    chain: Chain,
+    vault: Contract,
+    operator: LocalAccount | None,
+    round_id: int,
+) -> dict[str, Any]:
+    """Close a finalized round after its claim period: what it did not pay goes back to
+    its funders' free balances (operator)."""
+    receipt, _, _ = chain_rounds.sweep(
+        chain=chain, vault=vault, round_id=round_id, sender=_operator(operator)
+    )
+    return _detail_after(receipt, engine=engine, chain=chain, vault=vault, round_id=round_id)

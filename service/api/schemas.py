@@ -492,7 +492,7 @@ class RoundDraftOut(_Loose):
 
 class RoundOut(_Loose):
     round_id: int
-    status: str = Field(description="draft | Proposed | Disputed | Cancelled | Finalized")
+    status: str = Field(description="draft | Proposed | Disputed | Cancelled | Finalized | Closed")
     on_chain: dict[str, Any] | None
     computed: dict[str, Any] | None
 
@@ -531,6 +531,7 @@ class ClaimOut(_Out):
     amount: str
     proof: list[str]
     claimed: bool
+    source: str = Field(description="'computed here' or 'published at <statementURI>'")
     transaction: ClaimTxOut
 
 

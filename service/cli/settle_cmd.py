@@ -657,10 +657,12 @@ def audit_settlement_cmd(
         typer.Option(help="The round's published payouts.json: names differing payouts."),
     ] = None,
     period_from: Annotated[
-        str | None, typer.Option("--from", help="Round period start (default: payout file).")
+        str | None,
+        typer.Option("--from", help="The statement's period start, checked against the chain's."),
     ] = None,
     period_to: Annotated[
-        str | None, typer.Option("--to", help="Round period end (default: payout file).")
+        str | None,
+        typer.Option("--to", help="The statement's period end, checked against the chain's."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
     verbose: Annotated[
@@ -710,6 +712,7 @@ def audit_settlement_cmd(
             policy_doc=load_policy(policy),
             payouts_doc=payouts_doc,
             period=period,
+            from_block=contracts.deployment.deploy_block,
         )
     finally:
         if sql_source is not None:

@@ -1,6 +1,7 @@
-"""``/v1/rounds`` and ``/v1/bills``: compute, propose, finalize and cancel settlement
-rounds (operator); read rounds (anyone), statements, claims and bills (the party itself,
-or the operator and auditors)."""
+"""``/v1/rounds`` and ``/v1/bills``: compute, propose, finalize, cancel and sweep
+settlement rounds (operator); read rounds (anyone), statements, claims and bills (the
+party itself, or the operator and auditors). Statements and claims are served for any
+round on the vault, from its verified published statement when it was not computed here."""
 
 from __future__ import annotations
 
@@ -89,6 +90,20 @@ def cancel(round_id: RoundIdPath, ctx: CtxDep, principal: OperatorDep) -> dict[s
         )
 
 
+@router.post("/v1/rounds/{round_id}/sweep", response_model=RoundOut)
+def sweep(round_id: RoundIdPath, ctx: CtxDep, principal: OperatorDep) -> dict[str, Any]:
+    """Close a finalized round after its claim period: what it did not pay goes back to
+    its funders' free balances."""
+    with ctx.chain_guard():
+        return rounds.sweep_round(
+            engine=ctx.engine,
+            chain=ctx.chain,
+            vault=ctx.contracts.vault,
+            operator=ctx.operator,
+            round_id=round_id,
+        )
+
+
 @router.get("/v1/rounds", response_model=RoundsOut)
 def list_rounds(ctx: CtxDep, page: PageDep) -> dict[str, Any]:
     """Rounds, newest first: status, payout root, total (public)."""
@@ -115,10 +130,18 @@ def get_round(round_id: RoundIdPath, ctx: CtxDep) -> dict[str, Any]:
 def statement(
     round_id: RoundIdPath, address: AddressPath, ctx: CtxDep, principal: PrincipalDep
 ) -> dict[str, Any]:
-    """``address``'s statement: receipts, units, factors, exact shares, payout, proof."""
+    """``address``'s statement: receipts, units, factors, exact shares, payout, proof (for a
+    round computed elsewhere: from its published statement, verified against the chain)."""
     who = checksum(address)
     principal.require_self_or(who, *STAFF)
-    return rounds.statement_of(engine=ctx.engine, round_id=round_id, address=who)
+    with ctx.chain_guard():
+        return rounds.statement_of(
+            engine=ctx.engine,
+            chain=ctx.chain,
+            vault=ctx.contracts.vault,
+            round_id=round_id,
+            address=who,
+        )
 
 
 @router.get("/v1/rounds/{round_id}/claims/{address}", response_model=ClaimOut)

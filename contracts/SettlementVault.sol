@@ -90,6 +90,13 @@ contract SettlementVault is ISettlementVault, Pausable {
     /// @inheritdoc ISettlementVault
     uint64 public immutable withdrawalDelay;
 
+    /// @dev Where {Round}'s `total | paid << 120 | status << 240` slot sits in the struct (after
+    /// `payoutRoot` and `policyHash`; Solidity packs the three in declaration order).
+    uint256 private constant _AMOUNTS_SLOT = 2;
+    uint256 private constant _PAID_SHIFT = 120;
+    uint256 private constant _STATUS_SHIFT = 240;
+    uint256 private constant _UINT120 = 0xffffffffffffffffffffffffffffff; // type(uint120).max
+
     /// @dev Namespace of the claimed-bitmap words (see {_claimedWord}).
     bytes32 private constant _CLAIMED_WORDS = keccak256("tally.SettlementVault.claimedWords");
 
@@ -540,14 +547,33 @@ contract SettlementVault is ISettlementVault, Pausable {
         uint256 bit = 1 << (index & 0xff);
         uint256 bits = word.value;
         if (bits & bit != 0) revert SettlementVaultAlreadyClaimed(roundId, index);
-        Round storage r = _rounds[roundId];
-        RoundStatus status = r.status;
-        if (status != RoundStatus.Finalized) revert SettlementVaultRoundNotFinalized(roundId, status);
-        if (bits == 0 && r.payoutRoot != root) revert SettlementVaultInvalidProof(roundId, index, account, amount);
-        uint256 total = r.total;
-        uint256 paid = r.paid + amount;
-        if (paid > total) revert SettlementVaultPayoutExceedsTotal(roundId, paid, total);
-        r.paid = uint120(paid);
+        // The round's total, paid and status: one slot, read once, written once (the struct's
+        // third slot: see _AMOUNTS_SLOT).
+        uint256 slot;
+        uint256 packed;
+        assembly ("memory-safe") {
+            mstore(0x00, roundId)
+            mstore(0x20, _rounds.slot)
+            slot := add(keccak256(0x00, 0x40), _AMOUNTS_SLOT)
+            packed := sload(slot)
+        }
+        uint256 status = packed >> _STATUS_SHIFT; // the top 8 bits are unused
+        if (status != uint256(RoundStatus.Finalized)) {
+            revert SettlementVaultRoundNotFinalized(roundId, RoundStatus(status));
+        }
+        if (bits == 0 && _rounds[roundId].payoutRoot != root) {
+            revert SettlementVaultInvalidProof(roundId, index, account, amount);
+        }
+        uint256 total = packed & _UINT120;
+        uint256 paid = (packed >> _PAID_SHIFT) & _UINT120;
+        unchecked {
+            // paid <= total always, so neither the subtraction nor the sum after it overflows
+            if (amount > total - paid) revert SettlementVaultPayoutExceedsTotal(roundId, paid + amount, total);
+            paid += amount;
+        }
+        assembly ("memory-safe") {
+            sstore(slot, or(and(packed, not(shl(_PAID_SHIFT, _UINT120))), shl(_PAID_SHIFT, paid)))
+        }
         word.value = bits | bit;
     }
 

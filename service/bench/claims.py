@@ -1,8 +1,9 @@
 """Claim section: SettlementVault claims vs a minimal single-root Merkle distributor.
 
 A round of ``payees`` payees (fresh addresses: no prior token balance; about one token
-each) is proposed and finalized on a SettlementVault; ``MinimalDistributor`` (the bench
-baseline in ``contracts/bench``) is deployed with the same payout tree and funded. The
+each), funded by one consumer's debit, is proposed and finalized on a SettlementVault;
+``MinimalDistributor`` (the bench baseline in ``contracts/bench``) is deployed with the
+same payout tree and funded. The
 same leaves (all, or a random ``sample``), in the same random order, are claimed from
 both, each claim its own transaction so every storage slot starts cold as on a real
 chain: the baseline first inside a chain snapshot that is then reverted, so the vault's
@@ -47,6 +48,7 @@ GOAL_RATIO = 1.04  # rounds, pause and disputes cost at most 4% over the minimal
 TX_GAS = 5_000_000
 WINDOW_S = 3_600
 EXPIRY_S = 30 * 86_400
+PERIOD_S = 30 * 86_400  # the round settles [0, 30 days)
 
 
 class ClaimNotPaid(AssertionError):
@@ -167,8 +169,11 @@ def bench_claims(
     chain.transact(token.functions.approve(vault.address, funds), sender=consumer)
     chain.transact(vault.functions.deposit(funds), sender=consumer)
     policy = keccak(text="policy")
+    debits = [(consumer.address, tree.total)]  # the consumer funds the whole round
     chain.transact(
-        vault.functions.propose(round_id, tree.root, tree.total, 0, policy, "ipfs://statement"),
+        vault.functions.propose(
+            round_id, tree.root, tree.total, 0, policy, 0, PERIOD_S, debits, "ipfs://statement"
+        ),
         sender=admin,
     )
     chain.increase_time(WINDOW_S)

@@ -21,6 +21,10 @@ DEPLOYMENTS_DIR = CONFIG_DIR / "deployments"
 
 NonNegInt = Annotated[int, Field(ge=0)]
 
+# A week of notice before a consumer's requested withdrawal can be made: the operator's
+# settlement cycle plus a challenge window and the time to re-propose a cancelled round.
+DEFAULT_WITHDRAWAL_DELAY_S = 7 * 86_400
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -68,6 +72,8 @@ class NetworkConfig(_Strict):
     start_block: NonNegInt = 0
     poll_interval_s: Annotated[float, Field(gt=0)] = 2.0
     max_block_range: Annotated[int, Field(ge=1)] = 2000
+    # SettlementVault's withdrawalDelay for deployments on this network (seconds).
+    withdrawal_delay_s: NonNegInt = DEFAULT_WITHDRAWAL_DELAY_S
     gas: GasPolicy = GasPolicy()
     keys: KeySource
 

@@ -10,12 +10,21 @@ from web3.types import TxReceipt
 
 from service.chain.artifacts import load_artifact
 from service.chain.client import Chain
-from service.chain.config import DeployedContract, Deployment
+from service.chain.config import DEFAULT_WITHDRAWAL_DELAY_S, DeployedContract, Deployment
 from service.errors import ConfigError
 
 DAY_S = 86_400
 DEFAULT_CHALLENGE_WINDOW_S = DAY_S
 DEFAULT_CLAIM_EXPIRY_S = 365 * DAY_S
+
+__all__ = [
+    "DEFAULT_CHALLENGE_WINDOW_S",
+    "DEFAULT_CLAIM_EXPIRY_S",
+    "DEFAULT_WITHDRAWAL_DELAY_S",
+    "TallyContracts",
+    "attach",
+    "deploy_tally",
+]
 
 
 @dataclass(frozen=True)
@@ -46,13 +55,16 @@ def deploy_tally(
     token_address: str | None = None,
     challenge_window_s: int = DEFAULT_CHALLENGE_WINDOW_S,
     claim_expiry_s: int = DEFAULT_CLAIM_EXPIRY_S,
+    withdrawal_delay_s: int | None = None,
     network: str | None = None,
 ) -> TallyContracts:
     """Deploy registry, ledger and vault (and a DemoToken unless ``token_address``).
 
     ``admin`` holds the registry's admin role and is granted OPERATOR_ROLE, as is every
-    address in ``operators``.
+    address in ``operators``. ``withdrawal_delay_s`` (the vault's notice before a requested
+    withdrawal) defaults to the network's ``withdrawal_delay_s`` in its chain config.
     """
+    delay_s = chain.network.withdrawal_delay_s if withdrawal_delay_s is None else withdrawal_delay_s
     records: dict[str, DeployedContract] = {}
 
     registry, rcpt = chain.deploy("ParticipantRegistry", admin.address, sender=admin)
@@ -83,6 +95,7 @@ def deploy_tally(
         ledger.address,
         challenge_window_s,
         claim_expiry_s,
+        delay_s,
         sender=admin,
     )
     records["SettlementVault"] = _record("SettlementVault", vault, rcpt)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
 from web3.contract import Contract
 from web3.types import TxReceipt
 
@@ -17,17 +18,21 @@ from service.evidence import merkle
 
 OPERATOR_ROLE = bytes.fromhex("97667070c54ef182b0f5858b034beac1b6f3089aa2d3188bb1e8929f4fa9b929")
 AUDITOR_ROLE = bytes.fromhex("59a1c48e5837ad7a7f3dcedcbe129bf3249ec4fbf651fd4f5e2600ead39fe2f5")
+ARBITER_ROLE = keccak(text="ARBITER_ROLE")
 ADMIN_ROLE = bytes(32)
 
 PROVIDER, CONSUMER, SERVICE = 1, 2, 4
 
 # ISettlementVault.RoundStatus
-NONE, PROPOSED, DISPUTED, CANCELLED, FINALIZED = range(5)
+NONE, PROPOSED, DISPUTED, CANCELLED, FINALIZED, CLOSED = range(6)
 # IParticipantRegistry.Status
 UNREGISTERED, ACTIVE, SUSPENDED = range(3)
 
 CHALLENGE_WINDOW = 3_600
 CLAIM_EXPIRY = 30 * 86_400
+WITHDRAWAL_DELAY = 7 * 86_400
+DAY = 86_400
+POLICY = keccak(text="policy: by output")
 ONE = 10**18
 TX_GAS = 3_000_000
 
@@ -112,6 +117,8 @@ class Tally:
     provider: LocalAccount
     consumer: LocalAccount
     outsider: LocalAccount
+    arbiter: LocalAccount
+    consumer2: LocalAccount
 
     def tx(self, fn: Any, sender: LocalAccount | None = None) -> TxReceipt:
         """Send ``fn`` (from the operator by default) with a fixed gas limit: no estimate, so
@@ -125,29 +132,51 @@ class Tally:
     def now(self) -> int:
         return int(self.chain.w3.eth.get_block("latest")["timestamp"])
 
-    def fund(self, amount: int, payer: LocalAccount | None = None) -> TxReceipt:
-        """Mint ``amount`` to ``payer`` (the consumer by default) and deposit it."""
+    def fund(
+        self, amount: int, payer: LocalAccount | None = None, *, account: str | None = None
+    ) -> TxReceipt:
+        """Mint ``amount`` to ``payer`` (the consumer by default) and deposit it into its own
+        free balance, or into ``account``'s (``depositFor``)."""
         payer = payer or self.consumer
         self.tx(self.token.functions.mint(payer.address, amount), self.admin)
         self.tx(self.token.functions.approve(self.vault.address, amount), payer)
-        return self.tx(self.vault.functions.deposit(amount), payer)
+        if account is None:
+            return self.tx(self.vault.functions.deposit(amount), payer)
+        return self.tx(self.vault.functions.depositFor(account, amount), payer)
 
     def anchor_first(self, size: int = 4) -> TxReceipt:
         return self.tx(
             self.ledger.functions.anchor(size, merkle.root_from_leaf_hashes(leaves(size)), [])
         )
 
-    def propose(
+    def settled_until(self) -> int:
+        return int(self.call(self.vault.functions.settledUntil()))
+
+    def propose_fn(
         self,
         round_id: int,
         root: bytes,
         total: int,
         *,
+        debits: list[tuple[str, int]] | None = None,
+        period: tuple[int, int] | None = None,
         seq: int = 0,
-        policy: bytes = b"\x11" * 32,
+        policy: bytes = POLICY,
         uri: str = "ipfs://statement",
-    ) -> TxReceipt:
-        return self.tx(self.vault.functions.propose(round_id, root, total, seq, policy, uri))
+    ) -> Any:
+        """``propose`` call; by default the consumer funds all of ``total`` and the period is
+        the day after ``settledUntil()``."""
+        if debits is None:
+            debits = [(self.consumer.address, total)]
+        if period is None:
+            start = self.settled_until()
+            period = (start, start + DAY)
+        return self.vault.functions.propose(
+            round_id, root, total, seq, policy, period[0], period[1], debits, uri
+        )
+
+    def propose(self, round_id: int, root: bytes, total: int, **kw: Any) -> TxReceipt:
+        return self.tx(self.propose_fn(round_id, root, total, **kw))
 
     def finalize(self, round_id: int) -> TxReceipt:
         return self.tx(self.vault.functions.finalize(round_id), self.outsider)
@@ -158,13 +187,16 @@ def deploy(
     *,
     challenge_window: int = CHALLENGE_WINDOW,
     claim_expiry: int = CLAIM_EXPIRY,
+    withdrawal_delay: int = WITHDRAWAL_DELAY,
     token_name: str = "DemoToken",
 ) -> Tally:
-    """Registry, ledger, token and vault; roles granted; provider and consumer registered."""
-    admin, operator, auditor, provider, consumer, outsider = chain.accounts[:6]
+    """Registry, ledger, token and vault; roles granted (operator, auditor, arbiter);
+    provider and two consumers registered."""
+    admin, operator, auditor, provider, consumer, outsider, arbiter, consumer2 = chain.accounts[:8]
     registry, _ = chain.deploy("ParticipantRegistry", admin.address, sender=admin)
     chain.transact(registry.functions.grantRole(OPERATOR_ROLE, operator.address), sender=admin)
     chain.transact(registry.functions.grantRole(AUDITOR_ROLE, auditor.address), sender=admin)
+    chain.transact(registry.functions.grantRole(ARBITER_ROLE, arbiter.address), sender=admin)
     ledger, _ = chain.deploy("EvidenceLedger", registry.address, sender=admin)
     if token_name == "DemoToken":
         token, _ = chain.deploy("DemoToken", "Demo", "DEMO", admin.address, sender=admin)
@@ -177,6 +209,7 @@ def deploy(
         ledger.address,
         challenge_window,
         claim_expiry,
+        withdrawal_delay,
         sender=admin,
     )
     chain.transact(
@@ -185,6 +218,10 @@ def deploy(
     )
     chain.transact(
         registry.functions.register(consumer.address, CONSUMER, b"\x02" * 32, "ipfs://c"),
+        sender=operator,
+    )
+    chain.transact(
+        registry.functions.register(consumer2.address, CONSUMER, b"\x03" * 32, "ipfs://c2"),
         sender=operator,
     )
     return Tally(
@@ -199,4 +236,6 @@ def deploy(
         provider=provider,
         consumer=consumer,
         outsider=outsider,
+        arbiter=arbiter,
+        consumer2=consumer2,
     )

@@ -1,36 +1,54 @@
 """A connection to one chain: deploy, transact with local signing, call, decode reverts.
 
 The same code drives the embedded chain (eth-tester + py-evm, in process), anvil and
-any EVM node behind JSON-RPC. Transactions are signed locally, nonces are tracked per
-sender, gas is estimated (a revert during estimation is decoded and raised before
-anything is sent), transient RPC failures are retried with backoff, and a mined
-transaction that failed is replayed as a call to recover its revert reason.
+any EVM node behind JSON-RPC. Transactions are signed locally, gas is estimated (a revert
+during estimation is decoded and raised before anything is sent), transient RPC
+failures are retried with backoff, and a mined transaction that failed is replayed as a
+call to recover its revert reason.
+
+Nonces: every :class:`Chain` of a process takes a sender's nonces from one
+:class:`NonceBook` entry per (node, chain id, sender), under that entry's lock, so the
+API's anchoring loop and a request handler, or two threads, never collide. Another
+process signing with the same key can still take a nonce first; the node then answers
+``nonce too low`` or ``replacement transaction underpriced``, and the transaction is
+re-signed at once with the node's pending nonce (at most ``NONCE_RESYNCS`` times; no
+sleep). ``STATS`` counts those resyncs and every backoff sleep.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import logging
 import threading
 import time
+import weakref
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import requests
 from eth_account.signers.local import LocalAccount
 from eth_tester.exceptions import TransactionFailed
-from eth_typing import ChecksumAddress
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
-from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
+from web3.exceptions import (
+    ContractLogicError,
+    TimeExhausted,
+    TransactionNotFound,
+    Web3RPCError,
+    Web3ValidationError,
+)
 from web3.providers.eth_tester import EthereumTesterProvider
 from web3.types import BlockIdentifier, TxParams, TxReceipt, Wei
 
 from service.chain.artifacts import decode_revert, load_artifact
 from service.chain.config import NetworkConfig, load_network
 from service.chain.keys import DEV_HD_PATH, DEV_MNEMONIC, dev_accounts
+from service.chain.rpc import probe_chain_id
 from service.errors import ChainError, RpcUnavailable, TransactionReverted
 
 log = logging.getLogger(__name__)
@@ -41,6 +59,18 @@ EMBEDDED_ACCOUNTS = 20
 GAS_HEADROOM_NUM, GAS_HEADROOM_DEN = 6, 5  # estimate x 1.2
 RETRIES = 5
 RETRY_BASE_S = 0.25
+NONCE_RESYNCS = 8  # re-sign with the node's pending nonce at most this many times per send
+# Answers meaning "another client used this nonce first" (geth, anvil, besu, nethermind).
+_NONCE_TAKEN = (
+    "nonce too low",
+    "nonce_too_low",
+    "replacement transaction underpriced",
+    "replacement_underpriced",
+    "transaction underpriced: replacement",
+    "oldnonce",
+)
+
+STATS: Counter[str] = Counter()  # "nonce_resyncs", "backoff_sleeps" (this process)
 
 _REVERTS = (ContractLogicError, TransactionFailed)
 _TRANSIENT: tuple[type[BaseException], ...] = (
@@ -49,6 +79,8 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
 )
+# also retried: an HTTP error answer (only 429 and 5xx; see _retry) and a cut-off answer
+_RETRIED: tuple[type[BaseException], ...] = (*_TRANSIENT, requests.HTTPError, json.JSONDecodeError)
 
 
 def _revert_data(err: BaseException) -> bytes:
@@ -93,6 +125,63 @@ def _reverted(err: BaseException, *, what: str, tx_hash: str | None = None) -> T
     return TransactionReverted(message, error_name=name, error_args=args, tx_hash=tx_hash)
 
 
+@dataclass
+class _NonceSlot:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    next: int | None = None  # None: ask the node's pending count before the next send
+
+
+class NonceBook:
+    """The next nonce of each sender on each node, shared by the :class:`Chain` clients of
+    one process (see the module docstring). Nodes behind a URL are keyed by URL and chain
+    id; in-process chains (eth-tester) by their provider object, for as long as it lives."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_url: dict[tuple[str, int], dict[str, _NonceSlot]] = {}
+        self._by_object: weakref.WeakKeyDictionary[object, dict[str, _NonceSlot]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _senders(self, node: str | object, chain_id: int) -> dict[str, _NonceSlot]:
+        if isinstance(node, str):
+            return self._by_url.setdefault((node, chain_id), {})
+        found = self._by_object.get(node)
+        if found is None:
+            found = self._by_object[node] = {}
+        return found
+
+    def slot(self, node: str | object, chain_id: int, sender: str) -> _NonceSlot:
+        with self._lock:
+            senders = self._senders(node, chain_id)
+            found = senders.get(sender)
+            if found is None:
+                found = senders[sender] = _NonceSlot()
+            return found
+
+    def forget(self, node: str | object, chain_id: int) -> None:
+        """Ask the node again for every sender's nonce (after a snapshot revert)."""
+        with self._lock:
+            for slot in self._senders(node, chain_id).values():
+                slot.next = None
+
+
+PROCESS_NONCES = NonceBook()
+
+
+def _node_key(w3: Web3) -> str | object:
+    provider = w3.provider
+    uri = getattr(provider, "endpoint_uri", None)
+    if isinstance(uri, str) and uri:
+        return uri
+    return provider
+
+
+def _nonce_taken(message: str) -> bool:
+    text = message.lower()
+    return any(needle in text for needle in _NONCE_TAKEN)
+
+
 def _fn_label(fn: ContractFunction) -> str:
     return f"{fn.address[:10]}….{fn.fn_name}" if fn.address else str(fn.fn_name)
 
@@ -106,17 +195,19 @@ class Chain:
         network: NetworkConfig,
         *,
         accounts: list[LocalAccount] | None = None,
+        nonces: NonceBook | None = None,
     ) -> None:
         self.w3 = w3
         self.network = network
         self.accounts: list[LocalAccount] = list(accounts or [])
-        self.chain_id: int = w3.eth.chain_id
+        self.chain_id: int = _retry(lambda: w3.eth.chain_id, what="eth_chainId")
         if self.chain_id != network.chain_id:
             raise ChainError(
                 f"network {network.name}: node reports chain id {self.chain_id}, "
                 f"config says {network.chain_id}"
             )
-        self._nonces: dict[str, int] = {}
+        self._nonces = nonces or PROCESS_NONCES
+        self._node = _node_key(w3)
         self._lock = threading.Lock()
 
     # --- construction -------------------------------------------------------------------
@@ -139,16 +230,20 @@ class Chain:
         *,
         accounts: list[LocalAccount] | None = None,
         timeout_s: float = 30.0,
+        nonces: NonceBook | None = None,
     ) -> Chain:
-        """Connect to an RPC network (or build the embedded chain for kind 'embedded')."""
+        """Connect to an RPC network (or build the embedded chain for kind 'embedded').
+
+        An endpoint that does not answer is :class:`RpcUnavailable` at once (one quiet
+        retry), naming the URL."""
         if network.kind == "embedded":
             return cls.embedded()
         assert network.rpc_url is not None
+        probe_chain_id(network.rpc_url, timeout_s=min(timeout_s, 10.0))
         w3 = Web3(Web3.HTTPProvider(network.rpc_url, request_kwargs={"timeout": timeout_s}))
-        _retry(lambda: w3.eth.chain_id, what=f"connect to {network.rpc_url}")
         if accounts is None and network.is_dev:
             accounts = dev_accounts(10)
-        return cls(w3, network, accounts=accounts)
+        return cls(w3, network, accounts=accounts, nonces=nonces)
 
     # --- contracts ----------------------------------------------------------------------
 
@@ -161,8 +256,12 @@ class Chain:
         """Deploy artifact ``name`` with constructor ``args``; returns (contract, receipt)."""
         art = load_artifact(name)
         factory = self.w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
+        constructor = factory.constructor(*args)
         try:
-            tx = factory.constructor(*args).build_transaction({"from": sender.address, "value": 0})
+            tx = _retry(
+                lambda: constructor.build_transaction({"from": sender.address, "value": 0}),
+                what=f"deploy {name}",
+            )
         except _REVERTS as err:  # estimation reverted: nothing was sent
             raise _reverted(err, what=f"deploy {name}") from None
         receipt = self._send(dict(tx), sender=sender, what=f"deploy {name}")
@@ -185,7 +284,7 @@ class Chain:
         if gas is not None:
             params["gas"] = gas
         try:
-            tx = fn.build_transaction(params)
+            tx = _retry(lambda: fn.build_transaction(params), what=what)
         except _REVERTS as err:  # estimation reverted: nothing was sent
             raise _reverted(err, what=what) from None
         return self._send(dict(tx), sender=sender, what=what)
@@ -211,45 +310,81 @@ class Chain:
         tip = 0 if self.network.is_dev else int(self.w3.eth.max_priority_fee)
         return {"maxFeePerGas": base * gas.max_fee_multiplier + tip, "maxPriorityFeePerGas": tip}
 
-    def _next_nonce(self, address: ChecksumAddress) -> int:
-        if address not in self._nonces:
-            self._nonces[address] = int(self.w3.eth.get_transaction_count(address, "pending"))
-        return self._nonces[address]
-
     def _send(self, tx: dict[str, Any], *, sender: LocalAccount, what: str) -> TxReceipt:
-        with self._lock:
+        slot = self._nonces.slot(self._node, self.chain_id, sender.address)
+        with self._lock, slot.lock:
             tx.pop("gasPrice", None)
             tx.pop("maxFeePerGas", None)
             tx.pop("maxPriorityFeePerGas", None)
-            tx.update(self._fees())
+            tx.pop("nonce", None)
+            tx.update(_retry(self._fees, what=what))
             tx["from"] = sender.address
             tx["chainId"] = self.chain_id
-            tx["nonce"] = self._next_nonce(sender.address)
             if "gas" not in tx:
                 try:
                     estimate = _retry(lambda: self.w3.eth.estimate_gas(tx), what=what)  # type: ignore[arg-type]
                 except _REVERTS as err:
                     raise _reverted(err, what=what) from None
                 tx["gas"] = estimate * GAS_HEADROOM_NUM // GAS_HEADROOM_DEN
-            signed = sender.sign_transaction(tx)
-            try:
-                tx_hash = _retry(
-                    lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction), what=what
-                )
-            except Web3RPCError as err:
-                self._nonces.pop(sender.address, None)  # resync from the node next time
-                if "already known" in str(err).lower():
-                    tx_hash = HexBytes(signed.hash)
-                else:
-                    raise ChainError(f"{what}: node refused the transaction: {err}") from None
-            except _REVERTS as err:  # eth-tester validates on send
-                self._nonces.pop(sender.address, None)
-                raise _reverted(err, what=what) from None
-            self._nonces[sender.address] = tx["nonce"] + 1
+            tx_hash = self._sign_and_send(tx, sender=sender, slot=slot, what=what)
         receipt = self.wait(tx_hash, what=what)
         if receipt["status"] != 1:
             raise self._replay_failure(tx, receipt, what=what)
         return receipt
+
+    def _sign_and_send(
+        self, tx: dict[str, Any], *, sender: LocalAccount, slot: _NonceSlot, what: str
+    ) -> HexBytes:
+        """Sign ``tx`` with the slot's next nonce and send it; when another client took
+        that nonce, re-sign at once with the node's pending nonce (bounded)."""
+        for attempt in range(NONCE_RESYNCS + 1):
+            if slot.next is None:
+                slot.next = int(
+                    _retry(
+                        lambda: self.w3.eth.get_transaction_count(sender.address, "pending"),
+                        what=what,
+                    )
+                )
+            tx["nonce"] = slot.next
+            signed = sender.sign_transaction(tx)
+            raw = bytes(signed.raw_transaction)
+            try:
+                tx_hash = HexBytes(
+                    _retry(lambda raw=raw: self.w3.eth.send_raw_transaction(raw), what=what)  # type: ignore[misc]
+                )
+            except Web3RPCError as err:
+                slot.next = None  # resync from the node next time
+                if "already known" in str(err).lower():
+                    tx_hash = HexBytes(signed.hash)
+                elif _nonce_taken(str(err)) and self._delivered(signed.hash, what=what):
+                    # an earlier try of this very transaction arrived (its reply was lost):
+                    # it is sent; signing it again with a new nonce would send it twice
+                    tx_hash = HexBytes(signed.hash)
+                elif _nonce_taken(str(err)) and attempt < NONCE_RESYNCS:
+                    STATS["nonce_resyncs"] += 1
+                    log.info(
+                        "%s: nonce %d was taken by another client; re-signing with the "
+                        "node's pending nonce",
+                        what,
+                        tx["nonce"],
+                    )
+                    continue
+                else:
+                    raise ChainError(f"{what}: node refused the transaction: {err}") from None
+            except _REVERTS as err:  # eth-tester validates on send
+                slot.next = None
+                raise _reverted(err, what=what) from None
+            slot.next = int(tx["nonce"]) + 1
+            return tx_hash
+        raise AssertionError("unreachable")
+
+    def _delivered(self, tx_hash: bytes, *, what: str) -> bool:
+        """Whether the node has this exact signed transaction (pending or mined)."""
+        try:
+            _retry(lambda: self.w3.eth.get_transaction(HexBytes(tx_hash)), what=what)
+        except TransactionNotFound:
+            return False
+        return True
 
     def wait(
         self, tx_hash: bytes, *, what: str = "transaction", timeout_s: float = 120
@@ -272,7 +407,10 @@ class Chain:
         call = {k: tx[k] for k in ("from", "to", "data", "value", "gas") if k in tx}
         tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
         try:
-            self.w3.eth.call(call, block_identifier=receipt["blockNumber"] - 1)  # type: ignore[arg-type]
+            _retry(
+                lambda: self.w3.eth.call(call, block_identifier=receipt["blockNumber"] - 1),  # type: ignore[arg-type]
+                what=what,
+            )
         except _REVERTS as err:
             return _reverted(err, what=what, tx_hash=tx_hash)
         return TransactionReverted(f"{what} failed (out of gas?)", tx_hash=tx_hash)
@@ -298,7 +436,7 @@ class Chain:
             self._tester().revert_to_snapshot(snapshot_id)
         else:
             self.w3.provider.make_request("evm_revert", [snapshot_id])  # type: ignore[arg-type]
-        self._nonces.clear()
+        self._nonces.forget(self._node, self.chain_id)
 
     def increase_time(self, seconds: int) -> None:
         """Move the chain clock forward and mine a block (dev chains only)."""
@@ -320,17 +458,36 @@ class Chain:
                 self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
 
 
+def _http_status(err: requests.HTTPError) -> int | None:
+    response = err.response
+    return None if response is None else int(response.status_code)
+
+
 def _retry(fn: Callable[[], T], *, what: str) -> T:
-    """Run ``fn``, retrying transient transport failures with exponential backoff."""
+    """Run ``fn``, retrying transient transport failures with exponential backoff.
+
+    Transient: the connection failed or timed out, the node answered HTTP 429 or 5xx, or
+    its answer was not JSON (cut off). Any other HTTP status is a :class:`ChainError`, and
+    so is a node that reports another chain id than the one the transaction is signed for.
+    """
     for attempt in range(RETRIES):
         try:
             return fn()
-        except _TRANSIENT as err:
+        except Web3ValidationError as err:
+            if "chain id" not in str(err).lower():
+                raise
+            raise ChainError(f"{what}: the node reports another chain ({err})") from None
+        except _RETRIED as err:
+            if isinstance(err, requests.HTTPError):
+                status = _http_status(err)
+                if status is None or (status != 429 and status < 500):
+                    raise ChainError(f"{what}: the node answered HTTP {status}") from None
             if attempt == RETRIES - 1:
                 raise RpcUnavailable(
                     f"{what}: node unreachable after {RETRIES} tries ({err})"
                 ) from None
             delay = RETRY_BASE_S * (2**attempt)
+            STATS["backoff_sleeps"] += 1
             log.warning(
                 "%s: transient RPC error (%s); retrying in %.2fs", what, type(err).__name__, delay
             )

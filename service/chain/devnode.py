@@ -4,6 +4,16 @@
 exit and every few seconds, loaded on start, so a dev chain survives restarts) and a
 pid file; ``tally chain down`` stops it by that pid. Tests start their own anvil on a
 free port with :class:`Anvil`.
+
+A port another process listens on is refused before anvil starts (:class:`PortInUse`),
+and a start only counts when the anvil we started is the one listening: it must still
+run after the port answers, and (with a log file, as ``tally chain up`` has) must have
+logged ``Listening on 127.0.0.1:<port>``; otherwise another node could answer for a
+dead one. A pid in the pid file counts as running only while it is alive, not a
+zombie, and (where ``/proc`` exists) an anvil.
+
+The binary: ``TALLY_ANVIL_BIN`` if set, else the one in ``node_modules`` (``make node``,
+i.e. ``npm ci``), else ``anvil`` on ``PATH`` (foundryup).
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,10 +33,12 @@ from typing import Any
 import requests
 
 from service.chain.keys import DEV_MNEMONIC
-from service.errors import DevNodeError
+from service.errors import DevNodeError, PortInUse
 
 ROOT = Path(__file__).resolve().parents[2]
 ANVIL_CHAIN_ID = 31337
+HOST = "127.0.0.1"
+LISTEN_WAIT_S = 10.0  # how long a started anvil may take to log that it listens
 
 
 def anvil_binary() -> Path:
@@ -38,16 +51,42 @@ def anvil_binary() -> Path:
     )
     system = platform.system().lower()
     path = ROOT / "node_modules" / "@foundry-rs" / f"anvil-{system}-{arch}" / "bin" / "anvil"
-    if not path.is_file():
-        raise DevNodeError(f"anvil not found at {path}: run `npm ci` (make node) first")
-    return path
+    if path.is_file():
+        return path
+    on_path = shutil.which("anvil")
+    if on_path:
+        return Path(on_path)
+    raise DevNodeError(
+        f"anvil not found (looked at {path.relative_to(ROOT)} and on PATH): run `make node` "
+        "(npm ci: installs @foundry-rs/anvil into node_modules/), or install foundry's anvil "
+        "on PATH, or set TALLY_ANVIL_BIN"
+    )
 
 
 def free_port() -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((HOST, 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def port_in_use(port: int, *, host: str = HOST) -> bool:
+    """Whether something accepts TCP connections on ``host:port`` now."""
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        try:
+            s.connect((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _log_tail(path: Path | None, offset: int) -> str:
+    if path is None or not path.is_file():
+        return ""
+    with path.open("rb") as f:
+        f.seek(offset)
+        return f.read().decode("utf-8", errors="replace")
 
 
 def wait_for_rpc(
@@ -102,6 +141,13 @@ class Anvil:
         return cmd + list(self.extra_args)
 
     def start(self, *, detach: bool = False) -> Anvil:
+        """Start anvil and wait until it answers; :class:`PortInUse` when another process
+        holds the port (found before the start, or by anvil failing to listen)."""
+        if port_in_use(self.port):
+            raise PortInUse(
+                f"port {self.port} on {HOST} is already in use by another process", port=self.port
+            )
+        offset = self.log_path.stat().st_size if self.log_path and self.log_path.is_file() else 0
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self.proc = subprocess.Popen(
@@ -116,10 +162,38 @@ class Anvil:
                 out.close()  # type: ignore[union-attr]
         try:
             wait_for_rpc(self.url, proc=self.proc)
-        except DevNodeError:
+            self._confirm_listening(offset)
+        except DevNodeError as err:
             self.stop()
+            tail = _log_tail(self.log_path, offset)
+            if "address already in use" in tail.lower():
+                raise PortInUse(
+                    f"port {self.port} on {HOST} is already in use by another process "
+                    "(anvil could not listen there)",
+                    port=self.port,
+                ) from None
+            if tail.strip():
+                last = tail.strip().splitlines()[-1]
+                raise DevNodeError(f"{err.message}; anvil's log ends with: {last}") from None
             raise
         return self
+
+    def _confirm_listening(self, log_offset: int) -> None:
+        """The anvil we started is the one that answered (see the module docstring)."""
+        assert self.proc is not None
+        deadline = time.monotonic() + LISTEN_WAIT_S
+        needle = f"Listening on {HOST}:{self.port}"
+        while True:
+            if self.proc.poll() is not None:
+                raise DevNodeError(
+                    f"anvil exited with code {self.proc.returncode}; something else "
+                    f"answered on port {self.port}"
+                )
+            if self.log_path is None or needle in _log_tail(self.log_path, log_offset):
+                return
+            if time.monotonic() > deadline:
+                raise DevNodeError(f"anvil never logged {needle!r} within {LISTEN_WAIT_S}s")
+            time.sleep(0.05)
 
     def stop(self, *, timeout_s: float = 10.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -144,41 +218,73 @@ def _pid_file(data_dir: Path) -> Path:
     return data_dir / "anvil.pid"
 
 
+def _reap(pid: int) -> None:
+    """Collect ``pid`` if it is our own exited child (a zombie otherwise looks alive)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
 def _alive(pid: int) -> bool:
+    """``pid`` runs: it exists, is not a zombie and, where ``/proc`` tells, is an anvil."""
+    _reap(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    proc = Path("/proc") / str(pid)
+    if not Path("/proc/self").is_dir():
+        return True  # no /proc (macOS): kill(0) is all we can ask
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        argv0 = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X") and "anvil" in Path(argv0).name
 
 
-def running_devnode(data_dir: Path) -> tuple[int, str] | None:
-    """(pid, url) of the dev node started from ``data_dir``, if it still runs."""
+def read_pid_file(data_dir: Path) -> tuple[int, str] | None:
+    """(pid, url) as the pid file says, alive or not; None without a readable one."""
     pid_file = _pid_file(data_dir)
     if not pid_file.is_file():
         return None
     try:
         pid_text, url = pid_file.read_text().split()
-        pid = int(pid_text)
+        return int(pid_text), url
     except ValueError:
         return None
-    return (pid, url) if _alive(pid) else None
+
+
+def running_devnode(data_dir: Path) -> tuple[int, str] | None:
+    """(pid, url) of the dev node started from ``data_dir``, if it still runs."""
+    found = read_pid_file(data_dir)
+    return found if found is not None and _alive(found[0]) else None
 
 
 def chain_up(data_dir: Path, *, port: int = 8545) -> tuple[str, int, bool]:
-    """Start the dev node unless it runs; returns (url, pid, started_now)."""
+    """Start the dev node unless it runs; returns (url, pid, started_now).
+
+    :class:`PortInUse` (naming the port, with a ``--port`` hint) when another process
+    holds ``port``; a stale pid file (its process gone) is replaced."""
     found = running_devnode(data_dir)
     if found is not None:
         return found[1], found[0], False
     data_dir.mkdir(parents=True, exist_ok=True)
-    node = Anvil(
-        port=port,
-        accounts=10,
-        state_path=data_dir / "anvil-state.json",
-        log_path=data_dir / "anvil.log",
-    ).start(detach=True)
+    _pid_file(data_dir).unlink(missing_ok=True)
+    try:
+        node = Anvil(
+            port=port,
+            accounts=10,
+            state_path=data_dir / "anvil-state.json",
+            log_path=data_dir / "anvil.log",
+        ).start(detach=True)
+    except PortInUse as err:
+        raise PortInUse(
+            f"{err.message}; stop it, or start the dev node on a free port: "
+            f"`tally chain up --port N` (then use --rpc http://{HOST}:N)",
+            port=port,
+        ) from None
     assert node.proc is not None
     _pid_file(data_dir).write_text(f"{node.proc.pid} {node.url}\n")
     return node.url, node.proc.pid, True
@@ -194,9 +300,8 @@ def chain_down(data_dir: Path, *, timeout_s: float = 10.0) -> int | None:
     os.kill(pid, signal.SIGINT)
     deadline = time.monotonic() + timeout_s
     while _alive(pid) and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
         time.sleep(0.05)
     if _alive(pid):
         os.kill(pid, signal.SIGKILL)
+        _reap(pid)
     return pid

@@ -24,9 +24,9 @@ from service.chain.deploy import (
     attach,
     deploy_tally,
 )
-from service.chain.devnode import chain_down, chain_up, running_devnode
+from service.chain.devnode import chain_down, chain_up, read_pid_file, running_devnode
 from service.chain.keys import operator_account
-from service.errors import ConfigError, DeploymentNotFound
+from service.errors import ChainError, ConfigError, DeploymentNotFound
 from service.settings import get_settings
 
 console = Console()
@@ -55,10 +55,9 @@ def connect(network: str | None, rpc: str | None) -> Chain:
     if network and rpc:
         raise ConfigError("give --network or --rpc, not both")
     if rpc:
-        from web3 import Web3
+        from service.chain.rpc import probe_chain_id
 
-        chain_id = Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 10})).eth.chain_id
-        return Chain.connect(rpc_network(rpc, chain_id=chain_id))
+        return Chain.connect(rpc_network(rpc, chain_id=probe_chain_id(rpc)))
     return Chain.connect(load_network(network or get_settings().network))
 
 
@@ -76,7 +75,8 @@ def contracts_for(chain: Chain, deployment: Path | None) -> TallyContracts:
 
 @chain_app.command("up")
 def up(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8545) -> None:
-    """Start anvil (state kept under the data dir) and print its URL."""
+    """Start anvil (state kept under the data dir) and print its URL; fails, naming the
+    port, when another process listens there."""
     url, pid, started = chain_up(get_settings().data_dir, port=port)
     console.print(f"{url}  [dim](pid {pid}{'' if started else ', already running'})[/dim]")
 
@@ -90,9 +90,24 @@ def down() -> None:
 
 @chain_app.command("status")
 def status() -> None:
-    """Print the dev node's URL and pid, or that none runs."""
-    found = running_devnode(get_settings().data_dir)
-    console.print("no dev node running" if found is None else f"{found[1]}  (pid {found[0]})")
+    """Print the dev node's URL, pid and block height, or that none runs (exit 1 when its
+    process runs but does not answer)."""
+    from service.chain.rpc import probe_chain_id
+
+    data_dir = get_settings().data_dir
+    found = running_devnode(data_dir)
+    if found is None:
+        stale = read_pid_file(data_dir)
+        note = "" if stale is None else f" (pid {stale[0]} from the pid file is gone)"
+        console.print(f"no dev node running{note}")
+        return
+    pid, url = found
+    try:
+        chain_id = probe_chain_id(url, timeout_s=2.0, tries=1)
+    except ChainError as err:
+        console.print(f"{url}  (pid {pid}) does not answer: {err.message}")
+        raise typer.Exit(1) from None
+    console.print(f"{url}  (pid {pid}, chain id {chain_id})")
 
 
 def deploy(

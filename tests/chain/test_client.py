@@ -1,11 +1,23 @@
-"""Deploy, transact, call and decode reverts on the embedded chain and on a real anvil."""
+"""Deploy, transact, call and decode reverts on the embedded chain and on a real anvil;
+nonces shared by the clients of one process and resynced at once against another's."""
 
 from __future__ import annotations
 
-import pytest
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
-from service.chain.client import Chain
+import pytest
+from eth_account.signers.local import LocalAccount
+
+from service.chain.client import STATS, Chain, NonceBook
+from service.chain.devnode import Anvil
 from service.errors import TransactionReverted
+
+ROOT = Path(__file__).resolve().parents[2]
 
 UNIT = 10**18
 
@@ -91,3 +103,120 @@ def test_constructor_revert_is_decoded(any_chain: Chain) -> None:
         any_chain.deploy("DemoToken", "Demo", "DMO", "0x" + "00" * 20, sender=owner)
     assert info.value.error_name == "OwnableInvalidOwner"
     assert info.value.error_args == ("0x" + "00" * 20,)
+
+
+# --- nonces: one manager per key and process; another process's nonce is resynced -------
+
+
+def _approvals(chain: Chain, token: Any, sender: LocalAccount, count: int, start: int) -> int:
+    """Send ``count`` approvals from ``sender``; the number that landed (status 1)."""
+    landed = 0
+    for i in range(count):
+        receipt = chain.transact(
+            token.functions.approve(chain.accounts[0].address, start + i), sender=sender
+        )
+        landed += receipt["status"] == 1
+    return landed
+
+
+def test_two_clients_in_one_process_share_one_nonce_manager(anvil_chain: Chain) -> None:
+    chain_a = anvil_chain
+    chain_b = Chain.connect(anvil_chain.network)  # a second client, same process, same key
+    token = _token(chain_a)
+    sender = chain_a.accounts[4]
+    before_nonce = chain_a.w3.eth.get_transaction_count(sender.address)
+    before = dict(STATS)
+    per_thread = 10
+    with ThreadPoolExecutor(4) as pool:
+        jobs = [
+            pool.submit(
+                _approvals, c, c.contract("DemoToken", token.address), sender, per_thread, i * 100
+            )
+            for i, c in enumerate([chain_a, chain_b, chain_a, chain_b])
+        ]
+        landed = sum(job.result() for job in jobs)
+    assert landed == 4 * per_thread
+    assert chain_a.w3.eth.get_transaction_count(sender.address) == before_nonce + 4 * per_thread
+    assert STATS["nonce_resyncs"] == before.get("nonce_resyncs", 0)  # never collided
+    assert STATS["backoff_sleeps"] == before.get("backoff_sleeps", 0)
+
+
+def test_nonce_taken_by_another_process_is_resent_at_once(anvil_chain: Chain) -> None:
+    """A client with its own nonce book stands for another process with the same key:
+    strictly interleaved, every send after the other's finds its cached nonce taken."""
+    ours = anvil_chain
+    theirs = Chain.connect(anvil_chain.network, nonces=NonceBook())
+    token = _token(ours)
+    sender = ours.accounts[5]
+    before_nonce = ours.w3.eth.get_transaction_count(sender.address)
+    before = dict(STATS)
+    rounds = 6
+    landed = 0
+    for i in range(rounds):
+        landed += _approvals(ours, token, sender, 1, 2 * i)
+        landed += _approvals(
+            theirs, theirs.contract("DemoToken", token.address), sender, 1, 2 * i + 1
+        )
+    assert landed == 2 * rounds
+    assert ours.w3.eth.get_transaction_count(sender.address) == before_nonce + 2 * rounds
+    resyncs = STATS["nonce_resyncs"] - before.get("nonce_resyncs", 0)
+    assert resyncs >= 2 * rounds - 2  # each client but at its first send found its nonce used
+    assert STATS["backoff_sleeps"] == before.get("backoff_sleeps", 0)  # no sleep path
+
+
+_SENDER_SCRIPT = """
+import json, sys
+from service.chain.client import STATS, Chain
+from service.chain.config import rpc_network
+url, token, count, start = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+chain = Chain.connect(rpc_network(url, chain_id=31337))
+contract = chain.contract("DemoToken", token)
+sender = chain.accounts[6]
+sys.stdin.readline()  # start together
+landed = 0
+for i in range(count):
+    fn = contract.functions.approve(chain.accounts[0].address, start + i)
+    r = chain.transact(fn, sender=sender)
+    landed += r["status"] == 1
+print(json.dumps({"landed": landed, **STATS}))
+"""
+
+
+def test_two_processes_with_one_key_all_land_without_sleeping(
+    anvil_chain: Chain, anvil: Anvil
+) -> None:
+    token = _token(anvil_chain)
+    sender = anvil_chain.accounts[6]
+    before_nonce = anvil_chain.w3.eth.get_transaction_count(sender.address)
+    count = 15
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _SENDER_SCRIPT,
+                anvil.url,
+                token.address,
+                str(count),
+                str(k * 1000),
+            ],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(2)
+    ]
+    outs = []
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    assert sum(o["landed"] for o in outs) == 2 * count
+    assert anvil_chain.w3.eth.get_transaction_count(sender.address) == before_nonce + 2 * count
+    assert all(o.get("backoff_sleeps", 0) == 0 for o in outs)  # recovered without sleeping

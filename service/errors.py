@@ -97,6 +97,12 @@ class DevNodeError(ChainError):
     status = 500
 
 
+class PortInUse(DevNodeError):
+    """Another process already listens on the dev node's port."""
+
+    code = "port_in_use"
+
+
 # --- input ------------------------------------------------------------------------------
 
 
@@ -105,6 +111,12 @@ class InvalidInput(TallyError):
 
     code = "invalid_input"
     status = 400
+
+
+class JsonTooDeep(InvalidInput):
+    """A JSON document nests deeper than Tally parses (a stack-exhaustion attack)."""
+
+    code = "json_too_deep"
 
 
 class InvalidSignature(InvalidInput):
@@ -456,4 +468,42 @@ class StatementUnavailable(TallyError):
     the round on chain and what it publishes disagree; the message names the URI only)."""
 
     code = "statement_unavailable"
+    status = 409
+
+
+# --- participant admin (appended by T17) ------------------------------------------------
+
+
+class UnknownRole(InvalidInput):
+    """A participant role name is not provider, consumer or service."""
+
+    code = "unknown_role"
+    status = 422
+
+
+class InvalidAddress(InvalidInput):
+    """Not a chain address (0x + 40 hex digits, a correct EIP-55 checksum if mixed case)."""
+
+    code = "invalid_address"
+    status = 422
+
+
+class ParticipantAlreadyRegistered(TallyError):
+    """The address is registered already (update it, or suspend it)."""
+
+    code = "already_registered"
+    status = 409
+
+
+class ParticipantAlreadySuspended(TallyError):
+    """The participant is suspended already."""
+
+    code = "already_suspended"
+    status = 409
+
+
+class ParticipantNotSuspended(TallyError):
+    """The participant is active: there is nothing to reinstate."""
+
+    code = "not_suspended"
     status = 409

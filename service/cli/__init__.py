@@ -78,6 +78,10 @@ def _register() -> None:
     evidence_cmd.audit_app.command("settlement")(settle_cmd.audit_settlement_cmd)
     app.add_typer(evidence_cmd.audit_app, name="audit")
 
+    from service.cli import participants_cmd
+
+    app.add_typer(participants_cmd.participants_app, name="participants")
+
     from service.cli import serve_cmd
 
     app.command("serve")(serve_cmd.serve)

@@ -10,6 +10,14 @@ change; that checkpoint is the report's first break.
 
 Checks, in order (``seq`` = the checkpoint's index on chain):
 
+- ``checkpoint <seq> size`` (only when it fails): the anchored root is the log's root at
+  another size than the one the checkpoint claims. An RFC 9162 consistency proof does not
+  pin the new size (a proof from 4 to 6 leaves also verifies "size 8" with the root of 6,
+  :func:`~service.evidence.merkle.consistency_shape`), and the first checkpoint has no
+  proof at all, so the EvidenceLedger accepts such a mislabelled checkpoint; only the
+  operator can anchor one, and it breaks its own log (entries past the real size can
+  never be proven against it). The real size is searched among the sizes the proof
+  could have come from, nearest first (at most ``MAX_SIZE_LOOKUPS`` roots are read);
 - ``checkpoint <seq> consistency`` (seq >= 1): the log serves a proof from the previous
   checkpoint's size to this one's, and it links the two *anchored* roots;
 - ``checkpoint <seq> root``: the log's root at this checkpoint's size is the anchored root;
@@ -27,7 +35,9 @@ returns is trusted: roots are compared with the chain's and proofs are verified 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from itertools import chain as chained
+from itertools import zip_longest
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, TypeVar
@@ -41,7 +51,7 @@ from service.audit.receipt import AuditReport
 from service.chain.client import Chain
 from service.errors import LogUnavailable, TallyError
 from service.evidence.anchor import OnChainCheckpoint, read_all_checkpoints
-from service.evidence.merkle import verify_consistency
+from service.evidence.merkle import consistency_shape, verify_consistency
 from service.evidence.tiles import EVIDENCE_LOG_ID, MerkleLog, SqlTileStorage
 
 __all__ = ["ConsistencySource", "SqlConsistencySource", "audit_log"]
@@ -152,6 +162,61 @@ def _hex(value: bytes) -> str:
     return "0x" + value.hex()
 
 
+MAX_SIZE_LOOKUPS = 1024  # roots read when looking for a mislabelled checkpoint's real size
+MAX_SIZE_SCAN = 1 << 20  # sizes whose proof shape is compared in that search
+
+
+def _candidate_sizes(prev_size: int, size: int, served_size: int) -> Iterator[int]:
+    """Sizes ``m != size`` a checkpoint claiming ``size`` could really have the root of,
+    nearest first: every size the log holds for the first checkpoint (no proof), else
+    those whose consistency proof from ``prev_size`` has the shape of one to ``size``."""
+    below = range(min(size - 1, served_size), prev_size, -1)
+    above = range(size + 1, served_size + 1)
+    nearest = (m for m in chained.from_iterable(zip_longest(below, above)) if m is not None)
+    shape = consistency_shape(prev_size, size) if prev_size else None
+    for scanned, m in enumerate(nearest):
+        if scanned >= MAX_SIZE_SCAN:
+            return
+        if shape is None or consistency_shape(prev_size, m) == shape:
+            yield m
+
+
+def _check_size(
+    report: AuditReport,
+    proofs: ConsistencySource,
+    cp: OnChainCheckpoint,
+    prev_size: int,
+    served_size: int,
+) -> None:
+    """Add a failed ``checkpoint <seq> size`` when the anchored root is the log's root at
+    another size (nothing when the root matches or no such size is found)."""
+    try:
+        if cp.tree_size <= served_size and proofs.root(cp.tree_size) == cp.root:
+            return
+        for lookups, m in enumerate(_candidate_sizes(prev_size, cp.tree_size, served_size)):
+            if lookups >= MAX_SIZE_LOOKUPS:
+                return
+            if proofs.root(m) == cp.root:
+                break
+        else:
+            return
+    except TallyError:  # the root check reports what the log cannot serve
+        return
+    beyond = f" (the log has {served_size})" if cp.tree_size > served_size else ""
+    why = (
+        "; the ledger took it because no proof comes with a first checkpoint"
+        if not prev_size
+        else f"; the consistency proof from size {prev_size} cannot tell {m} from {cp.tree_size}"
+    )
+    report.add(
+        f"checkpoint {cp.seq} size",
+        False,
+        f"checkpoint {cp.seq} claims size {cp.tree_size} but its root is the root of the "
+        f"first {m} leaves{beyond}{why}",
+        seq=cp.seq,
+    )
+
+
 def _check_root(
     report: AuditReport, proofs: ConsistencySource, cp: OnChainCheckpoint, served_size: int
 ) -> None:
@@ -160,7 +225,8 @@ def _check_root(
         report.add(
             name,
             False,
-            f"checkpoint {cp.seq} anchors {cp.tree_size} leaves; the log serves only {served_size}",
+            f"checkpoint {cp.seq} claims size {cp.tree_size} beyond the log's entries: the log "
+            f"serves only {served_size}",
             seq=cp.seq,
         )
         return
@@ -234,6 +300,7 @@ def audit_log(*, chain: Chain, ledger: Contract, proofs: ConsistencySource) -> A
         return report
     prev: OnChainCheckpoint | None = None
     for cp in checkpoints:
+        _check_size(report, proofs, cp, 0 if prev is None else prev.tree_size, served_size)
         if prev is not None:
             _check_step(
                 report,

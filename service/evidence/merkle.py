@@ -26,6 +26,11 @@ Security notes for callers (the verifiers check the maths, not the context):
   it is checking, never take it from the party that sent the proof.
 - Verifiers never raise on malformed proofs or sizes: they return ``False``. They
   raise ``TypeError`` only when an argument has a wrong Python type.
+- A consistency proof does not pin ``new_size``: the verifier's steps depend on the
+  sizes only through :func:`consistency_shape`, so a proof from ``old`` to ``m``
+  also verifies the root of ``m`` leaves labelled with any size ``n`` of the same
+  shape (4 -> 6 is 4 -> 8; exactly half of all (old, m, n) triples up to 64 leaves).
+  Only the anchored sizes of a log that really holds the entries pin them.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ __all__ = [
     "HASH_SIZE",
     "consistency_proof",
     "consistency_ranges",
+    "consistency_shape",
     "hash_level",
     "inclusion_proof",
     "inclusion_ranges",
@@ -293,3 +299,34 @@ def verify_consistency(
         fn >>= 1
         sn >>= 1
     return sn == 0 and fr == old_root and sr == new_root
+
+
+def consistency_shape(old_size: int, new_size: int) -> tuple[bool, ...]:
+    """The hashing steps the RFC 9162 consistency verifier takes for ``(old, new)``.
+
+    One flag per proof hash after the first (``True``: the hash is combined on the left
+    of both roots; ``False``: on the right of the new root only), for
+    ``0 < old_size < new_size``; ``()`` otherwise. The verifier reads the sizes only
+    through this shape, so a valid proof from ``old`` to ``m`` also verifies
+    ``(old, n, old_root, root_m)`` exactly when ``consistency_shape(old, n) ==
+    consistency_shape(old, m)`` (and no hash collides).
+    """
+    _check_int("old_size", old_size)
+    _check_int("new_size", new_size)
+    if not 0 < old_size < new_size:
+        return ()
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    steps: list[bool] = []
+    while sn:
+        left = bool(fn & 1 or fn == sn)
+        steps.append(left)
+        if left:
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        fn >>= 1
+        sn >>= 1
+    return tuple(steps)

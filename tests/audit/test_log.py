@@ -14,6 +14,7 @@ from service.audit.receipt import AuditReport
 from service.chain.client import Chain
 from service.db import create_schema, make_engine
 from service.errors import LogUnavailable
+from service.evidence import merkle
 from service.evidence.anchor import anchor_once
 from service.evidence.entries import SignedEntry
 from service.evidence.merkle import leaf_hash
@@ -173,3 +174,81 @@ def test_sql_source_never_shows_the_database_password() -> None:
     source = SqlConsistencySource.from_url("postgresql+psycopg://tally:s3cret@db.invalid/tally")
     assert "s3cret" not in source.describe() and "db.invalid" in source.describe()
     source.close()
+
+
+# --- a checkpoint whose size is not its root's (T9 item 9) ---------------------------------
+
+
+def _mislabel(space: Space, size: int, entries: list[SignedEntry], real: int, old: int) -> None:
+    """What only the operator can do: anchor the root of the first ``real`` entries as
+    checkpoint ``size``, with the consistency proof from ``old`` to ``real``."""
+    hashes = [leaf_hash(e.encode()) for e in entries[:real]]
+    proof = merkle.consistency_proof(hashes, old) if old else []
+    root = merkle.root_from_leaf_hashes(hashes)
+    space.chain.transact(
+        space.contracts.ledger.functions.anchor(size, root, proof), sender=space.operator
+    )
+
+
+def test_mislabelled_checkpoint_size_is_named(engine: Engine, space: Space) -> None:
+    entries = _entries(space)[:8]
+    ingest(engine, space, entries[:4])
+    _anchor(engine, space)
+    ingest(engine, space, entries[4:])
+    _mislabel(space, 8, entries, real=6, old=4)  # the ledger accepts it
+    assert space.chain.call(space.contracts.ledger.functions.checkpoint(1))[0] == 8
+    report = _audit(space, engine)
+    first = report.first_failure
+    assert first is not None and (first.name, first.seq) == ("checkpoint 1 size", 1)
+    assert first.detail == (
+        "checkpoint 1 claims size 8 but its root is the root of the first 6 leaves; "
+        "the consistency proof from size 4 cannot tell 6 from 8"
+    )
+    assert report.verdict.startswith("FAIL") and "check 'checkpoint 1 size' failed" in (
+        report.verdict
+    )
+    failed = {c.name for c in report.checks if c.ok is False}
+    assert {"checkpoint 1 consistency", "checkpoint 1 root"} <= failed
+    assert report.checks[0].name == "checkpoint 0 root" and report.checks[0].ok is True
+
+
+def test_mislabelled_checkpoint_beyond_the_log_is_named(engine: Engine, space: Space) -> None:
+    entries = _entries(space)[:6]
+    ingest(engine, space, entries[:4])
+    _anchor(engine, space)
+    ingest(engine, space, entries[4:])
+    _mislabel(space, 8, entries, real=6, old=4)  # the log holds only 6 entries
+    first = _audit(space, engine).first_failure
+    assert first is not None and first.name == "checkpoint 1 size"
+    assert "claims size 8 but its root is the root of the first 6 leaves (the log has 6)" in (
+        first.detail
+    )
+
+
+def test_mislabelled_first_checkpoint_is_named(engine: Engine, space: Space) -> None:
+    entries = _entries(space)[:3]
+    ingest(engine, space, entries)
+    _mislabel(space, 5, entries, real=3, old=0)  # no proof comes with a first checkpoint
+    first = _audit(space, engine).first_failure
+    assert first is not None and first.name == "checkpoint 0 size"
+    assert "claims size 5 but its root is the root of the first 3 leaves (the log has 3)" in (
+        first.detail
+    )
+
+
+def test_consistency_shape_is_exactly_when_a_proof_verifies_mislabelled() -> None:
+    hashes = [leaf_hash(i.to_bytes(4, "big")) for i in range(32)]
+    roots = [merkle.root_from_leaf_hashes(hashes[:n]) for n in range(33)]
+    accepted = total = 0
+    for old in range(1, 32):
+        for real in range(old + 1, 33):
+            proof = merkle.consistency_proof(hashes[:real], old)
+            for claimed in range(old + 1, 33):
+                if claimed == real:
+                    continue
+                total += 1
+                ok = merkle.verify_consistency(old, claimed, roots[old], roots[real], proof)
+                same = merkle.consistency_shape(old, claimed) == merkle.consistency_shape(old, real)
+                assert ok == same, (old, real, claimed)
+                accepted += ok
+    assert (accepted, total) == (total // 2, total)  # half of all mislabels verify

@@ -178,6 +178,57 @@ def test_bad_consistency_proof_reverts(tally: Tally) -> None:
     _anchor(tally, 13, 6)  # the good one still goes in
 
 
+def test_mislabelled_checkpoint_size_is_accepted_on_chain(tally: Tally) -> None:
+    """A consistency proof does not pin the new size: the proof from 4 to 6 leaves also
+    verifies "size 8" with the root of 6 (T9 item 9). Only an operator can anchor it, and
+    it breaks its own log: what the ledger then holds."""
+    led = tally.ledger
+    _anchor(tally, 4)
+    proof = merkle.consistency_proof(HASHES[:6], 4)
+    receipt = tally.tx(led.functions.anchor(8, _root(6), proof))
+    assert one_event(led, receipt, "CheckpointAnchored") == {
+        "seq": 1,
+        "treeSize": 8,
+        "rootHash": _root(6),
+    }
+    assert tuple(tally.call(led.functions.checkpoint(1))[:2]) == (8, _root(6))
+    # leaves 0..3 still verify against "size 8" (their paths pass through the left half),
+    # leaves 4 and 5 never can: the paths of a tree of 8 do not fit a root of 6
+    for i in range(4):
+        real = merkle.inclusion_proof(HASHES[:6], i)
+        assert tally.call(led.functions.verifyInclusion(1, i, HASHES[i], real)) is True
+    for i in (4, 5):
+        for proof_of in (
+            merkle.inclusion_proof(HASHES[:6], i),
+            merkle.inclusion_proof(HASHES[:8], i),
+        ):
+            assert tally.call(led.functions.verifyInclusion(1, i, HASHES[i], proof_of)) is False
+    # and the honest log of 8 leaves can no longer be anchored on top of it
+    expect_revert(
+        lambda: tally.tx(
+            led.functions.anchor(10, _root(10), merkle.consistency_proof(HASHES[:10], 8))
+        ),
+        "EvidenceLedgerInconsistentCheckpoint",
+        (1, 8, 10, _root(10)),
+    )
+
+
+def test_last_leaf_inclusion_does_not_pin_the_size(tally: Tally) -> None:
+    """The defence of requiring the new last leaf's inclusion proof at index size - 1 is
+    not exact: it pins only the number of left siblings on the last leaf's path (the bits
+    set in size - 1), so the root of 6 leaves labelled "size 7" passes both checks."""
+    led = tally.ledger
+    consistency = merkle.consistency_proof(HASHES[:6], 4)
+    last = merkle.inclusion_proof(HASHES[:6], 5)
+    assert tally.call(led.functions.verifyConsistency(4, 7, _root(4), _root(6), consistency))
+    assert tuple(tally.call(led.functions.rootFromInclusionProof(6, 7, HASHES[5], last))) == (
+        True,
+        _root(6),
+    )
+    # it does stop "size 8" (7 = 0b111 has three set bits, 5 = 0b101 two)
+    assert tally.call(led.functions.rootFromInclusionProof(7, 8, HASHES[5], last))[0] is False
+
+
 # --- views ----------------------------------------------------------------------------------
 
 

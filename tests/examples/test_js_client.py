@@ -85,6 +85,7 @@ def test_js_client_signs_submits_and_verifies_its_receipt_on_chain(
         )
         assert run.returncode == 0, run.stdout + run.stderr
         out = json.loads(run.stdout.strip().splitlines()[-1])
+        print(run.stdout)  # shown with -rP: what the client reports
         assert out["verified"] is True and out["on_chain_inclusion"] is True
         assert out["leaf_index"] == 1  # the agreement is leaf 0, its receipt leaf 1
         assert out["tree_size"] >= 2

@@ -14,6 +14,18 @@ import {TallyRoles} from "./lib/TallyRoles.sol";
  * verifies here, on chain (SHA-256 precompile): the contract itself guarantees that the anchored
  * log only grows. `verifyInclusion` checks an entry's inclusion proof against any checkpoint.
  * Operators are the registry's `OPERATOR_ROLE` holders.
+ * @dev The tree size is the operator's word. A consistency proof does not pin the new size
+ * (the verifier reads the sizes only through the proof's shape: the proof from 4 to 6 leaves
+ * also verifies "size 8" with the root of 6; half of all (old, real, claimed) size triples up
+ * to 64 leaves verify), and the first checkpoint carries no proof. Only an operator can anchor
+ * such a checkpoint, and it breaks only its own log (entries past the real size can never be
+ * proven against it); `tally audit log` names it ("checkpoint k claims size n but its root is
+ * the root of the first m leaves"). No cheap exact on-chain check exists, so none is made:
+ * requiring the new last leaf's entry bytes (hashed here with 0x00) and its inclusion proof
+ * at index treeSize - 1 costs 21,803-27,209 gas per anchor (+22-26% on 86,803-104,329, a
+ * 563-byte receipt entry) and still pins only the number of bits set in treeSize - 1 (the
+ * root of 6 leaves passes as size 7); an exact check needs a path down to an entry under
+ * every left sibling of that path: O(log^2 n) hashes and up to log n entries per anchor.
  */
 contract EvidenceLedger is IEvidenceLedger {
     struct Checkpoint {

@@ -2,8 +2,10 @@
 
 :class:`RpcSource` speaks JSON-RPC over HTTP itself (logs stay hex strings, which the
 decoder reads directly; no result formatting). Transport failures (connection refused,
-HTTP 429/5xx) are retried with exponential backoff; a timeout or a JSON-RPC error answer
-is raised to the scanner, which halves the block range of an ``eth_getLogs`` that failed.
+HTTP 429/5xx, a cut-off answer) are retried with exponential backoff. A timeout or a
+JSON-RPC error answer to ``eth_getLogs`` is raised to the scanner, which halves the
+block range; for every other request (head, headers, chain id) a timeout is retried like
+a transport failure and an error answer is an :class:`~service.errors.IndexerRpcError`.
 
 :class:`ReceiptSource` serves the embedded (eth-tester) chain, whose ``eth_getLogs``
 slows down quadratically with chain length and silently ignores topics given as
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import requests
 
-from service.errors import RpcUnavailable
+from service.errors import IndexerRpcError, RpcUnavailable
 
 if TYPE_CHECKING:
     from web3 import Web3
@@ -170,24 +172,45 @@ class RpcSource:
         except ValueError:
             raise _Transient("malformed JSON answer") from None
 
-    def request(self, method: str, params: list[Any]) -> Any:
-        """One JSON-RPC call: its ``result``; transport failures retried with backoff."""
+    def request(self, method: str, params: list[Any], *, refusable: bool = False) -> Any:
+        """One JSON-RPC call: its ``result``; transport failures retried with backoff.
+
+        ``refusable`` (``eth_getLogs``): a timeout or an error answer is raised as
+        :class:`RpcTimeout` / :class:`RpcError` for the scanner to split the range.
+        Otherwise a timeout is retried and an error answer is an IndexerRpcError."""
 
         def call() -> Any:
             body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
-            answer = self._post(method, body)
+            answer = self._exchange(method, body, refusable=refusable)
             if not isinstance(answer, dict):
-                raise RpcError(method, None, "answer is not a JSON-RPC object")
-            if answer.get("error"):
+                refused = RpcError(method, None, "answer is not a JSON-RPC object")
+            elif answer.get("error"):
                 error = answer["error"]
                 if isinstance(error, dict):
-                    raise RpcError(method, error.get("code"), str(error.get("message")))
-                raise RpcError(method, None, str(error))
-            if "result" not in answer:
-                raise RpcError(method, None, "answer has no result")
-            return answer["result"]
+                    refused = RpcError(method, error.get("code"), str(error.get("message")))
+                else:
+                    refused = RpcError(method, None, str(error))
+            elif "result" not in answer:
+                refused = RpcError(method, None, "answer has no result")
+            else:
+                return answer["result"]
+            if refusable:
+                raise refused
+            raise IndexerRpcError(f"{self.url}: {refused}")
 
         return self.backoff.run(call, what=f"{method} at {self.url}")
+
+    def _exchange(self, method: str, body: Any, *, refusable: bool) -> Any:
+        try:
+            return self._post(method, body)
+        except RpcTimeout as err:
+            if refusable:
+                raise
+            raise _Transient(str(err)) from None
+        except RpcError as err:
+            if refusable:
+                raise
+            raise IndexerRpcError(f"{self.url}: {err}") from None
 
     def chain_id(self) -> int:
         return int(self.request("eth_chainId", []), 16)
@@ -213,7 +236,8 @@ class RpcSource:
             for k, n in enumerate(numbers)
         ]
         answer = self.backoff.run(
-            lambda: self._post("batch", body), what=f"eth_getBlockByNumber batch at {self.url}"
+            lambda: self._exchange("batch", body, refusable=False),
+            what=f"eth_getBlockByNumber batch at {self.url}",
         )
         out: dict[int, BlockRef] = {}
         if not isinstance(answer, list) or any(
@@ -230,7 +254,7 @@ class RpcSource:
 
     def get_logs(self, addresses: Sequence[str], start: int, end: int) -> list[dict[str, Any]]:
         flt = {"fromBlock": hex(start), "toBlock": hex(end), "address": list(addresses)}
-        result = self.request("eth_getLogs", [flt])
+        result = self.request("eth_getLogs", [flt], refusable=True)
         if not isinstance(result, list):
             raise RpcError("eth_getLogs", None, "result is not a list")
         return result

@@ -155,6 +155,7 @@ class FaultProxy:
         self.requests = 0
         self.injected: Counter[str] = Counter()
         self.by_method: Counter[str] = Counter()
+        self.by_kind_method: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
         self._local = threading.local()
         self._server = _Server(("127.0.0.1", 0), _Handler)
@@ -179,6 +180,7 @@ class FaultProxy:
                 self.injected[kind] += 1
                 for m in methods or ["?"]:
                     self.by_method[m] += 1
+                    self.by_kind_method[kind, m] += 1
             return kind, delay
 
     def forward(self, body: bytes) -> tuple[int, bytes]:
@@ -206,6 +208,14 @@ class FaultProxy:
             yield
         finally:
             self.enabled = before
+
+    def lost_sends(self) -> int:
+        """Transactions that reached the node while the sender saw no answer."""
+        return sum(
+            n
+            for (kind, method), n in self.by_kind_method.items()
+            if method == "eth_sendRawTransaction" and kind in ("drop_reply", "http_504", "delay")
+        )
 
     def summary(self) -> dict[str, Any]:
         return {

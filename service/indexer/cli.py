@@ -35,6 +35,7 @@ from service.chain.config import (
     load_network,
     rpc_network,
 )
+from service.chain.rpc import probe_chain_id
 from service.db import make_engine
 from service.errors import ChainError, ConfigError, TallyError
 from service.indexer.models import create_indexer_tables
@@ -112,6 +113,8 @@ def build_indexer(
     """
     if deployment is None and rpc:
         raise ConfigError("with --rpc, give the deployment file with --deployment")
+    if rpc and not offline_ok:
+        probe_chain_id(rpc)  # an unreachable node: one line at once, not six retries
     backoff = Backoff(tries=2) if offline_ok else None
     source = RpcSource(rpc, backoff=backoff) if rpc else None
     dep: Deployment | None = load_deployment(deployment) if deployment else None
@@ -123,6 +126,8 @@ def build_indexer(
         cfg = rpc_network(rpc, chain_id=dep.chain_id)
     if source is None:
         assert cfg.rpc_url is not None
+        if not offline_ok:
+            probe_chain_id(cfg.rpc_url)
         source = RpcSource(cfg.rpc_url, backoff=backoff)
     if dep is None:
         dep = load_deployment(deployment_path(cfg.name))

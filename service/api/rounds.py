@@ -349,7 +349,10 @@ def list_rounds(
                 "policy_hash": d.policy_hash,
                 "evidence_seq": d.checkpoint_seq,
             }
-        item["period"] = None if d is None else {"start": d.period_start, "end": d.period_end}
+        if m is not None:
+            item["period"] = {"start": int(m.period_start), "end": int(m.period_end)}
+        else:
+            item["period"] = None if d is None else {"start": d.period_start, "end": d.period_end}
         items.append(item)
     return {"total": len(ids), "offset": offset, "rounds": items}
 

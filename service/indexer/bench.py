@@ -258,6 +258,9 @@ def populate(
             tree.total,
             0,
             bytes(32),
+            1_000 * r,  # one period per round: the vault refuses overlaps
+            1_000 * (r + 1),
+            [(admin, tree.total)],  # funded from the admin's own deposits
             "ipfs://s",
             sender=admin,
         )
@@ -270,7 +273,8 @@ def populate(
         pop.rounds.append(round_id)
     pop.claims = n_claims
     s.flush()
-    pop.events += n_ckpt + n_reg + n_upd + 2 * n_susp + 2 * n_dep + 2 * n_rounds + 2 * n_claims
+    # a propose logs RoundProposed + one RoundDebited; a finalize RoundFinalized
+    pop.events += n_ckpt + n_reg + n_upd + 2 * n_susp + 2 * n_dep + 3 * n_rounds + 2 * n_claims
     return pop
 
 

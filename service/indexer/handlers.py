@@ -12,6 +12,12 @@ rows in (block, log index) order always yields the same tables. A rollback there
 deletes the per-event rows of orphaned blocks, and recomputes each state row that an
 orphaned event had touched from the raw rows that remain (:func:`rebuild_keys`); a full
 :func:`rebuild_all` does the same for every row.
+
+Vault balances (``chain_vault_balances``, one row per account: its free balance and its
+withdrawal request) are folded from ``Deposited``, ``RoundDebited``, ``RoundRefunded``,
+``WithdrawalRequested`` and ``Withdrawn``. Two of those carry the account as their second
+indexed argument (the round id is first), so a rollback replays every balance event of
+the vault for the touched accounts rather than looking them up by first topic.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from service.indexer.decode import Event
 from service.indexer.models import (
     EVENT_TABLES,
     STATE_TABLES,
+    BalanceChange,
     ChainEvent,
     Checkpoint,
     Claim,
@@ -38,6 +45,7 @@ from service.indexer.models import (
     RoleMember,
     Round,
     RoundStatusChange,
+    VaultBalance,
 )
 from service.indexer.sql import BulkUpsert
 
@@ -62,12 +70,14 @@ T_CHECKPOINTS = table_of(Checkpoint)
 T_DEPOSITS = table_of(Deposit)
 T_HISTORY = table_of(RoundStatusChange)
 T_CLAIMS = table_of(Claim)
+T_BALANCES = table_of(VaultBalance)
+T_BALANCE_CHANGES = table_of(BalanceChange)
 STATE = tuple(table_of(m) for m in STATE_TABLES)
 PER_EVENT = tuple(table_of(m) for m in EVENT_TABLES)
 
 ROLE_NAMES = {
     "0x" + "00" * 32: "DEFAULT_ADMIN_ROLE",
-    **{"0x" + keccak(text=n).hex(): n for n in ("OPERATOR_ROLE", "AUDITOR_ROLE")},
+    **{"0x" + keccak(text=n).hex(): n for n in ("OPERATOR_ROLE", "AUDITOR_ROLE", "ARBITER_ROLE")},
 }
 
 
@@ -86,11 +96,13 @@ def _topic_of_uint(value: int) -> str:
 # The raw events that can touch a state row carry its subject as their first indexed
 # topic (checked against the ABIs by check_subjects), so a rollback finds them with the
 # (chain_id, address, topic1) index instead of scanning every event.
-SUBJECT: dict[str, tuple[int, Callable[[Any], str]]] = {
-    # table -> (position of the subject in the key, topic of that value)
+SUBJECT: dict[str, tuple[int, Callable[[Any], str]] | None] = {
+    # table -> (position of the subject in the key, topic of that value); None: replay
+    # every event of the table's kinds (the subject is not always the first topic)
     T_PARTICIPANTS.name: (2, _topic_of_address),
     T_ROLES.name: (2, lambda role: str(role)),
     T_ROUNDS.name: (2, _topic_of_uint),
+    T_BALANCES.name: None,
 }
 
 
@@ -278,6 +290,55 @@ def _checkpoint(d: Derived, ev: Event) -> None:
     )
 
 
+def _balance_key(ev: Event) -> Key:
+    return (ev.chain_id, ev.address, ev.args["account"])
+
+
+def _balance_keys(ev: Event) -> list[tuple[str, Key]]:
+    return [(T_BALANCES.name, _balance_key(ev))]
+
+
+def _balance(d: Derived, ev: Event, **change: int) -> None:
+    """Apply ``change`` (``balance`` / ``deposited`` deltas, withdrawal fields set) to the
+    event account's balance row."""
+    key = _balance_key(ev)
+    old = d.get(T_BALANCES.name, key) or {
+        "chain_id": key[0],
+        "contract": key[1],
+        "account": key[2],
+        "balance": 0,
+        "deposited": 0,
+        "withdrawal_amount": 0,
+        "withdrawal_available_at": 0,
+    }
+    new = {**old, "block_number": ev.block_number}
+    for name in ("balance", "deposited"):
+        new[name] = old[name] + change.pop(name, 0)
+    if new["balance"] < 0:  # the contract never lets it happen; a gap in the mirror would
+        log.warning("%s leaves %s below zero: clamped", ev.event, key[2])
+        new["balance"] = 0
+    new.update(change)
+    d.put(T_BALANCES.name, key, new)
+
+
+def _balance_change(d: Derived, ev: Event, **extra: Any) -> None:
+    d.add(
+        T_BALANCE_CHANGES.name,
+        {
+            "chain_id": ev.chain_id,
+            "tx_hash": ev.tx_hash,
+            "log_index": ev.log_index,
+            "contract": ev.address,
+            "event": ev.event,
+            "account": ev.args["account"],
+            "round_id": ev.args.get("roundId"),
+            "amount": ev.args["amount"],
+            "available_at": extra.get("available_at"),
+            "block_number": ev.block_number,
+        },
+    )
+
+
 def _deposit(d: Derived, ev: Event) -> None:
     d.add(
         T_DEPOSITS.name,
@@ -286,11 +347,35 @@ def _deposit(d: Derived, ev: Event) -> None:
             "tx_hash": ev.tx_hash,
             "log_index": ev.log_index,
             "contract": ev.address,
+            "account": ev.args["account"],
             "payer": ev.args["payer"],
             "amount": ev.args["amount"],
             "block_number": ev.block_number,
         },
     )
+    amount = ev.args["amount"]
+    _balance(d, ev, balance=amount, deposited=amount)
+
+
+def _debited(d: Derived, ev: Event) -> None:
+    _balance_change(d, ev)
+    _balance(d, ev, balance=-ev.args["amount"])
+
+
+def _refunded(d: Derived, ev: Event) -> None:
+    _balance_change(d, ev)
+    _balance(d, ev, balance=ev.args["amount"])
+
+
+def _withdrawal_requested(d: Derived, ev: Event) -> None:
+    at = ev.args["availableAt"]
+    _balance_change(d, ev, available_at=at)
+    _balance(d, ev, withdrawal_amount=ev.args["amount"], withdrawal_available_at=at)
+
+
+def _withdrawn(d: Derived, ev: Event) -> None:
+    _balance_change(d, ev)
+    _balance(d, ev, balance=-ev.args["amount"], withdrawal_amount=0, withdrawal_available_at=0)
 
 
 def _round_key(ev: Event) -> Key:
@@ -334,10 +419,15 @@ def _round_proposed(d: Derived, ev: Event) -> None:
             "total": a["total"],
             "evidence_seq": a["evidenceSeq"],
             "policy_hash": a["policyHash"],
+            "period_start": a["periodStart"],
+            "period_end": a["periodEnd"],
             "challenge_deadline": a["challengeDeadline"],
             "status": "proposed",
             "challenger": None,
-            "reason_hash": None,
+            "finding_hash": None,
+            "arbiter": None,
+            "ruling_hash": None,
+            "upheld": None,
             "claimed_total": 0,
             "claim_count": 0,
             "swept_total": 0,
@@ -363,8 +453,8 @@ def _round_update(d: Derived, ev: Event, **changes: Any) -> dict[str, Any] | Non
 def _round_status(status: str) -> Callable[[Derived, Event], None]:
     def apply(d: Derived, ev: Event) -> None:
         if ev.event == "RoundChallenged":
-            actor, detail = ev.args["challenger"], ev.args["reasonHash"]
-            _round_update(d, ev, status=status, challenger=actor, reason_hash=detail)
+            actor, detail = ev.args["challenger"], ev.args["findingHash"]
+            _round_update(d, ev, status=status, challenger=actor, finding_hash=detail)
             _history(d, ev, status, actor=actor, detail=detail)
         else:
             _round_update(d, ev, status=status)
@@ -373,11 +463,24 @@ def _round_status(status: str) -> Callable[[Derived, Event], None]:
     return apply
 
 
+def _dispute_resolved(d: Derived, ev: Event) -> None:
+    """Rejected: Proposed again. Upheld: cancelled (its RoundRefunded and RoundCancelled
+    events follow in the same transaction)."""
+    a = ev.args
+    status = "cancelled" if a["upheld"] else "proposed"
+    _round_update(
+        d, ev, status=status, arbiter=a["arbiter"], ruling_hash=a["rulingHash"], upheld=a["upheld"]
+    )
+    _history(d, ev, status, actor=a["arbiter"], detail=a["rulingHash"])
+
+
 def _round_swept(d: Derived, ev: Event) -> None:
     key = _round_key(ev)
     old = d.get(T_ROUNDS.name, key)
     amount = ev.args["amount"]
-    new = _round_update(d, ev, swept_total=(old["swept_total"] if old else 0) + amount)
+    new = _round_update(
+        d, ev, status="closed", swept_total=(old["swept_total"] if old else 0) + amount
+    )
     _history(d, ev, new["status"] if new else "unknown", amount=amount)
 
 
@@ -412,9 +515,14 @@ HANDLERS: dict[str, Handler] = {
     "RoleGranted": Handler(REGISTRY, _role_granted, _role_keys),
     "RoleRevoked": Handler(REGISTRY, _role_revoked, _role_keys),
     "CheckpointAnchored": Handler(LEDGER, _checkpoint),
-    "Deposited": Handler(VAULT, _deposit),
+    "Deposited": Handler(VAULT, _deposit, _balance_keys),
+    "RoundDebited": Handler(VAULT, _debited, _balance_keys),
+    "RoundRefunded": Handler(VAULT, _refunded, _balance_keys),
+    "WithdrawalRequested": Handler(VAULT, _withdrawal_requested, _balance_keys),
+    "Withdrawn": Handler(VAULT, _withdrawn, _balance_keys),
     "RoundProposed": Handler(VAULT, _round_proposed, _round_keys),
     "RoundChallenged": Handler(VAULT, _round_status("disputed"), _round_keys),
+    "DisputeResolved": Handler(VAULT, _dispute_resolved, _round_keys),
     "RoundCancelled": Handler(VAULT, _round_status("cancelled"), _round_keys),
     "RoundFinalized": Handler(VAULT, _round_status("finalized"), _round_keys),
     "RoundSwept": Handler(VAULT, _round_swept, _round_keys),
@@ -433,10 +541,18 @@ STATE_EVENTS: dict[str, tuple[str, ...]] = {
     T_ROUNDS.name: (
         "RoundProposed",
         "RoundChallenged",
+        "DisputeResolved",
         "RoundCancelled",
         "RoundFinalized",
         "RoundSwept",
         "Claimed",
+    ),
+    T_BALANCES.name: (
+        "Deposited",
+        "RoundDebited",
+        "RoundRefunded",
+        "WithdrawalRequested",
+        "Withdrawn",
     ),
 }
 SUBJECT_ARG = {T_PARTICIPANTS.name: "participant", T_ROLES.name: "role", T_ROUNDS.name: "roundId"}
@@ -521,7 +637,18 @@ def rebuild_keys(conn: Connection, touched: dict[str, set[Key]]) -> int:
     number of raw events replayed."""
     events: dict[int, Event] = {}
     for table, keys in touched.items():
-        pos, topic_of = SUBJECT[table]
+        subject = SUBJECT[table]
+        if subject is None:  # every event of the table's kinds, per contract
+            for chain_id, contract in sorted({(k[0], k[1]) for k in keys}):
+                query = select(T_EVENTS).where(
+                    T_EVENTS.c.chain_id == chain_id,
+                    T_EVENTS.c.address == contract,
+                    T_EVENTS.c.event.in_(STATE_EVENTS[table]),
+                )
+                for row in conn.execute(query).mappings():
+                    events[row["id"]] = Event.from_row(row)
+            continue
+        pos, topic_of = subject
         by_contract: dict[tuple[int, str], set[str]] = {}
         for key in keys:
             by_contract.setdefault((key[0], key[1]), set()).add(topic_of(key[pos]))
@@ -588,6 +715,8 @@ def check_subjects(specs: dict[str, dict[str, Any]]) -> list[str]:
     contract_of = {T_PARTICIPANTS.name: REGISTRY, T_ROLES.name: REGISTRY, T_ROUNDS.name: VAULT}
     problems = []
     for table, names in STATE_EVENTS.items():
+        if SUBJECT[table] is None:  # replayed whole: no subject to check
+            continue
         for name in names:
             spec = specs.get(contract_of[table], {}).get(name)
             if spec is None:

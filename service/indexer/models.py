@@ -194,19 +194,59 @@ class Checkpoint(SQLModel, table=True):
 
 
 class Deposit(SQLModel, table=True):
+    """A deposit: ``payer`` paid ``amount`` into ``account``'s free balance."""
+
     __tablename__ = "chain_deposits"
 
     chain_id: int = _big(primary_key=True)
     tx_hash: str = Field(primary_key=True, max_length=HASH)
     log_index: int = Field(primary_key=True)
     contract: str = Field(max_length=ADDR, index=True)  # the vault
+    account: str = Field(max_length=ADDR, index=True)  # credited
     payer: str = Field(max_length=ADDR, index=True)
     amount: int = _uint()
     block_number: int = _big(index=True)
 
 
+class BalanceChange(SQLModel, table=True):
+    """Every other vault event that moves (or reserves) an account's free balance:
+    ``RoundDebited`` (a round took it), ``RoundRefunded`` (a cancel or sweep gave it back),
+    ``WithdrawalRequested`` (``available_at`` set; amount 0 cancels), ``Withdrawn``."""
+
+    __tablename__ = "chain_balance_changes"
+    __table_args__ = (Index("ix_chain_balance_changes_account", "chain_id", "contract", "account"),)
+
+    chain_id: int = _big(primary_key=True)
+    tx_hash: str = Field(primary_key=True, max_length=HASH)
+    log_index: int = Field(primary_key=True)
+    contract: str = Field(max_length=ADDR)  # the vault
+    event: str = Field(max_length=32)
+    account: str = Field(max_length=ADDR)
+    round_id: int | None = _uint(nullable=True)  # debits and refunds
+    amount: int = _uint()
+    available_at: int | None = _uint(nullable=True)  # withdrawal requests
+    block_number: int = _big(index=True)
+
+
+class VaultBalance(SQLModel, table=True):
+    """An account's free balance on the vault (``balanceOf``) and its withdrawal request
+    (``pendingWithdrawal``), folded from the deposit, debit, refund and withdrawal events."""
+
+    __tablename__ = "chain_vault_balances"
+
+    chain_id: int = _big(primary_key=True)
+    contract: str = Field(primary_key=True, max_length=ADDR)  # the vault
+    account: str = Field(primary_key=True, max_length=ADDR)
+    balance: int = _uint()
+    deposited: int = _uint()  # in all, by anyone for the account
+    withdrawal_amount: int = _uint()  # 0: no request
+    withdrawal_available_at: int = _uint()
+    block_number: int = _big(index=True)  # block of the last event applied
+
+
 class Round(SQLModel, table=True):
-    """A settlement round's current state (status: proposed, disputed, cancelled, finalized)."""
+    """A settlement round's current state (status: proposed, disputed, cancelled, finalized,
+    closed)."""
 
     __tablename__ = "chain_rounds"
 
@@ -217,10 +257,15 @@ class Round(SQLModel, table=True):
     total: int = _uint()
     evidence_seq: int = _big()
     policy_hash: str = Field(max_length=HASH)
+    period_start: int = _uint()
+    period_end: int = _uint()
     challenge_deadline: int = _uint()
     status: str = Field(max_length=16)
-    challenger: str | None = Field(default=None, max_length=ADDR)
-    reason_hash: str | None = Field(default=None, max_length=HASH)
+    challenger: str | None = Field(default=None, max_length=ADDR)  # the last one
+    finding_hash: str | None = Field(default=None, max_length=HASH)  # its finding
+    arbiter: str | None = Field(default=None, max_length=ADDR)  # who ruled last
+    ruling_hash: str | None = Field(default=None, max_length=HASH)
+    upheld: bool | None = None
     claimed_total: int = _uint()
     claim_count: int = 0
     swept_total: int = _uint()
@@ -244,8 +289,8 @@ class RoundStatusChange(SQLModel, table=True):
     round_id: int = _uint()
     event: str = Field(max_length=32)
     status: str = Field(max_length=16)  # the round's status after the event
-    actor: str | None = Field(default=None, max_length=ADDR)  # the challenger
-    detail: str | None = Field(default=None, max_length=HASH)  # reason hash
+    actor: str | None = Field(default=None, max_length=ADDR)  # challenger / arbiter
+    detail: str | None = Field(default=None, max_length=HASH)  # finding / ruling hash
     amount: int | None = _uint(nullable=True)  # swept
     block_number: int = _big(index=True)
 
@@ -273,6 +318,8 @@ INDEXER_TABLES: tuple[type[SQLModel], ...] = (
     RoleMember,
     Checkpoint,
     Deposit,
+    BalanceChange,
+    VaultBalance,
     Round,
     RoundStatusChange,
     Claim,
@@ -287,14 +334,21 @@ def create_indexer_tables(engine: Engine) -> None:
 
 # Derived tables whose rows are one per event (deleted by block on rollback) and those
 # that hold folded state (rebuilt per key from the remaining raw rows on rollback).
-EVENT_TABLES: tuple[type[SQLModel], ...] = (Checkpoint, Deposit, RoundStatusChange, Claim)
-STATE_TABLES: tuple[type[SQLModel], ...] = (Participant, RoleMember, Round)
+EVENT_TABLES: tuple[type[SQLModel], ...] = (
+    Checkpoint,
+    Deposit,
+    BalanceChange,
+    RoundStatusChange,
+    Claim,
+)
+STATE_TABLES: tuple[type[SQLModel], ...] = (Participant, RoleMember, Round, VaultBalance)
 __all__ = [
     "ADDR",
     "EVENT_TABLES",
     "HASH",
     "INDEXER_TABLES",
     "STATE_TABLES",
+    "BalanceChange",
     "ChainEvent",
     "Checkpoint",
     "Claim",
@@ -306,5 +360,6 @@ __all__ = [
     "RoleMember",
     "Round",
     "RoundStatusChange",
+    "VaultBalance",
     "create_indexer_tables",
 ]

@@ -24,7 +24,9 @@ from service.indexer.source import RpcSource
 from service.settlement.payout_tree import PayoutTree, build_payout_tree
 
 AUDITOR_ROLE = Web3.keccak(text="AUDITOR_ROLE")
+ARBITER_ROLE = Web3.keccak(text="ARBITER_ROLE")
 UNIT = 10**18
+PERIOD = 86_400  # round n of the scenario settles [n x PERIOD, (n + 1) x PERIOD)
 
 
 # --- the scenario: every event type of the four contracts ----------------------------------
@@ -56,9 +58,12 @@ def anchor_checkpoints(chain: Chain, ledger: Any, sender: Any, sizes: list[int])
 
 def run_scenario(chain: Chain, url: str) -> Scenario:
     """Deploy and exercise every event: registry (register, update, suspend, reinstate,
-    grant, revoke), ledger (three checkpoints), vault (deposits, three rounds: one
-    challenged and cancelled, one cancelled, one finalized, claimed with claim and
-    claimMany, swept; pause, unpause), token (mint, approve, transfers)."""
+    grant, revoke), ledger (three checkpoints), vault (deposits for oneself and for another,
+    four rounds over consecutive periods: round 2 challenged, the dispute rejected, then
+    challenged again and upheld (cancelled, debits refunded); round 3 cancelled by the
+    operator in its window; round 1 finalized, claimed with claim and claimMany, swept;
+    round 4 proposed over round 2's period after the cancel; a withdrawal requested and
+    made; pause, unpause), token (mint, approve, transfers)."""
     acc = chain.accounts
     admin, prov, cons, serv, payee, auditor, temp = (
         acc[0],
@@ -69,10 +74,18 @@ def run_scenario(chain: Chain, url: str) -> Scenario:
         acc[5],
         acc[6],
     )
-    t = deploy_tally(chain, admin=admin, challenge_window_s=100, claim_expiry_s=10, network="anvil")
+    t = deploy_tally(
+        chain,
+        admin=admin,
+        challenge_window_s=100,
+        claim_expiry_s=10,
+        withdrawal_delay_s=5,
+        network="anvil",
+    )
     reg, ledger, vault, token = t.registry, t.ledger, t.vault, t.token
     tx = chain.transact
     tx(reg.functions.grantRole(AUDITOR_ROLE, auditor.address), sender=admin)
+    tx(reg.functions.grantRole(ARBITER_ROLE, temp.address), sender=admin)
     tx(reg.functions.grantRole(AUDITOR_ROLE, temp.address), sender=admin)
     tx(reg.functions.revokeRole(AUDITOR_ROLE, temp.address), sender=admin)
     tx(reg.functions.register(prov.address, 1, b"\x01" * 32, "https://p.example/1"), sender=admin)
@@ -91,7 +104,7 @@ def run_scenario(chain: Chain, url: str) -> Scenario:
     tx(token.functions.transfer(payee.address, 3 * UNIT), sender=cons)
     tx(vault.functions.deposit(300 * UNIT), sender=cons)
     tx(vault.functions.deposit(200 * UNIT), sender=cons)
-    tx(vault.functions.deposit(2**64 * 7), sender=admin)  # above 2**64: exact big ints
+    tx(vault.functions.depositFor(cons.address, 2**64 * 7), sender=admin)  # exact big ints
 
     sc = Scenario(chain=chain, contracts=t, url=url, accounts={
         "admin": admin.address, "provider": prov.address, "consumer": cons.address,
@@ -99,20 +112,30 @@ def run_scenario(chain: Chain, url: str) -> Scenario:
         "temp": temp.address,
     })  # fmt: skip
     pay = {prov.address: 70 * UNIT, cons.address: 20 * UNIT, payee.address: 10 * UNIT}
-    for round_id in (1, 2, 3):
+
+    def propose(round_id: int, period: int) -> None:
         tree = build_payout_tree(round_id=round_id, payouts=pay)
         sc.trees[round_id] = tree
+        debits = [(cons.address, tree.total)]
         tx(
             vault.functions.propose(
-                round_id, tree.root, tree.total, 2, bytes([round_id]) * 32, f"ipfs://s{round_id}"
+                round_id, tree.root, tree.total, 2, bytes([round_id]) * 32,
+                PERIOD * period, PERIOD * (period + 1), debits, f"ipfs://s{round_id}",
             ),
             sender=admin,
-        )
-    tx(vault.functions.challenge(2, b"\x99" * 32), sender=auditor)
-    tx(vault.functions.cancel(2), sender=admin)
-    tx(vault.functions.cancel(3), sender=admin)
+        )  # fmt: skip
+
+    propose(1, 1)
     chain.increase_time(101)
     tx(vault.functions.finalize(1), sender=admin)
+    propose(2, 2)
+    tx(vault.functions.challenge(2, b"\x99" * 32, 0, 0, []), sender=auditor)
+    tx(vault.functions.resolve(2, False, b"\x55" * 32), sender=temp)  # rejected
+    tx(vault.functions.challenge(2, b"\x98" * 32, 0, 0, []), sender=cons)  # a funder
+    tx(vault.functions.resolve(2, True, b"\x56" * 32), sender=temp)  # upheld: cancelled
+    propose(3, 2)  # the same period again, after the cancel
+    tx(vault.functions.cancel(3), sender=admin)  # inside its window
+    propose(4, 2)
     tree = sc.trees[1]
     e = tree.entries[tree.index_of(prov.address)]
     tx(vault.functions.claim(1, e.index, e.account, e.amount, list(e.proof)), sender=payee)
@@ -124,8 +147,10 @@ def run_scenario(chain: Chain, url: str) -> Scenario:
     tx(vault.functions.pause(), sender=admin)
     tx(vault.functions.unpause(), sender=admin)
     chain.increase_time(11)
-    e = tree.entries[tree.index_of(payee.address)]
-    tx(vault.functions.sweep(1, [(e.index, e.account, e.amount, list(e.proof))]), sender=admin)
+    tx(vault.functions.sweep(1), sender=admin)  # the payee's 10 were not claimed
+    tx(vault.functions.requestWithdrawal(50 * UNIT), sender=cons)
+    chain.increase_time(6)
+    tx(vault.functions.withdraw(), sender=cons)
     sc.head = chain.w3.eth.block_number
     return sc
 

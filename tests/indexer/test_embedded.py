@@ -47,7 +47,10 @@ def test_embedded_chain_mirror_and_reorg(chain: Chain, engine: Engine, tmp_path:
     chain.transact(vault.functions.deposit(50 * UNIT), sender=admin)
     tree = build_payout_tree(round_id=1, payouts={prov.address: 4 * UNIT, cons.address: 6 * UNIT})
     chain.transact(
-        vault.functions.propose(1, tree.root, tree.total, 1, bytes(32), "s"), sender=admin
+        vault.functions.propose(
+            1, tree.root, tree.total, 1, bytes(32), 0, 1, [(admin.address, tree.total)], "s"
+        ),
+        sender=admin,
     )
     chain.transact(vault.functions.finalize(1), sender=admin)
     fork = chain.snapshot()
@@ -56,6 +59,7 @@ def test_embedded_chain_mirror_and_reorg(chain: Chain, engine: Engine, tmp_path:
         vault.functions.claim(1, e.index, e.account, e.amount, list(e.proof)), sender=admin
     )
     chain.transact(reg.functions.suspend(prov.address), sender=admin)
+    chain.transact(vault.functions.depositFor(cons.address, 5 * UNIT), sender=admin)
     dep = t.deployment
     assert dep.chain_id > 2**32  # eth-tester's chain id needs 64-bit columns
 
@@ -65,17 +69,21 @@ def test_embedded_chain_mirror_and_reorg(chain: Chain, engine: Engine, tmp_path:
     assert mirror_events(engine, dep.chain_id) == reference_events(chain, dep, head)
     (round_row,) = rows(engine, handlers.T_ROUNDS)
     assert (round_row["claimed_total"], round_row["status"]) == (4 * UNIT, "finalized")
+    balances = {b["account"]: b["balance"] for b in rows(engine, handlers.T_BALANCES)}
+    assert balances == {admin.address.lower(): 40 * UNIT, cons.address.lower(): 5 * UNIT}
 
-    # the last two blocks are replaced by one other block: a reorg of depth 2
+    # the last three blocks are replaced by one other block: a reorg of depth 3
     chain.revert(fork)
     chain.transact(reg.functions.update(prov.address, 7, b"\x03" * 32, "p2"), sender=admin)
     summary = _index(chain, engine, dep)
-    assert [r["depth"] for r in summary.reorgs] == [2]
+    assert [r["depth"] for r in summary.reorgs] == [3]
     head = chain.w3.eth.block_number
     assert mirror_events(engine, dep.chain_id) == reference_events(chain, dep, head)
     (round_row,) = rows(engine, handlers.T_ROUNDS)
     assert (round_row["claimed_total"], round_row["claim_count"]) == (0, 0)
     assert rows(engine, handlers.T_CLAIMS) == []
+    balances = {b["account"]: b["balance"] for b in rows(engine, handlers.T_BALANCES)}
+    assert balances == {admin.address.lower(): 40 * UNIT}  # the orphaned deposit is gone
     parts = {p["account"]: p for p in rows(engine, handlers.T_PARTICIPANTS)}
     assert (parts[prov.address.lower()]["roles"], parts[prov.address.lower()]["suspended"]) == (
         7,

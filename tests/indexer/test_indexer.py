@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 from web3 import Web3
 
-from service.chain.client import Chain
+from service.chain.client import PROCESS_NONCES, Chain
 from service.chain.config import save_deployment
 from service.chain.deploy import TallyContracts, deploy_tally
 from service.chain.devnode import Anvil
@@ -42,6 +42,7 @@ from service.indexer.source import RpcSource
 from service.indexer.store import T_BLOCKS, T_CURSORS, T_REORGS, Cursor
 from service.settlement.payout_tree import PayoutTree, build_payout_tree
 from tests.indexer.helpers import (
+    ARBITER_ROLE,
     AUDITOR_ROLE,
     MIRROR_TABLES,
     UNIT,
@@ -58,7 +59,7 @@ from tests.indexer.helpers import (
 
 pytestmark = pytest.mark.anvil
 ROOT = Path(__file__).resolve().parents[2]
-STATUS = {1: "proposed", 2: "disputed", 3: "cancelled", 4: "finalized"}
+STATUS = {1: "proposed", 2: "disputed", 3: "cancelled", 4: "finalized", 5: "closed"}
 
 
 def wipe(engine: Engine) -> None:
@@ -86,7 +87,8 @@ def test_mirror_equals_node_and_derived_state_matches_contracts(
         "ParticipantReinstated", "RoleGranted", "RoleRevoked", "CheckpointAnchored",
         "Deposited", "RoundProposed", "RoundChallenged", "RoundCancelled", "RoundFinalized",
         "Claimed", "RoundSwept", "Paused", "Unpaused", "Transfer", "Approval",
-        "OwnershipTransferred",
+        "OwnershipTransferred", "RoundDebited", "DisputeResolved", "RoundRefunded",
+        "WithdrawalRequested", "Withdrawn",
     }  # fmt: skip
     assert every <= names
     assert summary.events == len(expected) and summary.cursor == head
@@ -124,11 +126,13 @@ def test_mirror_equals_node_and_derived_state_matches_contracts(
         ("0x" + "00" * 32, admin),
         (operator, admin),
         ("0x" + AUDITOR_ROLE.hex(), acc["auditor"].lower()),
+        ("0x" + ARBITER_ROLE.hex(), acc["temp"].lower()),
     }
     assert {m["role_name"] for m in rows(engine, handlers.T_ROLES)} == {
         "DEFAULT_ADMIN_ROLE",
         "OPERATOR_ROLE",
         "AUDITOR_ROLE",
+        "ARBITER_ROLE",
     }
 
     cps = sorted(rows(engine, handlers.T_CHECKPOINTS), key=lambda c: c["seq"])
@@ -145,30 +149,52 @@ def test_mirror_equals_node_and_derived_state_matches_contracts(
         rows(engine, handlers.T_DEPOSITS), key=lambda d: (d["block_number"], d["log_index"])
     )
     consumer = acc["consumer"].lower()
-    assert [(d["payer"], d["amount"]) for d in deposits] == [
-        (consumer, 300 * UNIT), (consumer, 200 * UNIT), (admin, 2**64 * 7)
+    assert [(d["account"], d["payer"], d["amount"]) for d in deposits] == [
+        (consumer, consumer, 300 * UNIT), (consumer, consumer, 200 * UNIT),
+        (consumer, admin, 2**64 * 7),
     ]  # fmt: skip
 
+    # balances per account: what the vault's balanceOf and pendingWithdrawal say
+    balances = {b["account"]: b for b in rows(engine, handlers.T_BALANCES)}
+    assert set(balances) == {consumer}
+    for account, b in balances.items():
+        who = Web3.to_checksum_address(account)
+        assert b["balance"] == chain.call(vault.functions.balanceOf(who))
+        assert (b["withdrawal_amount"], b["withdrawal_available_at"]) == tuple(
+            chain.call(vault.functions.pendingWithdrawal(who))
+        )
+    assert balances[consumer]["deposited"] == 500 * UNIT + 2**64 * 7
+    changes = [c["event"] for c in rows(engine, handlers.T_BALANCE_CHANGES)]
+    assert sorted(set(changes)) == [
+        "RoundDebited", "RoundRefunded", "WithdrawalRequested", "Withdrawn"
+    ]  # fmt: skip
+    assert changes.count("RoundDebited") == 4 and changes.count("RoundRefunded") == 3
+
     rounds = {r["round_id"]: r for r in rows(engine, handlers.T_ROUNDS)}
-    assert set(rounds) == {1, 2, 3}
+    assert set(rounds) == {1, 2, 3, 4}
     for rid, r in rounds.items():
-        root, policy, total, swept, seq, deadline, _fin, status, _uri = chain.call(
+        root, policy, total, paid, status, seq, deadline, _fin, start, end, _uri = chain.call(
             vault.functions.round(rid)
         )
         assert r["status"] == STATUS[status]
-        assert (r["payout_root"], r["policy_hash"], r["total"], r["swept_total"]) == (
-            "0x" + root.hex(), "0x" + policy.hex(), total, swept
+        assert (r["payout_root"], r["policy_hash"], r["total"], r["claimed_total"]) == (
+            "0x" + root.hex(), "0x" + policy.hex(), total, paid
         )  # fmt: skip
         assert (r["evidence_seq"], r["challenge_deadline"]) == (seq, deadline)
-    assert [rounds[i]["status"] for i in (1, 2, 3)] == ["finalized", "cancelled", "cancelled"]
+        assert (r["period_start"], r["period_end"]) == (start, end)
+    assert [rounds[i]["status"] for i in (1, 2, 3, 4)] == [
+        "closed", "cancelled", "cancelled", "proposed"
+    ]  # fmt: skip
     assert (rounds[1]["claimed_total"], rounds[1]["claim_count"], rounds[1]["swept_total"]) == (
         90 * UNIT,
         2,
         10 * UNIT,
     )
-    assert (
-        rounds[2]["challenger"] == acc["auditor"].lower()
-        and rounds[2]["reason_hash"] == "0x" + "99" * 32
+    assert (rounds[2]["challenger"], rounds[2]["finding_hash"]) == (consumer, "0x" + "98" * 32)
+    assert (rounds[2]["arbiter"], rounds[2]["ruling_hash"], rounds[2]["upheld"]) == (
+        acc["temp"].lower(),
+        "0x" + "56" * 32,
+        True,
     )
 
     def history(rid: int) -> list[str]:
@@ -178,8 +204,11 @@ def test_mirror_equals_node_and_derived_state_matches_contracts(
         )
         return [h["status"] for h in hs]
 
-    assert history(1) == ["proposed", "finalized", "finalized"]  # the last: RoundSwept
-    assert history(2) == ["proposed", "disputed", "cancelled"]
+    assert history(1) == ["proposed", "finalized", "closed"]  # the last: RoundSwept
+    # rejected, challenged again, upheld (DisputeResolved), then RoundCancelled
+    assert history(2) == [
+        "proposed", "disputed", "proposed", "disputed", "cancelled", "cancelled"
+    ]  # fmt: skip
     claims = rows(engine, handlers.T_CLAIMS)
     assert sorted((c["account"], c["amount"]) for c in claims) == sorted(
         [(acc["provider"].lower(), 70 * UNIT), (acc["consumer"].lower(), 20 * UNIT)]
@@ -265,7 +294,8 @@ def test_reorgs_of_depth_1_to_5_roll_back_to_a_fresh_index(
     chain.transact(vault.functions.deposit(500 * UNIT), sender=admin)
     payees = {Web3.to_checksum_address(bytes([9, i]) * 10): (i + 1) * UNIT for i in range(16)}
     tree = build_payout_tree(round_id=7, payouts=payees)
-    propose = vault.functions.propose(7, tree.root, tree.total, 0, b"\x07" * 32, "s")
+    debits = [(admin.address, tree.total)]
+    propose = vault.functions.propose(7, tree.root, tree.total, 0, b"\x07" * 32, 0, 1, debits, "s")
     chain.transact(propose, sender=admin)
     chain.transact(vault.functions.finalize(7), sender=admin)
     dep = t.deployment
@@ -295,7 +325,8 @@ def test_reorgs_of_depth_1_to_5_roll_back_to_a_fresh_index(
                 replacements = [[orig, 0], [signed, 0]]
             assert rpc("anvil_reorg", [depth, replacements]).get("error") is None
             assert chain.w3.eth.block_number == head
-            chain = Chain.connect(chain.network)  # the old nonce cache died with the fork
+            PROCESS_NONCES.forget(node.url, chain.chain_id)  # the fork dropped sent nonces
+            chain = Chain.connect(chain.network)
 
             summary = make_indexer(node.url, dep).run()
             case = (depth, replace)

@@ -351,6 +351,36 @@ def test_sweep_returns_what_was_not_claimed_and_closes_the_round(
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_claim_all_over_rounds_uses_claim_many_per_account(engine: Engine, space: Space) -> None:
+    chain, vault = space.chain, space.contracts.vault
+    later = receipt(space, 8, provider=1, units=3, start=P1 + 60)
+    ingest_all(engine, space, [agreement(space), *usage(space), later])
+    cp = anchored(engine, space)
+    trees = []
+    for round_id, period in ((1, (P0, P1)), (2, (P1, P1 + 86_400))):
+        result = settle(engine, space, cp, round_id=round_id, period=period)
+        fund(space, result.pool)
+        propose(chain=chain, vault=vault, result=result, sender=space.operator)
+        chain.increase_time(WINDOW)
+        finalize(chain=chain, vault=vault, round_id=round_id, sender=space.operator)
+        trees.append(result.tree)
+    # round 1 pays p0, p1 and the operator; round 2 (p1's 3 units) pays p1 and the operator
+    p0, p1 = (space.providers[i].address for i in (0, 1))
+    assert {e.account for e in trees[1].entries} == {p1, space.operator.address}
+    summary = claim_all(chain=chain, vault=vault, trees=trees, sender=space.outsider)
+    assert summary.claimed_now == 5
+    assert summary.transactions == 3  # p0: claim; p1 and the operator: one claimMany each
+    by_tx: dict[str | None, set[int]] = {}
+    for r in summary.results:
+        by_tx.setdefault(r.tx_hash, set()).add(r.round_id)
+    assert sorted(len(v) for v in by_tx.values()) == [1, 2, 2]
+    assert balance(space, p1) == 19500 + trees[1].entry(trees[1].index_of(p1)).amount
+    assert balance(space, p0) == 39000
+    again = claim_all(chain=chain, vault=vault, trees=trees, sender=space.outsider)
+    assert (again.claimed_now, again.transactions) == (0, 0)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_deposit_for_credits_the_named_consumer_not_the_payer(engine: Engine, space: Space) -> None:
     chain, vault, token = space.chain, space.contracts.vault, space.contracts.token
     consumer = space.consumers[1].address

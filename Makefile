@@ -31,7 +31,7 @@ lint: install
 test: install node lint
 	$(BIN)/pytest -q
 
-demo: install
+demo: install node
 	$(BIN)/tally demo
 
 bench: install node

@@ -14,19 +14,21 @@ that halve when the node refuses them) and replays them:
   auditor, arbiter, admin).
 
 The state "at block b" is the state after every log of blocks ``<= b`` (what an
-``eth_call`` at block b reads). Nothing here reads state at a past block: the only RPC
-is ``eth_getLogs``. Logs are read only from the given registry address, which the
-caller must have pinned (a registry deployed by anyone else tells a story of its own).
+``eth_call`` at block b reads). Nothing here reads state at a past block: the RPCs are
+``eth_getLogs`` and a block header (to notice a reorganised chain). Logs are read only
+from the given registry address, which the caller must have pinned (a registry deployed
+by anyone else tells a story of its own).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from web3.contract import Contract
-from web3.exceptions import Web3RPCError
+from web3.exceptions import BlockNotFound, Web3RPCError
 
 from service.chain.client import Chain, _retry
 from service.errors import RpcUnavailable
@@ -101,7 +103,9 @@ class RegistryHistory:
     ``from_block`` is where the registry's logs start (its deployment block; 0 scans the
     whole chain, which is correct but slow on a long one). Logs are fetched lazily up to
     the highest block asked for, in ranges of the network's ``max_block_range`` that
-    halve when the node refuses them.
+    halve when the node refuses them. One instance may serve many audits (and threads):
+    before reusing what it fetched it checks that the last fetched block still has the
+    hash it had, and starts over when the chain was reorganised (or a dev chain reverted).
     """
 
     def __init__(self, chain: Chain, registry: Contract, *, from_block: int = 0) -> None:
@@ -109,7 +113,9 @@ class RegistryHistory:
         self._registry = registry
         self._from = from_block
         self._fetched_to = from_block - 1
+        self._fetched_hash: bytes | None = None  # of block _fetched_to
         self._changes: list[_Change] = []
+        self._lock = threading.Lock()
         self._by_topic: dict[str, str] = {}
         abi: list[Mapping[str, Any]] = [dict(item) for item in registry.abi]
         for item in abi:
@@ -123,15 +129,29 @@ class RegistryHistory:
 
     def at(self, block: int) -> RegistryView:
         """The registry's state after ``block`` (every log of blocks ``<= block``)."""
-        self._fetch_to(block)
-        view = RegistryView(block=block)
-        for change in self._changes:
-            if change.block > block:
-                break
-            view._apply(change)
+        with self._lock:
+            if self._fetched_hash is not None and self._block_hash(self._fetched_to) != (
+                self._fetched_hash
+            ):
+                self._fetched_to, self._fetched_hash = self._from - 1, None
+                self._changes = []
+            self._fetch_to(block)
+            view = RegistryView(block=block)
+            for change in self._changes:
+                if change.block > block:
+                    break
+                view._apply(change)
         return view
 
+    def _block_hash(self, number: int) -> bytes | None:
+        try:
+            found = _retry(lambda: self._chain.w3.eth.get_block(number), what=f"block {number}")
+        except BlockNotFound:
+            return None
+        return bytes(found["hash"]) if found.get("hash") is not None else None
+
     def _fetch_to(self, block: int) -> None:
+        before = self._fetched_to
         start = self._fetched_to + 1
         size = max(1, self._chain.network.max_block_range)
         while start <= block:
@@ -147,6 +167,8 @@ class RegistryHistory:
                 continue
             self._changes.extend(self._decode(logs))
             self._fetched_to, start = end, end + 1
+        if self._fetched_to >= self._from and self._fetched_to != before:
+            self._fetched_hash = self._block_hash(self._fetched_to)
 
     def _get_logs(self, start: int, end: int) -> Sequence[Any]:
         self.requests += 1

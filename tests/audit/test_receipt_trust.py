@@ -13,6 +13,7 @@ from eth_account import Account
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner, Result
 
+from service.api.routes.audit import _HISTORIES
 from service.chain.client import Chain
 from service.chain.config import rpc_network, save_deployment
 from service.chain.devnode import Anvil
@@ -105,11 +106,15 @@ def test_api_receipt_signed_by_unregistered_keys_fails(chain: Chain, engine: Eng
     space = build_space(chain)
     signed = usage(space.domain, chain.accounts[11], chain.accounts[12])
     doc = anchor_alone(chain, space.contracts.ledger, signed, space.operator)
-    client, _ = make_client(space, engine)
+    client, ctx = make_client(space, engine)
     with client:
         h = bearer(get_token(client, space.consumers[0]))
         r = client.post("/v1/audit/receipt", json=doc, headers=h)
+        fetched = _HISTORIES[ctx.chain].requests
+        again = client.post("/v1/audit/receipt", json=doc, headers=h)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["ok"] is False and body["first_failure"]["check"] == "roles"
     assert chain.accounts[11].address in body["first_failure"]["detail"]
+    # the registry's logs are fetched once per server, not once per request
+    assert again.json() == body and _HISTORIES[ctx.chain].requests == fetched

@@ -137,3 +137,23 @@ def test_registry_replay_in_small_ranges_gives_the_same_state(pruned_space: Spac
     assert ranged == whole and len(whole.parties) == 5  # three providers, two consumers
     assert ranged.with_role(space.providers[0].address, PROVIDER)
     assert ranged.with_role(space.consumers[1].address, CONSUMER)
+
+
+def test_registry_history_starts_over_when_the_chain_was_reverted(chain: Chain) -> None:
+    space = build_space(chain)
+    reg, fresh = space.contracts.registry, chain.accounts[11]
+    history = RegistryHistory(chain, reg)
+    snap = chain.snapshot()
+    chain.transact(
+        reg.functions.register(fresh.address, CONSUMER, b"\x03" * 32, "did:x"),
+        sender=space.operator,
+    )
+    head = chain.w3.eth.block_number
+    assert history.at(head).party(fresh.address)[0] == CONSUMER
+    chain.revert(snap)  # the block is gone; another one takes its height
+    chain.transact(
+        reg.functions.register(fresh.address, PROVIDER, b"\x03" * 32, "did:x"),
+        sender=space.operator,
+    )
+    assert chain.w3.eth.block_number == head
+    assert history.at(head).party(fresh.address)[0] == PROVIDER

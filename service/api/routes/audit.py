@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
 from service.api import rounds
+from service.api.context import ServiceContext
 from service.api.deps import CtxDep, PrincipalDep, StaffDep
 from service.api.schemas import AuditReportOut, SettlementAuditOut
 from service.audit.receipt import audit_receipt
+from service.audit.roles import RegistryHistory
 from service.audit.trust import TrustedDeployment
+from service.chain.client import Chain
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+# One registry history per served chain: its logs are fetched once, not on every request
+# (a reorganised chain is noticed by the history itself).
+_HISTORIES: weakref.WeakKeyDictionary[Chain, RegistryHistory] = weakref.WeakKeyDictionary()
+_HISTORIES_LOCK = threading.Lock()
+
+
+def _history(ctx: ServiceContext) -> RegistryHistory:
+    registry = ctx.contracts.registry
+    with _HISTORIES_LOCK:
+        found = _HISTORIES.get(ctx.chain)
+        if found is None or found.address != registry.address:
+            block = ctx.contracts.deployment.contracts["ParticipantRegistry"].block
+            found = _HISTORIES[ctx.chain] = RegistryHistory(ctx.chain, registry, from_block=block)
+        return found
 
 
 @router.post("/receipt", response_model=AuditReportOut)
@@ -25,7 +45,7 @@ def audit_receipt_doc(doc: dict[str, Any], ctx: CtxDep, principal: PrincipalDep)
         ctx.contracts.deployment, source="this server's deployment"
     )
     with ctx.chain_guard():
-        report = audit_receipt(doc, chain=ctx.chain, trusted=trusted)
+        report = audit_receipt(doc, chain=ctx.chain, trusted=trusted, history=_history(ctx))
     return report.to_json()
 
 

@@ -289,6 +289,10 @@ class Chain:
             raise _reverted(err, what=what) from None
         return self._send(dict(tx), sender=sender, what=what)
 
+    def read(self, fn: Callable[[], T], *, what: str) -> T:
+        """Run a read-only node request (event logs, a block) with the client's retries."""
+        return _retry(fn, what=what)
+
     def call(self, fn: ContractFunction, *, block: BlockIdentifier = "latest") -> Any:
         """Call a view function; reverts become :class:`TransactionReverted`."""
         try:

@@ -64,8 +64,11 @@ def latest_anchor(session: Session) -> AnchorRow | None:
 
 def _tx_of(chain: Chain, ledger: Contract, seq: int, block: int) -> str:
     """The hash of the transaction that anchored ``seq`` (searched in its block)."""
-    events = ledger.events.CheckpointAnchored().get_logs(
-        from_block=block, to_block=block, argument_filters={"seq": seq}
+    events = chain.read(
+        lambda: ledger.events.CheckpointAnchored().get_logs(
+            from_block=block, to_block=block, argument_filters={"seq": seq}
+        ),
+        what=f"checkpoint {seq} event",
     )
     for ev in events:
         if int(ev["args"]["seq"]) == seq:

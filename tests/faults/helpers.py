@@ -217,14 +217,16 @@ def post_batches(
     *,
     retry_503: bool = False,
     stop: threading.Event | None = None,
+    max_retries: int = 600,
 ) -> None:
     """POST batches until ``work`` runs out, the server goes away or ``stop`` is set.
     A batch whose answer never came goes to ``acks.unknown``; with ``retry_503`` a 503
-    is retried (its code counted) until the batch is acknowledged."""
+    is retried (its code counted, 50 ms apart, at most ``max_retries`` times) until the
+    batch is acknowledged."""
     with httpx.Client(base_url=url, timeout=30.0) as http:
         for batch in work:
             body = {"entries": [e.to_json() for e in batch]}
-            while True:
+            for _ in range(max_retries):
                 if stop is not None and stop.is_set() and not retry_503:
                     with acks.lock:
                         acks.unknown.append(batch)  # never sent
@@ -245,6 +247,8 @@ def post_batches(
                 assert r.status_code == 200, f"{r.status_code}: {r.text}"
                 acks.record(batch, r.json()["results"])
                 break
+            else:
+                raise AssertionError(f"still 503 after {max_retries} tries")
             if stop is not None and stop.is_set():
                 return
 

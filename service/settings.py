@@ -18,6 +18,7 @@ from service.errors import ConfigError
 PLACEHOLDER_SECRETS = frozenset(
     {"", "change-me", "changeme", "secret", "dev-secret-not-for-production"}
 )
+MIN_SECRET_CHARS = 32
 
 
 class Settings(BaseSettings):
@@ -30,7 +31,8 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///.tally/tally.db"
     network: str = "embedded"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    # Signs API bearer tokens. The default is a placeholder, refused outside dev/test.
+    # Signs API bearer tokens. The default is a placeholder: `tally serve` refuses it on
+    # every network but the embedded one, and TALLY_ENV=prod refuses it everywhere.
     jwt_secret: SecretStr = SecretStr("dev-secret-not-for-production")
     token_ttl_s: int = Field(default=900, gt=0, le=86_400)
 
@@ -58,9 +60,33 @@ class Settings(BaseSettings):
     def _no_placeholders_in_prod(self) -> Settings:
         if self.env == "prod" and self.jwt_secret.get_secret_value() in PLACEHOLDER_SECRETS:
             raise ValueError("TALLY_JWT_SECRET must be set to a real secret when TALLY_ENV=prod")
-        if self.env == "prod" and len(self.jwt_secret.get_secret_value()) < 32:
-            raise ValueError("TALLY_JWT_SECRET must be at least 32 characters when TALLY_ENV=prod")
+        if self.env == "prod" and len(self.jwt_secret.get_secret_value()) < MIN_SECRET_CHARS:
+            raise ValueError(
+                f"TALLY_JWT_SECRET must be at least {MIN_SECRET_CHARS} characters "
+                "when TALLY_ENV=prod"
+            )
         return self
+
+    def check_token_secret(self, *, network: str, embedded: bool) -> None:
+        """:class:`ConfigError` unless ``TALLY_JWT_SECRET`` is a real secret, on every
+        network but the embedded one.
+
+        Whoever knows the key can mint a token for any address, the operator's included.
+        The embedded chain lives and dies with its process and its keys are the public dev
+        mnemonic, so the placeholder is harmless there; anvil and consortium deployments
+        (whatever ``TALLY_ENV`` says) need a key of their own. The CLI commands that sign
+        no tokens do not call this.
+        """
+        if embedded:
+            return
+        secret = self.jwt_secret.get_secret_value()
+        if secret in PLACEHOLDER_SECRETS or len(secret) < MIN_SECRET_CHARS:
+            raise ConfigError(
+                f"TALLY_JWT_SECRET must be a real secret of at least {MIN_SECRET_CHARS} "
+                f"characters on network {network!r} (the placeholder lets anyone mint "
+                "operator tokens), e.g. export TALLY_JWT_SECRET=$(python3 -c "
+                "'import secrets; print(secrets.token_urlsafe(32))')"
+            )
 
 
 def load_settings() -> Settings:

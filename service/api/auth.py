@@ -81,6 +81,7 @@ __all__ = [
 STATEMENT = "Sign in to the Tally API as this address."
 TOKEN_AUDIENCE = "tally-api"
 API_KEY_PREFIX = "tly_"
+MAX_TOKEN_CHARS = 2_048  # ours are about 330; anything longer is not one of them
 EXPIRED_NONCE_GRACE_S = 3_600  # spent or expired nonces are purged this long after expiry
 
 
@@ -253,7 +254,12 @@ def issue_token(
 
 
 def verify_token(*, token: str, secret: str, issuer: str) -> str:
-    """The address a valid token names; :class:`InvalidToken` for anything else."""
+    """The address a valid token names; :class:`InvalidToken` for anything else.
+
+    Tokens longer than :data:`MAX_TOKEN_CHARS` are refused unread: the JWT library
+    parses the header's JSON before it checks the signature."""
+    if len(token) > MAX_TOKEN_CHARS:
+        raise InvalidToken("the token is not valid")
     try:
         claims = jwt.decode(
             token,

@@ -3,13 +3,17 @@
 It holds the database engine, the chain connection, the deployment's contracts, the
 EIP-712 domain of the evidence log, the registry view that answers "who is this
 address" (:class:`~service.api.directory.LiveDirectory`), the settings and the
-per-process rate limiter. Routes reach it through ``CtxDep`` (:mod:`service.api.deps`).
+rate limiter (shared through the database on PostgreSQL, see :mod:`service.api.limits`).
+Routes reach it through ``CtxDep`` (:mod:`service.api.deps`).
 
 ``build_context`` reads :class:`~service.settings.Settings`: the network
 (``TALLY_NETWORK``: a name in ``chain-config/`` or a ``.toml`` path), the deployment file
 (``TALLY_DEPLOYMENT_FILE``, default ``chain-config/deployments/<network>.json``) and the
-database. The embedded network has no deployment to attach to: it lives inside this
-process, so a fresh contract set is deployed at start with the dev accounts (for local
+database, and refuses a placeholder ``TALLY_JWT_SECRET`` on every network but the
+embedded one (:meth:`~service.settings.Settings.check_token_secret`). The embedded
+network has no deployment to attach to: it lives inside this process, so a fresh
+contract set is deployed at start with the dev accounts, and a WARNING line
+(:data:`EMBEDDED_WARNING`) says that its state is lost on restart (for local
 development only; use a fresh database with it).
 """
 
@@ -24,7 +28,7 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy.engine import Engine
 
 from service.api.directory import LiveDirectory
-from service.api.limits import RateLimiter
+from service.api.limits import Limiter, make_limiter
 from service.chain.client import Chain
 from service.chain.config import deployment_path, load_deployment, load_network
 from service.chain.deploy import TallyContracts, attach, deploy_tally
@@ -37,6 +41,13 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
+EMBEDDED_WARNING = (
+    "embedded network: deploying a fresh contract set in this process; its chain state "
+    "(participants, checkpoints, rounds, deposits) is lost on restart, and the log "
+    "database then refers to contracts that no longer exist. Development only: use "
+    "anvil (tally chain up, TALLY_NETWORK=anvil) or another RPC network to keep it."
+)
+
 
 @dataclass
 class ServiceContext:
@@ -48,7 +59,7 @@ class ServiceContext:
     contracts: TallyContracts
     domain: Domain
     directory: LiveDirectory
-    limiter: RateLimiter
+    limiter: Limiter
     operator: LocalAccount | None = None
     owns_engine: bool = False
     # The embedded chain (eth-tester) is not thread-safe: its calls are serialized.
@@ -88,7 +99,9 @@ def make_context(
         contracts=contracts,
         domain=domain,
         directory=directory,
-        limiter=RateLimiter(rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst),
+        limiter=make_limiter(
+            engine=engine, rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst
+        ),
         operator=operator,
         owns_engine=owns_engine,
         _chain_lock=lock,
@@ -98,6 +111,7 @@ def make_context(
 def build_context(settings: Settings) -> ServiceContext:
     """Connect to the database and the chain the settings name (see the module docstring)."""
     network = load_network(settings.network)
+    settings.check_token_secret(network=network.name, embedded=network.kind == "embedded")
     chain = Chain.connect(network)
     operator: LocalAccount | None
     try:
@@ -107,7 +121,7 @@ def build_context(settings: Settings) -> ServiceContext:
     if network.kind == "embedded":
         if operator is None:  # pragma: no cover - the embedded network always has dev keys
             raise ConfigError("the embedded network needs its dev operator key")
-        log.warning("embedded network: deploying a fresh contract set (development only)")
+        log.warning(EMBEDDED_WARNING)
         contracts = deploy_tally(chain, admin=operator)
     else:
         path = settings.deployment_file or deployment_path(network.name)

@@ -1,12 +1,12 @@
 """Typed dependencies reused by every route (``SessionDep``, ``PrincipalDep``, ...).
 
 Authentication: ``Authorization: Bearer <token>`` (from ``POST /v1/auth/token``) or
-``X-API-Key: tly_...`` (an operator's API key). A credential that is present but not
-valid is a 401 on every endpoint, public ones included; no credential on a public
-endpoint is fine. The caller's address keys the rate limit (the client IP when there
-is none); the principal's roles and standing come from the registry on each request,
-through the role cache (``TALLY_ROLE_CACHE_S``), and :func:`service.api.auth.admit`
-refuses suspended participants (403).
+an operator's API key, as ``X-API-Key: tly_...`` or ``Authorization: Bearer tly_...``.
+A credential that is present but not valid is a 401 on every endpoint, public ones
+included; no credential on a public endpoint is fine. The caller's address keys the
+rate limit (the client IP when there is none); the principal's roles and standing come
+from the registry on each request, through the role cache (``TALLY_ROLE_CACHE_S``), and
+:func:`service.api.auth.admit` refuses suspended participants (403).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
-from service.api.auth import Principal, admit, api_key_address, verify_token
+from service.api.auth import API_KEY_PREFIX, Principal, admit, api_key_address, verify_token
 from service.api.context import ServiceContext
 from service.errors import InvalidInput, InvalidToken, RateLimited, Unauthenticated
 from service.settings import Settings
@@ -67,7 +67,13 @@ def caller(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Caller | None:
-    """The address the request's credential names; None without one; 401 if invalid."""
+    """The address the request's credential names; None without one; 401 if invalid.
+
+    An operator API key is accepted as a bearer credential too (``Authorization: Bearer
+    tly_...``), which is what scrapers such as Prometheus know how to send.
+    """
+    if bearer is not None and bearer.credentials.startswith(API_KEY_PREFIX):
+        api_key, bearer = bearer.credentials, None
     if bearer is not None:
         settings = ctx.settings
         address = verify_token(

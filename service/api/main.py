@@ -1,7 +1,7 @@
 """The FastAPI application: wires routers, error handlers, limits and metrics.
 
-``create_app()`` (what ``tally serve`` runs, as a uvicorn factory) builds its
-:class:`~service.api.context.ServiceContext` from the environment at startup;
+``create_app()`` (what ``tally serve`` runs, through the uvicorn factory ``serve_app``)
+builds its :class:`~service.api.context.ServiceContext` from the environment at startup;
 ``create_app(context=...)`` serves an existing one (tests, tools). OpenAPI at
 ``/openapi.json``, interactive docs at ``/docs``.
 """
@@ -19,10 +19,11 @@ from service.api import errors
 from service.api.background import BackgroundLoops
 from service.api.context import ServiceContext, build_context
 from service.api.deps import rate_limit
-from service.api.limits import BodyLimitMiddleware
+from service.api.limits import BodyLimitMiddleware, JsonDepthMiddleware
 from service.api.metrics import MetricsMiddleware
 from service.api.routes import audit, auth, domain, evidence, log, ops, participants, rounds
 from service.api.schemas import ErrorOut
+from service.jsonsafe import limit_recursion
 from service.settings import Settings, load_settings
 
 API_VERSION = "1.0.0"
@@ -36,7 +37,7 @@ DESCRIPTION = (
 COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": text}
     for code, text in (
-        (400, "Bad input (`invalid_input`, ...)"),
+        (400, "Bad input (`invalid_input`, `json_too_deep`, ...)"),
         (401, "No valid credential (`unauthenticated`, `invalid_token`, ...)"),
         (403, "Wrong role or suspended (`role_required`, `participant_suspended`, ...)"),
         (404, "Not found (`entry_not_found`, `not_anchored`, ...)"),
@@ -83,6 +84,15 @@ def create_app(
     for module in (auth, domain, evidence, log, participants, rounds, audit):
         app.include_router(module.router, dependencies=limited)
     app.include_router(ops.router)
+    app.add_middleware(JsonDepthMiddleware)  # inside the size limit: reads a bounded body
     app.add_middleware(BodyLimitMiddleware, max_bytes=conf.max_body_bytes)
     app.add_middleware(MetricsMiddleware)  # outermost: 413s are counted too
     return app
+
+
+def serve_app() -> FastAPI:
+    """``tally serve``'s uvicorn factory, run in every worker process: the recursion
+    limit that imports raised to 100,000 is put back first
+    (:func:`service.jsonsafe.limit_recursion`), then the app is built from the environment."""
+    limit_recursion()
+    return create_app()

@@ -1,12 +1,13 @@
-"""SQL tables of the API: sign-in nonces, operator API keys, computed rounds.
+"""SQL tables of the API: sign-in nonces, operator API keys, rate-limit buckets, rounds.
 
 They live in the shared database, so every API worker sees the same nonces (a nonce
-redeemed on one worker is spent for all of them), the same keys and the same rounds.
+redeemed on one worker is spent for all of them), the same keys, the same rate-limit
+buckets (on PostgreSQL) and the same rounds.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, String, Text
+from sqlalchemy import DDL, BigInteger, Column, Double, String, Text, event
 from sqlmodel import Field, SQLModel
 
 
@@ -33,6 +34,29 @@ class ApiKey(SQLModel, table=True):
     label: str = Field(sa_column=Column(String(200), nullable=False))
     created_at: int = Field(sa_column=Column(BigInteger, nullable=False))
     revoked_at: int | None = Field(default=None, sa_column=Column(BigInteger))
+
+
+class RateBucket(SQLModel, table=True):
+    """One caller's token bucket, shared by every worker (PostgreSQL; see
+    :class:`service.api.limits.SqlRateLimiter`). ``at`` is the database clock's epoch."""
+
+    __tablename__ = "api_rate_buckets"
+
+    key: str = Field(sa_column=Column(String(128), primary_key=True))
+    tokens: float = Field(sa_column=Column(Double, nullable=False))
+    at: float = Field(sa_column=Column(Double, nullable=False, index=True))
+
+
+# UNLOGGED on PostgreSQL: no WAL, so a take's commit waits for no disk flush (measured
+# 0.4 ms a take instead of 2.6 ms). After a database crash the table comes back empty,
+# which only means every bucket starts full again.
+event.listen(
+    SQLModel.metadata.tables["api_rate_buckets"],
+    "after_create",
+    DDL("ALTER TABLE api_rate_buckets SET UNLOGGED").execute_if(  # type: ignore[no-untyped-call]
+        dialect="postgresql"
+    ),
+)
 
 
 class RoundDraft(SQLModel, table=True):

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from service import jsonsafe
 from service.audit.receipt import AuditReport
 from service.audit.trust import TrustedDeployment
 from service.chain.client import Chain
@@ -121,7 +122,7 @@ def receipt(
 
 def _read_document(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return jsonsafe.loads(path.read_text(encoding="utf-8"), what=path.name)
     except FileNotFoundError:
         raise InvalidInput(f"no receipt file {path}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as err:

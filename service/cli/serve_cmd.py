@@ -8,7 +8,8 @@ log's appends are serialized by its row lock; one SQLite file is not meant for s
 writer processes) and an RPC network (the embedded chain lives inside one process).
 With one worker the loops run inside it; with several they run once, in this
 supervising process, and Prometheus metrics are aggregated across workers through
-``PROMETHEUS_MULTIPROC_DIR`` (a fresh folder under the data directory).
+``PROMETHEUS_MULTIPROC_DIR`` (a fresh folder under the data directory); the rate limit
+is shared by the workers through PostgreSQL (:mod:`service.api.limits`).
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ from service.settings import Settings, load_settings
 if TYPE_CHECKING:
     from service.api.background import BackgroundLoops
 
-APP = "service.api.main:create_app"
+APP = "service.api.main:serve_app"
 log = logging.getLogger("service.serve")
 
 
 def check_serve_options(settings: Settings, *, workers: int) -> None:
-    """Refuse combinations that cannot work, with a one-line reason."""
+    """Refuse combinations that cannot work or are not safe, with a one-line reason."""
+    network = load_network(settings.network)
+    settings.check_token_secret(network=network.name, embedded=network.kind == "embedded")
     if workers <= 1:
         return
     backend = make_url(settings.database_url).get_backend_name()
@@ -44,7 +47,7 @@ def check_serve_options(settings: Settings, *, workers: int) -> None:
             f"the workers share one database and {backend} is not made for several writer "
             "processes; use --workers 1 with SQLite"
         )
-    if load_network(settings.network).kind == "embedded":
+    if network.kind == "embedded":
         raise ConfigError(
             f"--workers {workers} needs an RPC network (TALLY_NETWORK=anvil or a .toml): "
             "the embedded chain lives inside one process"
@@ -65,7 +68,14 @@ def serve(
         bool, typer.Option("--index/--no-index", help="Follow the chain into the SQL mirror.")
     ] = True,
 ) -> None:
-    """Run the HTTP API (OpenAPI at /docs) and, optionally, anchoring and indexing."""
+    """Run the HTTP API (OpenAPI at /docs) and, optionally, anchoring and indexing.
+
+    GET /metrics (Prometheus) needs the operator role: a bearer token, or an operator API
+    key as X-API-Key or as Authorization: Bearer tly_... (what a Prometheus scrape job
+    sends). Off the embedded network TALLY_JWT_SECRET must be a real secret (32+
+    characters). The embedded network deploys fresh contracts at each start: its chain
+    state is lost on restart (a WARNING line says so).
+    """
     import uvicorn
 
     settings = load_settings()

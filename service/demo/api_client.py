@@ -5,13 +5,13 @@ chain can be shared with the API without a second process."""
 from __future__ import annotations
 
 import secrets
+import warnings
 from pathlib import Path
 from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
-from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
@@ -51,6 +51,9 @@ class InProcessApi:
         ctx = make_context(
             settings=settings, engine=engine, chain=chain, contracts=contracts, operator=operator
         )
+        with warnings.catch_warnings():  # imported here, not on every command's path
+            warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+            from fastapi.testclient import TestClient
         self._client = TestClient(create_app(context=ctx))
         self._client.__enter__()
         self._headers: dict[str, str] = {}

@@ -67,6 +67,7 @@ from typing import Any, Final, cast, get_args
 
 import rfc8785
 
+from service import jsonsafe
 from service.errors import InvalidPolicy
 from service.evidence.eip712 import parse_address
 from service.settlement.methods import BASIC_METHODS, BPS, Method, MethodParams
@@ -430,7 +431,7 @@ def parse_policy_text(text: str, *, toml: bool, name: str = "policy") -> Policy:
             raise InvalidPolicy(f"{name} is not valid TOML: {err}") from None
     else:
         try:
-            document = json.loads(text)
+            document = jsonsafe.loads(text, what=name)
         except json.JSONDecodeError as err:
             raise InvalidPolicy(f"{name} is not valid JSON: {err}") from None
     if not isinstance(document, dict):

@@ -44,6 +44,7 @@ AUTHENTICATED: list[tuple[str, str, Any, tuple[str, ...] | None]] = [
     ("get", f"/v1/bills/{A}?from=0&to=1", None, ("operator", "auditor")),
     ("post", "/v1/audit/receipt", {}, None),
     ("get", "/v1/audit/rounds/1", None, ("operator", "auditor")),
+    ("get", "/metrics", None, ("operator",)),
 ]
 
 PUBLIC: list[tuple[str, str, Any]] = [
@@ -97,5 +98,5 @@ def test_public_endpoints_need_no_token_and_refuse_a_bad_one(client: TestClient)
         assert r.status_code in (200, 404), (path, r.status_code, r.text)
         r = call(client, method, path, body, {"Authorization": "Bearer nope"})
         assert (r.status_code, code(r)) == (401, "invalid_token"), path
-    for path in ("/healthz", "/readyz", "/metrics"):
+    for path in ("/healthz", "/readyz"):
         assert client.get(path).status_code == 200

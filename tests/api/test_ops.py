@@ -4,16 +4,21 @@ methods and for unexpected failures (nothing internal leaks); rate and page limi
 from __future__ import annotations
 
 import re
+import threading
+import time
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from service.api.context import ServiceContext, make_context
+from service.api.limits import Limiter, RateLimiter, SqlRateLimiter, make_limiter
 from service.api.main import create_app
 from service.chain.client import Chain
 from service.chain.config import rpc_network
 from service.chain.devnode import free_port
+from service.db import make_engine
 from tests.api.conftest import SignIn, TestClient, api_settings, make_client
 from tests.evidence.test_log import agreement, receipt
 from tests.space import Space
@@ -73,12 +78,13 @@ def test_readyz_is_503_when_the_chain_node_is_gone(
 def test_metrics_count_requests_and_ingest(
     client: TestClient, space: Space, sign_in: SignIn
 ) -> None:
-    before = client.get("/metrics").text
+    op = sign_in(space.operator)
+    before = client.get("/metrics", headers=op).text
     h = sign_in(space.consumers[0])
     items = [agreement(space).to_json(), receipt(space, 1).to_json(), receipt(space, 1).to_json()]
     client.post("/v1/evidence", json={"entries": items}, headers=h)
     client.get("/v1/evidence/0x" + "ab" * 32)
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=op).text
     for status, n in [("accepted", 2), ("duplicate", 1)]:
         delta = sample(text, "tally_evidence_items_total", status=status) - sample(
             before, "tally_evidence_items_total", status=status
@@ -164,3 +170,97 @@ def test_database_down_is_503_not_a_leak(space: Space) -> None:
         assert "secret" not in r.text and "psycopg" not in r.text
         ready = client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["database"] == {"ok": False}
+
+
+# --- /metrics is the operator's -----------------------------------------------------------
+
+
+def test_metrics_refuse_anonymous_and_non_operators(
+    client: TestClient, space: Space, sign_in: SignIn
+) -> None:
+    r = client.get("/metrics")
+    assert (r.status_code, code(r)) == (401, "unauthenticated")
+    assert "tally_http_requests_total" not in r.text
+    for who in (space.consumers[0], space.auditor):
+        r = client.get("/metrics", headers=sign_in(who))
+        assert (r.status_code, code(r)) == (403, "role_required")
+    r = client.get("/metrics", headers=sign_in(space.operator))
+    assert r.status_code == 200 and "tally_http_requests_total" in r.text
+
+
+def test_metrics_scraper_uses_an_operator_api_key_as_bearer(
+    client: TestClient, space: Space, sign_in: SignIn
+) -> None:
+    op = sign_in(space.operator)
+    key = client.post("/v1/auth/api-keys", json={"label": "prometheus"}, headers=op).json()[
+        "api_key"
+    ]
+    for headers in ({"Authorization": f"Bearer {key}"}, {"X-API-Key": key}):
+        r = client.get("/metrics", headers=headers)
+        assert r.status_code == 200 and "tally_log_size" in r.text
+    r = client.get("/metrics", headers={"Authorization": "Bearer tly_" + "x" * 43})
+    assert (r.status_code, code(r)) == (401, "invalid_token")
+
+
+# --- the rate limit's store ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_rate_limit_on_sqlite_lives_in_the_process(ctx: ServiceContext) -> None:
+    assert isinstance(ctx.limiter, RateLimiter)  # one worker on SQLite: exact, no writes
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_rate_limit_buckets_in_postgres_are_shared_by_every_limiter(
+    engine: Engine, db_url: str
+) -> None:
+    # two engines, as two worker processes have: one bucket per caller between them
+    other = make_engine(db_url)
+    try:
+        a = make_limiter(engine=engine, rate_per_s=0.001, burst=5)
+        b = make_limiter(engine=other, rate_per_s=0.001, burst=5)
+        assert isinstance(a, SqlRateLimiter) and isinstance(b, SqlRateLimiter)
+        allowed = [lim.take("ip:10.0.0.1") is None for lim in (a, b) * 6]
+        assert allowed == [True] * 5 + [False] * 7
+        wait = a.take("ip:10.0.0.1")
+        assert wait is not None and 900 < wait <= 1000  # one token per 1000 s
+        assert b.take("0xAnotherCaller") is None  # buckets are per caller
+        # concurrent takes of one caller: the row lock lets exactly `burst` through
+        results: list[bool] = []
+        lock = threading.Lock()
+
+        def hammer(lim: Limiter) -> None:
+            for _ in range(10):
+                ok = lim.take("ip:10.0.0.2") is None
+                with lock:
+                    results.append(ok)
+
+        threads = [threading.Thread(target=hammer, args=(lim,)) for lim in (a, b) * 3]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert (len(results), results.count(True)) == (60, 5)
+    finally:
+        other.dispose()
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_rate_limit_buckets_refill_and_idle_ones_are_pruned(engine: Engine) -> None:
+    ticks = [0.0]
+    lim = SqlRateLimiter(engine=engine, rate_per_s=20.0, burst=2, clock=lambda: ticks[0])
+    assert [lim.take("k") is None for _ in range(3)] == [True, True, False]
+    time.sleep(0.06)  # the database's clock refills: 20/s -> one token after 50 ms
+    assert lim.take("k") is None
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE api_rate_buckets SET at = at - 3600"))
+    ticks[0] = 61.0  # the next allowed take prunes buckets idle past burst/rate
+    assert lim.take("fresh") is None
+    with engine.connect() as conn:
+        keys = conn.execute(text("SELECT key FROM api_rate_buckets")).scalars().all()
+    assert keys == ["fresh"]
+    with engine.connect() as conn:  # unlogged: a take never waits for a WAL flush
+        persistence = conn.execute(
+            text("SELECT relpersistence FROM pg_class WHERE relname = 'api_rate_buckets'")
+        ).scalar()
+    assert persistence == "u"

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from eth_account.signers.local import LocalAccount
+from pydantic import SecretStr
 
 from service.api.process import ServeProcess, write_network_file
 from service.audit.receipt import audit_receipt
@@ -161,8 +162,8 @@ def check_log(url: str, acked: dict[str, int]) -> list[dict[str, Any]]:
     return log
 
 
-def metric(url: str, name: str, status: str) -> float:
-    text = httpx.get(url + "/metrics").text
+def metric(url: str, name: str, status: str, headers: dict[str, str]) -> float:
+    text = httpx.get(url + "/metrics", headers=headers).text
     for line in text.splitlines():
         if line.startswith(f'{name}{{status="{status}"}}'):
             return float(line.split()[-1])
@@ -222,8 +223,10 @@ def test_two_workers_keep_every_acknowledged_entry_across_a_kill(
         assert len(acked) == 2 * WAVE * BATCH
         check_log(url, acked)
         # the workers' metrics are aggregated: whichever worker answers counts everything
-        assert metric(url, "tally_evidence_items_total", "accepted") == 2 * WAVE * BATCH + 2
-        assert metric(url, "tally_evidence_items_total", "duplicate") == 2 * WAVE * BATCH
+        with httpx.Client(base_url=url, timeout=30.0) as http:
+            op = token(http, space.operator)
+        assert metric(url, "tally_evidence_items_total", "accepted", op) == 2 * WAVE * BATCH + 2
+        assert metric(url, "tally_evidence_items_total", "duplicate", op) == 2 * WAVE * BATCH
 
         # second wave, killed in flight
         stop = threading.Event()
@@ -280,7 +283,12 @@ def _resign(space: Space, signed: SignedEntry, consumer: LocalAccount) -> Signed
 def test_serve_refuses_several_workers_without_postgres_or_with_the_embedded_chain(
     tmp_path: Path,
 ) -> None:
-    sqlite = Settings(env="test", database_url=f"sqlite:///{tmp_path}/x.db", network="anvil")
+    sqlite = Settings(
+        env="test",
+        database_url=f"sqlite:///{tmp_path}/x.db",
+        network="anvil",
+        jwt_secret=SecretStr(SECRET),
+    )
     with pytest.raises(ConfigError, match="needs PostgreSQL"):
         check_serve_options(sqlite, workers=2)
     check_serve_options(sqlite, workers=1)

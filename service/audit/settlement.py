@@ -69,6 +69,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlmodel import Session, col, select
 from web3.contract import Contract
 
+from service import jsonsafe
 from service.audit.log import open_log_engine
 from service.audit.receipt import AuditReport
 from service.audit.roles import RegistryHistory
@@ -158,7 +159,7 @@ class ExportFileSource:
     def _header(self, fh: IO[str]) -> dict[str, Any]:
         first = fh.readline()
         try:
-            head = json.loads(first)
+            head = jsonsafe.loads(first, what=f"{self.path.name} line 1")
         except json.JSONDecodeError:
             raise LogExportInvalid(f"{self.path.name}: the first line is not JSON") from None
         if not isinstance(head, dict) or head.get("format") != EXPORT_FORMAT:
@@ -172,7 +173,7 @@ class ExportFileSource:
                 if not line.strip():
                     continue
                 try:
-                    item = json.loads(line)
+                    item = jsonsafe.loads(line, what=f"{self.path.name} line {number}")
                     index = item["leaf_index"]
                     data = bytes.fromhex(str(item["data"]).removeprefix("0x"))
                 except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:

@@ -30,6 +30,7 @@ from rich.table import Table
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from service import jsonsafe
 from service.chain.client import Chain
 from service.cli.chain_cmd import DbOpt, DeploymentOpt, NetworkOpt, RpcOpt, connect, contracts_for
 from service.errors import CheckpointNotFound, ConfigError, InvalidInput
@@ -687,7 +688,7 @@ def audit_settlement_cmd(
     payouts_doc = None
     if payouts is not None:
         try:
-            payouts_doc = json.loads(payouts.read_text(encoding="utf-8"))
+            payouts_doc = jsonsafe.loads(payouts.read_text(encoding="utf-8"), what=payouts.name)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise InvalidInput(f"cannot read the payout file {payouts}: {err}") from None
     period = None

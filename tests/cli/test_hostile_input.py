@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from service.errors import JsonTooDeep
+
 TALLY = str(Path(sys.executable).parent / "tally")
 HOSTILE = "hostile.json"
 COMMANDS = {
@@ -23,6 +25,8 @@ COMMANDS = {
     "policy": ["settle", "run", "--round", "1", "--from", "2026-01-01", "--to", "2026-02-01",
                "--policy", HOSTILE],
     "payouts": ["claim", "--round", "1", "--all", "--payouts", HOSTILE],
+    "audit payouts": ["audit", "settlement", "1", "--rpc", "http://127.0.0.1:9", "--log-file",
+                      "log.json", "--policy", "policy.json", "--payouts", HOSTILE],
     "help": ["--help"],
     "serve help": ["serve", "--help"],
 }  # fmt: skip
@@ -41,7 +45,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Done]:
     the hostile file: 100,000 nested '['."""
     cwd = tmp_path_factory.mktemp("hostile")
     (cwd / HOSTILE).write_text("[" * 100_000, encoding="utf-8")
-    env = {**os.environ, "PYTHONWARNINGS": "default", "TALLY_DATA_DIR": str(cwd / "data")}
+    env = {
+        **os.environ,
+        "PYTHONWARNINGS": "default",
+        "TALLY_DATA_DIR": str(cwd / "data"),
+        "COLUMNS": "200",
+    }
     procs = {
         name: subprocess.Popen(
             [TALLY, *args],
@@ -80,9 +89,24 @@ def test_claim_hostile_payout_file_one_line_error(runs: dict[str, Done]) -> None
     one_line_error(runs["payouts"])
 
 
+def test_audit_settlement_hostile_payout_file_one_line_error(runs: dict[str, Done]) -> None:
+    one_line_error(runs["audit payouts"])
+
+
+def test_audit_settlement_hostile_export_file_is_refused(tmp_path: Path) -> None:
+    # the operator's log export, which the auditor reads line by line
+    from service.audit.settlement import ExportFileSource
+
+    path = tmp_path / "log-export.jsonl"
+    path.write_text("[" * 100_000 + "\n", encoding="utf-8")
+    with pytest.raises(JsonTooDeep, match=r"log-export\.jsonl line 1 nests deeper than 64"):
+        ExportFileSource(path).header()
+
+
 def test_cli_prints_no_warnings(runs: dict[str, Done]) -> None:
     for name in ("help", "serve help"):
         done = runs[name]
         assert done.returncode == 0, done.stderr
         assert done.stderr == "", f"tally {name} printed: {done.stderr[:500]}"
         assert "Usage" in done.stdout
+    assert "GET /metrics (Prometheus) needs the operator role" in runs["serve help"].stdout

@@ -494,8 +494,8 @@ def audit_settlement(
     round's published claim file (``payouts.json``), to name the first differing payout.
     ``period``: the statement's ``(start, end)`` to hold against the on-chain period (by
     default the payout file's ``period``); the recomputation uses the on-chain period.
-    ``from_block``: where the vault's events are read from for the ``overlap`` check (its
-    deployment block). Returns the report; raises only when the chain cannot be read.
+    ``from_block``: where the vault's and the registry's events are read from for the
+    ``overlap`` and ``roles`` checks (the deployment block). Returns the report; raises only when the chain cannot be read.
     """
     report = SettlementAuditReport(subject=f"settlement round {round_id}")
     names_after_round = [
@@ -579,7 +579,9 @@ def audit_settlement(
     )
     entries_ok = entries_ok and problem is None
     registry = chain.contract("ParticipantRegistry", str(chain.call(vault.functions.registry())))
-    role_problem = _role_problem(decoded, _Registry(chain, registry, cp.block_number))
+    role_problem = _role_problem(
+        decoded, _Registry(chain, registry, cp.block_number, from_block=from_block)
+    )
     report.add(
         "roles",
         role_problem is None,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,6 +35,7 @@ from service.cli.chain_cmd import DbOpt, DeploymentOpt, NetworkOpt, RpcOpt, conn
 from service.errors import CheckpointNotFound, ConfigError, InvalidInput
 from service.evidence.models import AnchorRow
 from service.settings import get_settings
+from service.settlement.period import parse_time
 
 console = Console()
 settle_app = typer.Typer(
@@ -62,20 +62,6 @@ CheckpointOpt = Annotated[
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def parse_time(value: str, what: str = "time") -> int:
-    """Unix seconds, or an ISO 8601 date / date-time (UTC when no offset is given)."""
-    text = value.strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"{what} {value!r} is neither unix seconds nor ISO 8601") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp())
 
 
 def _engine(db: str | None) -> Engine:

@@ -13,6 +13,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -225,6 +226,26 @@ def test_bills_of_a_consumer(
     r = client.get(f"/v1/bills/{c0.address}", params={"from": P0}, headers=h)
     assert (r.status_code, code(r)) == (422, "validation_error")
     assert client.get(f"/v1/bills/{c0.address}", params={"from": P0, "to": P1}).status_code == 401
+
+
+def test_bills_take_iso_dates_like_the_cli(
+    client: TestClient, ctx: ServiceContext, space: Space, sign_in: SignIn
+) -> None:
+    c0 = space.consumers[0]
+    h = sign_in(c0)
+    prepare(client, ctx, space, sign_in)
+    unix = client.get(f"/v1/bills/{c0.address}", params={"from": P0, "to": P1}, headers=h)
+    iso = {
+        "from": datetime.fromtimestamp(P0, tz=UTC).isoformat(),
+        "to": datetime.fromtimestamp(P1, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    r = client.get(f"/v1/bills/{c0.address}", params=iso, headers=h)
+    assert r.status_code == 200 and r.json() == unix.json()
+    assert r.json()["total"] == "60000"
+    for bad in ("yesterday", "-5", str(2**64), "2026-13-01", "9" * 65):
+        r = client.get(f"/v1/bills/{c0.address}", params={"from": bad, "to": P1}, headers=h)
+        assert r.status_code in (400, 422), (bad, r.text)
+        assert code(r) in ("invalid_input", "validation_error"), (bad, r.text)
 
 
 # --- rounds proposed outside the API: served from their published statement --------------

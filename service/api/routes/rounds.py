@@ -15,7 +15,6 @@ from service.api.deps import CtxDep, OperatorDep, PageDep, PrincipalDep
 from service.api.schemas import (
     ADDRESS_PATTERN,
     MAX_INDEX,
-    MAX_TIME,
     BillOut,
     ClaimOut,
     RoundDraftOut,
@@ -24,12 +23,17 @@ from service.api.schemas import (
     RoundsOut,
     StatementOut,
 )
+from service.settlement.period import parse_time
 
 router = APIRouter(tags=["rounds"])
 
 RoundIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="The round id.")]
 AddressPath = Annotated[str, Path(pattern=ADDRESS_PATTERN)]
 STAFF = ("operator", "auditor")
+_TIME_HELP = (
+    "Unix seconds (`1767225600`) or ISO 8601 (`2026-01-01`, `2026-01-01T08:00:00+08:00`;"
+    " UTC when no offset is given)."
+)
 
 
 @router.post("/v1/rounds", response_model=RoundDraftOut)
@@ -166,8 +170,8 @@ def bill(
     address: AddressPath,
     ctx: CtxDep,
     principal: PrincipalDep,
-    from_: Annotated[int, Query(alias="from", ge=0, le=MAX_TIME)],
-    to: Annotated[int, Query(ge=0, le=MAX_TIME)],
+    from_: Annotated[str, Query(alias="from", max_length=64, description=_TIME_HELP)],
+    to: Annotated[str, Query(max_length=64, description=_TIME_HELP + " Excluded.")],
     checkpoint: Annotated[int | None, Query(ge=0, le=MAX_INDEX)] = None,
 ) -> dict[str, Any]:
     """What consumer ``address`` owes for ``[from, to)`` (receipts x unit price), under
@@ -177,7 +181,7 @@ def bill(
     return rounds.bill_of(
         engine=ctx.engine,
         consumer=who,
-        period_start=from_,
-        period_end=to,
+        period_start=parse_time(from_, "from"),
+        period_end=parse_time(to, "to"),
         checkpoint_seq=checkpoint,
     )

@@ -43,7 +43,7 @@ SECRET = "faults-secret-" + "x" * 40
 AG = b"\xa1" * 32  # the agreement of tests.evidence.test_log.agreement
 T0 = 1_700_000_000
 
-_FORK = multiprocessing.get_context("fork")
+FORK = multiprocessing.get_context("fork")
 
 
 # --- children -----------------------------------------------------------------------------
@@ -51,7 +51,7 @@ _FORK = multiprocessing.get_context("fork")
 
 def fork(target: Callable[..., None], *args: Any) -> BaseProcess:
     """Run ``target(*args)`` in a forked child (imports already loaded)."""
-    child = _FORK.Process(target=target, args=args, daemon=True)
+    child = FORK.Process(target=target, args=args, daemon=True)
     child.start()
     return child
 

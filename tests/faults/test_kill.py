@@ -2,9 +2,10 @@
 anchoring loop, and the indexer (>= 30 trials each, one long-lived anvil, children
 forked from this already-imported process).
 
-- serve: clients POST /v1/evidence batches; after each kill and restart every entry a
-  2xx answer acknowledged is in the log exactly once, at the leaf it was given; a batch
-  whose answer never came is all in the log or not at all, and sent again it lands once.
+- serve: two clients POST /v1/evidence batches; the server is killed at a seeded delay
+  after its first answer. After each kill and restart every entry a 2xx answer
+  acknowledged is in the log exactly once, at the leaf it was given; a batch whose
+  answer never came is all in the log or not at all, and sent again it lands once.
 - anchoring: the log grows while the loop anchors; after each kill every anchored
   checkpoint is a root of the tree at its size, no size is anchored twice, SQL holds
   no checkpoint the chain lacks and at most the one whose receipt the kill cut off,
@@ -54,6 +55,7 @@ from service.indexer.source import RpcSource
 from service.indexer.store import T_CURSORS
 from tests.evidence.test_log import agreement
 from tests.faults.helpers import (
+    FORK,
     Acks,
     Clients,
     check_log,
@@ -135,8 +137,14 @@ def test_kill_serve_mid_ingest_keeps_every_acknowledged_entry_once(
                 assert r.json()["results"][0]["status"] == "accepted", r.text
             again = [rng.choice(acks.done)] if acks.done else []  # answered: duplicates
             work = _Work(resend + again, make)
+            answered = acks.batches
             threads = Clients(post_batches, (url, headers, work, acks), clients).start()
-            time.sleep(rng.uniform(0.02, 0.3))
+            delay = rng.uniform(0.0, 0.3)  # drawn first: the same seed, the same delays
+            deadline = time.monotonic() + 30
+            while acks.batches == answered and not threads.errors:  # ingesting, then kill
+                assert time.monotonic() < deadline, "no batch answered"
+                time.sleep(0.002)
+            time.sleep(delay)
         finally:
             sigkill(child)
         threads.join()
@@ -196,8 +204,9 @@ def _read_log(url: str) -> list[dict[str, Any]]:
 # --- the anchoring loop -------------------------------------------------------------------
 
 
-def anchor_child(env: dict[str, str], log_path: str) -> None:
-    """The anchoring loop of ``tally serve`` (BackgroundLoops), ticking every 10 ms."""
+def anchor_child(env: dict[str, str], log_path: str, started: Any) -> None:
+    """The anchoring loop of ``tally serve`` (BackgroundLoops), ticking every 10 ms;
+    ``started`` is set once it runs."""
     os.environ.update(env)
     logging.basicConfig(level=logging.WARNING, filename=log_path, force=True)
     from service.api.background import BackgroundLoops
@@ -206,6 +215,7 @@ def anchor_child(env: dict[str, str], log_path: str) -> None:
 
     loops = BackgroundLoops(build_context(load_settings()), anchor_every_s=0.01, index=False)
     loops.start()
+    started.set()
     threading.Event().wait()  # until killed
 
 
@@ -258,7 +268,7 @@ def test_kill_anchoring_loop_never_double_anchors_or_loses_a_checkpoint(
     nonces = itertools.count(1)
     operator_nonce0 = chain.w3.eth.get_transaction_count(space.operator.address)
     on_chain: list[OnChainCheckpoint] = []
-    cut_off = 0  # kills between the anchor transaction and its row in SQL
+    cut_off: set[int] = set()  # checkpoints a kill left on chain but not in SQL
     log_path = tmp_path / "anchor.log"
 
     def check() -> list[AnchorRow]:
@@ -283,19 +293,22 @@ def test_kill_anchoring_loop_never_double_anchors_or_loses_a_checkpoint(
         return rows
 
     for _trial in range(TRIALS):
-        child = fork(anchor_child, env, str(log_path))
+        delay = rng.uniform(0.0, 0.3)
+        started = FORK.Event()
+        child = fork(anchor_child, env, str(log_path), started)
         try:
             with _Appender(make_engine(db_url), space, nonces):
-                time.sleep(rng.uniform(0.1, 0.5))
+                assert started.wait(30), "the anchoring loop did not start"
+                time.sleep(delay)  # the loop anchors (and the log grows) meanwhile
                 sigkill(child)
         finally:
             sigkill(child)
         rows = check()
-        cut_off += len(rows) < len(on_chain)
+        cut_off.update(cp.seq for cp in on_chain[len(rows) :])
         engine.dispose()
 
     # the last restart: the loop records what the chain has, then anchors the rest
-    child = fork(anchor_child, env, str(log_path))
+    child = fork(anchor_child, env, str(log_path), FORK.Event())
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -314,7 +327,7 @@ def test_kill_anchoring_loop_never_double_anchors_or_loses_a_checkpoint(
     figures.update(
         trials=TRIALS,
         checkpoints=len(on_chain),
-        kills_between_send_and_record=cut_off,
+        kills_between_send_and_record=len(cut_off),
         anchor_transactions=sent,
         double_anchors=sent - len(on_chain) + refused,
         checkpoints_lost=len(on_chain) - len(rows),

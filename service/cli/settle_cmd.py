@@ -35,7 +35,7 @@ from service.cli.chain_cmd import DbOpt, DeploymentOpt, NetworkOpt, RpcOpt, conn
 from service.errors import CheckpointNotFound, ConfigError, InvalidInput
 from service.evidence.models import AnchorRow
 from service.settings import get_settings
-from service.settlement.period import parse_time
+from service.settlement.period import format_time, parse_time
 
 console = Console()
 settle_app = typer.Typer(
@@ -133,8 +133,9 @@ def _statement_tables(statement: dict[str, Any]) -> None:
     total = int(statement["total"])
     table = Table(
         title=(
-            f"Round {statement['round_id']}: period [{statement['period']['start']}, "
-            f"{statement['period']['end']}), checkpoint size {statement['checkpoint']['size']}"
+            f"Round {statement['round_id']}: period [{format_time(statement['period']['start'])}"
+            f", {format_time(statement['period']['end'])}), checkpoint size "
+            f"{statement['checkpoint']['size']}"
         )
     )
     for name, justify in (
@@ -146,7 +147,7 @@ def _statement_tables(statement: dict[str, Any]) -> None:
         ("share", "right"),
         ("index", "right"),
     ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for who in statement["participants"]:
         roles = sorted({line["role"] for line in who["lines"]})
         payout = int(who["payout"])
@@ -170,7 +171,8 @@ def _statement_tables(statement: dict[str, Any]) -> None:
 def _bill_table(bills: list[dict[str, Any]]) -> None:
     table = Table(title="Bills (what each consumer owes for the period)")
     for name in ("consumer", "agreement", "receipts", "units", "unit price", "amount"):
-        table.add_column(name, justify="left" if name in ("consumer", "agreement") else "right")
+        justify = "left" if name in ("consumer", "agreement") else "right"
+        table.add_column(name, justify=justify, overflow="fold")
     for bill in bills:
         for line in bill["agreements"]:
             table.add_row(
@@ -261,9 +263,10 @@ def settle_run(
     console.print(f"round files written to {files.directory}")
     if proposed is not None:
         console.print(
-            f"proposed round {round_id} for [{proposed.period_start}, {proposed.period_end}): "
-            f"tx {proposed.tx_hash}, block {proposed.block_number}, challenges until "
-            f"{proposed.challenge_deadline}; debits "
+            f"proposed round {round_id} for [{format_time(proposed.period_start)}, "
+            f"{format_time(proposed.period_end)}): tx {proposed.tx_hash}, block "
+            f"{proposed.block_number}, challenges until "
+            f"{format_time(proposed.challenge_deadline)}; debits "
             + ", ".join(f"{a} {v}" for a, v in proposed.debits)
         )
 
@@ -560,7 +563,7 @@ def withdraw_request(
         return
     typer.echo(
         f"withdrawal of {amount} requested by {sender.address}; `tally withdraw complete` from "
-        f"{available_at} (unix seconds) on; until then rounds may still debit it"
+        f"{format_time(available_at)} on; until then rounds may still debit it"
     )
 
 
@@ -600,7 +603,9 @@ def withdraw_status(
     who = _address(account, "ACCOUNT") if account is not None else _signer(chain, key_env).address
     free = balance_of(chain=chain, vault=contracts.vault, account=who)
     amount, at = pending_withdrawal(chain=chain, vault=contracts.vault, account=who)
-    request = f"{amount} requested, available from {at}" if at else "no withdrawal requested"
+    request = (
+        f"{amount} requested, available from {format_time(at)}" if at else "no withdrawal requested"
+    )
     typer.echo(f"{who}: free balance {free}; {request}")
 
 

@@ -59,6 +59,7 @@ from service.chain.client import Chain
 from service.errors import (
     InsufficientBalance,
     InvalidInput,
+    RoundExists,
     RoundMismatch,
     RoundNotFound,
     SettlementError,
@@ -479,6 +480,15 @@ def propose(
     seq = result.checkpoint_seq if evidence_seq is None else evidence_seq
     if seq is None:
         raise SettlementError("propose needs the evidence checkpoint seq the round was built on")
+    try:
+        taken = read_round(chain=chain, vault=vault, round_id=result.round_id)
+    except RoundNotFound:
+        pass
+    else:
+        raise RoundExists(
+            f"round id {result.round_id} is already used on chain ({taken.status}); ids are "
+            "never reused, not even cancelled ones: choose a new round id"
+        )
     checkpoint = read_checkpoint(chain, ledger_of(chain=chain, vault=vault), seq)
     if checkpoint.tree_size != result.checkpoint_size:
         raise RoundMismatch(

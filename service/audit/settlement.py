@@ -495,7 +495,8 @@ def audit_settlement(
     ``period``: the statement's ``(start, end)`` to hold against the on-chain period (by
     default the payout file's ``period``); the recomputation uses the on-chain period.
     ``from_block``: where the vault's and the registry's events are read from for the
-    ``overlap`` and ``roles`` checks (the deployment block). Returns the report; raises only when the chain cannot be read.
+    ``overlap`` and ``roles`` checks (the deployment block). Returns the report; raises
+    only when the chain cannot be read.
     """
     report = SettlementAuditReport(subject=f"settlement round {round_id}")
     names_after_round = [

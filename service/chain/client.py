@@ -37,6 +37,7 @@ from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.exceptions import (
     ContractLogicError,
+    MethodUnavailable,
     TimeExhausted,
     TransactionNotFound,
     Web3RPCError,
@@ -209,6 +210,7 @@ class Chain:
         self._nonces = nonces or PROCESS_NONCES
         self._node = _node_key(w3)
         self._lock = threading.Lock()
+        self._estimate_pending = True
 
     # --- construction -------------------------------------------------------------------
 
@@ -278,16 +280,25 @@ class Chain:
         value: int = 0,
         gas: int | None = None,
     ) -> TxReceipt:
-        """Sign and send ``fn`` from ``sender``; wait for the receipt; decode any revert."""
+        """Sign and send ``fn`` from ``sender``; wait for the receipt; decode any revert.
+
+        Without ``gas``, the gas is estimated under the sender's nonce lock (a revert there
+        is raised before anything is sent), so a transaction another thread sent just
+        before is part of the state it is estimated on."""
         what = _fn_label(fn)
-        params: TxParams = {"from": sender.address, "value": Wei(value)}
-        if gas is not None:
-            params["gas"] = gas
+        # a placeholder keeps build_transaction from estimating outside the lock
+        params: TxParams = {
+            "from": sender.address,
+            "value": Wei(value),
+            "gas": 1 if gas is None else gas,
+        }
         try:
-            tx = _retry(lambda: fn.build_transaction(params), what=what)
-        except _REVERTS as err:  # estimation reverted: nothing was sent
+            tx = dict(_retry(lambda: fn.build_transaction(params), what=what))
+        except _REVERTS as err:
             raise _reverted(err, what=what) from None
-        return self._send(dict(tx), sender=sender, what=what)
+        if gas is None:
+            tx.pop("gas", None)
+        return self._send(tx, sender=sender, what=what)
 
     def read(self, fn: Callable[[], T], *, what: str) -> T:
         """Run a read-only node request (event logs, a block) with the client's retries."""
@@ -326,7 +337,7 @@ class Chain:
             tx["chainId"] = self.chain_id
             if "gas" not in tx:
                 try:
-                    estimate = _retry(lambda: self.w3.eth.estimate_gas(tx), what=what)  # type: ignore[arg-type]
+                    estimate = self._estimate_gas(tx, what=what)
                 except _REVERTS as err:
                     raise _reverted(err, what=what) from None
                 tx["gas"] = estimate * GAS_HEADROOM_NUM // GAS_HEADROOM_DEN
@@ -335,6 +346,24 @@ class Chain:
         if receipt["status"] != 1:
             raise self._replay_failure(tx, receipt, what=what)
         return receipt
+
+    def _estimate_gas(self, tx: dict[str, Any], *, what: str) -> int:
+        """Gas for ``tx`` on the node's pending state: after the sender's transactions
+        that were sent but not mined yet (another thread's), which the new one follows;
+        estimated on ``latest`` their storage writes may be missing and the transaction
+        run out of gas. The embedded chain mines at once (and takes no block tag); a node
+        that refuses the tag is asked without it from then on."""
+        if not self.is_embedded and self._estimate_pending:
+            try:
+                return int(
+                    _retry(lambda: self.w3.eth.estimate_gas(tx, "pending"), what=what)  # type: ignore[arg-type]
+                )
+            except Web3RPCError as err:
+                code = (err.rpc_response or {}).get("error", {}).get("code")  # type: ignore[union-attr, call-overload]
+                if not isinstance(err, MethodUnavailable) and code != -32602:
+                    raise
+                self._estimate_pending = False
+        return int(_retry(lambda: self.w3.eth.estimate_gas(tx), what=what))  # type: ignore[arg-type]
 
     def _sign_and_send(
         self, tx: dict[str, Any], *, sender: LocalAccount, slot: _NonceSlot, what: str
@@ -417,6 +446,12 @@ class Chain:
             )
         except _REVERTS as err:
             return _reverted(err, what=what, tx_hash=tx_hash)
+        except Web3RPCError as err:  # anvil answers a call that runs out of gas so
+            if "out of gas" not in str(err).lower().replace("outofgas", "out of gas"):
+                raise ChainError(f"{what} failed; replaying it failed too: {err}") from None
+            return TransactionReverted(
+                f"{what} ran out of gas (limit {tx.get('gas')})", tx_hash=tx_hash
+            )
         return TransactionReverted(f"{what} failed (out of gas?)", tx_hash=tx_hash)
 
     # --- dev-chain controls -------------------------------------------------------------

@@ -185,6 +185,9 @@ print(json.dumps({"landed": landed, **STATS}))
 def test_two_processes_with_one_key_all_land_without_sleeping(
     anvil_chain: Chain, anvil: Anvil
 ) -> None:
+    """Real processes. (Their approvals never set a zero allowance: another process's
+    transaction can land between our gas estimate and our send, and a zero-to-nonzero
+    write costs more than the nonzero-to-nonzero one estimated.)"""
     token = _token(anvil_chain)
     sender = anvil_chain.accounts[6]
     before_nonce = anvil_chain.w3.eth.get_transaction_count(sender.address)
@@ -198,7 +201,7 @@ def test_two_processes_with_one_key_all_land_without_sleeping(
                 anvil.url,
                 token.address,
                 str(count),
-                str(k * 1000),
+                str(k * 1000 + 1),
             ],
             cwd=ROOT,
             stdin=subprocess.PIPE,

@@ -27,7 +27,7 @@ from service.api.context import ServiceContext
 from service.evidence.anchor import anchor_once
 from tests.api.conftest import TestClient, bearer, get_token, make_client
 from tests.api.test_participants import index_once
-from tests.settlement.test_engine import P0, P1, agreement, usage
+from tests.settlement.test_engine import P0, P1, agreement, make_policy, usage
 from tests.space import Space
 
 MAX_EXAMPLES = 20
@@ -55,12 +55,7 @@ def _seed(client: TestClient, ctx: ServiceContext, space: Space, op: dict[str, s
         engine=ctx.engine, chain=space.chain, ledger=space.contracts.ledger, operator=space.operator
     )
     index_once(ctx, space)
-    policy = {
-        "version": 1,
-        "operator": space.operator.address,
-        "operator_fee_bps": 250,
-        "method": "output",
-    }
+    policy = make_policy(space).document  # the policy the seeded agreement names
     body = {"round_id": 1, "period_start": P0, "period_end": P1, "policy": policy}
     assert client.post("/v1/rounds", json=body, headers=op).status_code == 200
 

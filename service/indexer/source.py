@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import requests
 
-from service.errors import IndexerRpcError, RpcUnavailable
+from service import jsonsafe
+from service.errors import IndexerRpcError, JsonTooDeep, RpcUnavailable
 
 if TYPE_CHECKING:
     from web3 import Web3
@@ -168,8 +169,8 @@ class RpcSource:
         if status != 200:
             raise RpcError(method, status, f"HTTP {status}")
         try:
-            return json.loads(response.content)
-        except ValueError:
+            return jsonsafe.loads(response.content, what="the node's answer")
+        except (ValueError, JsonTooDeep):  # a hostile node's deep nesting is malformed too
             raise _Transient("malformed JSON answer") from None
 
     def request(self, method: str, params: list[Any], *, refusable: bool = False) -> Any:

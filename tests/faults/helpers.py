@@ -11,12 +11,14 @@ parent crosses a fork (engines are disposed before each one).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import multiprocessing
 import os
 import signal
 import threading
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
@@ -29,14 +31,17 @@ from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
+from web3 import Web3
 
 from service.api.process import write_network_file
 from service.chain.client import Chain
 from service.chain.config import save_deployment
+from service.chain.deploy import TallyContracts
 from service.evidence.entries import SignedEntry, UsageReceipt, sign_entry
 from service.evidence.merkle import leaf_hash, root_from_leaf_hashes
 from service.evidence.models import LogEntry
 from service.evidence.tiles import MerkleLog, SqlTileStorage
+from service.indexer.bench import BulkSender
 from tests.space import Space
 
 SECRET = "faults-secret-" + "x" * 40
@@ -277,6 +282,36 @@ class Clients:
             assert not t.is_alive(), "a client hangs"
         if self.errors:
             raise self.errors[0]
+
+
+class Work:
+    """Batches for the clients (thread-safe): resends first, then new receipts."""
+
+    def __init__(self, first: list[list[SignedEntry]], make: Iterator[list[SignedEntry]]) -> None:
+        self._first = deque(first)
+        self._make = make
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> Work:
+        return self
+
+    def __next__(self) -> list[SignedEntry]:
+        with self._lock:
+            if self._first:
+                return self._first.popleft()
+            return next(self._make)
+
+
+def chain_events(sender: BulkSender, t: TallyContracts, admin: str, k: int, n: int) -> None:
+    """Queue about ``n`` registry and token events (ABIs other work leaves alone)."""
+    for i in range(n):
+        who = Web3.to_checksum_address(hashlib.sha256(f"{k}:{i}".encode()).digest()[:20])
+        if i % 3 == 0:
+            sender.add(t.registry, "register", who, 1 + i % 7, bytes(32), f"u{k}.{i}", sender=admin)
+        elif i % 3 == 1:
+            sender.add(t.token, "mint", who, 10**18 + i, sender=admin)
+        else:
+            sender.add(t.token, "approve", who, i, sender=admin)
 
 
 # --- checks -------------------------------------------------------------------------------

@@ -16,14 +16,12 @@ forked from this already-imported process).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import os
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,13 +31,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
-from web3 import Web3
 
 import service.api.main
 import service.cli.serve_cmd  # noqa: F401
 from service.chain.client import Chain
 from service.chain.config import Deployment, rpc_network
-from service.chain.deploy import TallyContracts, deploy_tally
+from service.chain.deploy import deploy_tally
 from service.chain.devnode import Anvil, free_port
 from service.db import create_schema, make_engine
 from service.evidence.anchor import OnChainCheckpoint, read_checkpoint
@@ -58,6 +55,8 @@ from tests.faults.helpers import (
     FORK,
     Acks,
     Clients,
+    Work,
+    chain_events,
     check_log,
     entry_ids,
     fork,
@@ -78,24 +77,6 @@ pytestmark = pytest.mark.anvil
 
 TRIALS = 30
 SEED = 20_260_901
-
-
-class _Work:
-    """Batches for the clients (thread-safe): resends first, then new receipts."""
-
-    def __init__(self, first: list[list[SignedEntry]], make: Iterator[list[SignedEntry]]) -> None:
-        self._first = deque(first)
-        self._make = make
-        self._lock = threading.Lock()
-
-    def __iter__(self) -> _Work:
-        return self
-
-    def __next__(self) -> list[SignedEntry]:
-        with self._lock:
-            if self._first:
-                return self._first.popleft()
-            return next(self._make)
 
 
 def test_kill_serve_mid_ingest_keeps_every_acknowledged_entry_once(
@@ -136,7 +117,7 @@ def test_kill_serve_mid_ingest_keeps_every_acknowledged_entry_once(
                 )
                 assert r.json()["results"][0]["status"] == "accepted", r.text
             again = [rng.choice(acks.done)] if acks.done else []  # answered: duplicates
-            work = _Work(resend + again, make)
+            work = Work(resend + again, make)
             answered = acks.batches
             threads = Clients(post_batches, (url, headers, work, acks), clients).start()
             delay = rng.uniform(0.0, 0.3)  # drawn first: the same seed, the same delays
@@ -348,18 +329,6 @@ def index_child(url: str, deployment: Deployment, db_url: str) -> None:
     engine.dispose()
 
 
-def _events(sender: BulkSender, t: TallyContracts, admin: str, k: int, n: int) -> None:
-    """About ``n`` registry, ledger and token events (stable ABIs), queued."""
-    for i in range(n):
-        who = Web3.to_checksum_address(hashlib.sha256(f"{k}:{i}".encode()).digest()[:20])
-        if i % 3 == 0:
-            sender.add(t.registry, "register", who, 1 + i % 7, bytes(32), f"u{k}.{i}", sender=admin)
-        elif i % 3 == 1:
-            sender.add(t.token, "mint", who, 10**18 + i, sender=admin)
-        else:
-            sender.add(t.token, "approve", who, i, sender=admin)
-
-
 def test_kill_indexer_mirror_equals_chain_after_restart(
     fault_anvil: Anvil, tmp_path: Path, figures: dict[str, Any]
 ) -> None:
@@ -367,7 +336,7 @@ def test_kill_indexer_mirror_equals_chain_after_restart(
     admin = chain.accounts[0].address
     t = deploy_tally(chain, admin=chain.accounts[0], network="anvil")
     sender = BulkSender(fault_anvil.url, per_block=2)
-    _events(sender, t, admin, 0, 60)
+    chain_events(sender, t, admin, 0, 60)
     sender.flush()
     dep = t.deployment
     db_url = f"sqlite:///{tmp_path}/mirror.db"
@@ -379,11 +348,11 @@ def test_kill_indexer_mirror_equals_chain_after_restart(
     rng = random.Random(SEED + 2)
     mismatches = kills_mid_run = 0
     for trial in range(TRIALS):
-        _events(sender, t, admin, trial + 1, 24)  # 12 more blocks for each run
+        chain_events(sender, t, admin, trial + 1, 24)  # 12 more blocks for each run
         sender.flush()
         head = chain.w3.eth.block_number
         child = fork(index_child, fault_anvil.url, dep, db_url)
-        time.sleep(rng.uniform(0.02, 0.3))
+        time.sleep(rng.uniform(0.01, 0.2))
         running = child.is_alive()
         sigkill(child)
         cursor = _cursor(engine)

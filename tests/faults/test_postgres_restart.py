@@ -32,6 +32,7 @@ from tests.faults.conftest import PrivateCluster
 from tests.faults.helpers import (
     Acks,
     Clients,
+    Work,
     check_log,
     fork,
     lost_entries,
@@ -44,7 +45,6 @@ from tests.faults.helpers import (
     wait_ready,
     warm_serve,
 )
-from tests.faults.test_kill import _Work
 from tests.space import build_space
 
 pytestmark = pytest.mark.anvil
@@ -90,7 +90,7 @@ def test_postgres_restart_mid_ingest_gives_retryable_errors_and_loses_nothing(
         assert r.status_code == 200, r.text
         clients = Clients(
             lambda: post_batches(
-                url, headers, _Work([], batches()), acks, retry_503=True, stop=stop
+                url, headers, Work([], batches()), acks, retry_503=True, stop=stop
             ),
             (),
             2,

@@ -45,9 +45,8 @@ from service.indexer.source import Backoff, RpcSource
 from service.settlement import rounds
 from service.settlement.payout_tree import build_payout_tree
 from tests.evidence.test_log import agreement
-from tests.faults.helpers import receipts
+from tests.faults.helpers import chain_events, receipts
 from tests.faults.proxy import FaultSchedule, fault_proxy
-from tests.faults.test_kill import _events
 from tests.indexer.helpers import dump, fresh_index, mirror_events, reference_events
 from tests.space import build_space
 
@@ -155,7 +154,7 @@ def test_indexer_through_rpc_faults_mirrors_the_chain(
     admin = direct.accounts[0].address
     t = deploy_tally(direct, admin=direct.accounts[0], network="anvil")
     sender = BulkSender(fault_anvil.url, per_block=1)
-    _events(sender, t, admin, 0, 240)
+    chain_events(sender, t, admin, 0, 240)
     sender.flush()
     dep = t.deployment
     head = direct.w3.eth.block_number

@@ -171,8 +171,9 @@ def _statement_tables(statement: dict[str, Any]) -> None:
 def _bill_table(bills: list[dict[str, Any]]) -> None:
     table = Table(title="Bills (what each consumer owes for the period)")
     for name in ("consumer", "agreement", "receipts", "units", "unit price", "amount"):
-        justify = "left" if name in ("consumer", "agreement") else "right"
-        table.add_column(name, justify=justify, overflow="fold")
+        table.add_column(
+            name, justify="left" if name in ("consumer", "agreement") else "right", overflow="fold"
+        )
     for bill in bills:
         for line in bill["agreements"]:
             table.add_row(

@@ -51,6 +51,21 @@ class _TallyApp(typer.Typer):
             sys.exit(1)
 
 
+def _flags_take_no_type() -> None:
+    """typer 0.29's rich help prints every flag as taking a value (``--json <bool>``,
+    ``--help <bool>``); a flag takes none, so its type column stays empty."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_take_no_type()
+
 app = _TallyApp(
     name="tally",
     help="Tally: evidence and contribution-weighted settlement for trusted data spaces.",

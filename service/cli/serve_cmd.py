@@ -1,9 +1,11 @@
 """``tally serve``: the HTTP API under uvicorn, plus the anchoring and indexing loops.
 
-``tally serve [--host H] [--port P] [--workers N] [--anchor-every S] [--index/--no-index]``
+``tally serve [--host H] [--port P] [--workers N] [--anchor-every S] [--index/--no-index]
+[--network NAME] [--deployment FILE] [--db URL]``
 
 Settings come from the environment (``TALLY_NETWORK``, ``TALLY_DATABASE_URL``,
-``TALLY_DEPLOYMENT_FILE``, ... see the README). Several workers need PostgreSQL (the
+``TALLY_DEPLOYMENT_FILE``, ... see the README); ``--network``, ``--deployment`` and
+``--db`` override the first three, as in the other commands. Several workers need PostgreSQL (the
 log's appends are serialized by its row lock; one SQLite file is not meant for several
 writer processes) and an RPC network (the embedded chain lives inside one process).
 With one worker the loops run inside it; with several they run once, in this
@@ -18,6 +20,7 @@ import logging
 import os
 import shutil
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -67,6 +70,28 @@ def serve(
     index: Annotated[
         bool, typer.Option("--index/--no-index", help="Follow the chain into the SQL mirror.")
     ] = True,
+    network: Annotated[
+        str | None,
+        typer.Option(
+            "--network",
+            "-n",
+            help="Network name in chain-config/ (or a .toml path); default TALLY_NETWORK, "
+            "else embedded.",
+        ),
+    ] = None,
+    deployment: Annotated[
+        Path | None,
+        typer.Option(
+            help="Deployment file; default TALLY_DEPLOYMENT_FILE, else "
+            "chain-config/deployments/<network>.json."
+        ),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            help="Database URL; default TALLY_DATABASE_URL, else sqlite:///.tally/tally.db."
+        ),
+    ] = None,
 ) -> None:
     """Run the HTTP API (OpenAPI at /docs) and, optionally, anchoring and indexing.
 
@@ -78,6 +103,14 @@ def serve(
     """
     import uvicorn
 
+    # the options win over the environment, for this process and the workers it starts
+    for name, value in (
+        ("NETWORK", network),
+        ("DEPLOYMENT_FILE", deployment),
+        ("DATABASE_URL", db),
+    ):
+        if value is not None:
+            os.environ[f"TALLY_{name}"] = str(value)
     settings = load_settings()
     check_serve_options(settings, workers=workers)
     logging.basicConfig(

@@ -12,6 +12,7 @@ auditor's check against the chain accepts.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -297,3 +298,28 @@ def test_serve_refuses_several_workers_without_postgres_or_with_the_embedded_cha
     )
     with pytest.raises(ConfigError, match="embedded chain lives inside one process"):
         check_serve_options(embedded, workers=2)
+
+
+def test_serve_takes_network_deployment_and_db_options_like_the_other_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from service.cli import app
+
+    for name in ("NETWORK", "DEPLOYMENT_FILE", "DATABASE_URL", "JWT_SECRET"):
+        monkeypatch.delenv(f"TALLY_{name}", raising=False)  # restored after the test
+    runner = CliRunner()
+    # --network anvil: off the embedded network the placeholder secret is refused
+    done = runner.invoke(app, ["serve", "--network", "anvil"])
+    assert done.exit_code == 1 and "TALLY_JWT_SECRET" in str(done.exception)
+    monkeypatch.setenv("TALLY_JWT_SECRET", SECRET)
+    # --db: two workers on the SQLite file given are refused for that file's backend
+    db = f"sqlite:///{tmp_path}/x.db"
+    deployment = tmp_path / "d.json"
+    args = ["--network", "anvil", "--db", db, "--deployment", str(deployment), "--workers", "2"]
+    done = runner.invoke(app, ["serve", *args])
+    assert done.exit_code == 1 and "needs PostgreSQL" in str(done.exception)
+    # the environment is what the options set, for the workers uvicorn would start
+    assert os.environ["TALLY_DATABASE_URL"] == db and os.environ["TALLY_NETWORK"] == "anvil"
+    assert os.environ["TALLY_DEPLOYMENT_FILE"] == str(deployment)

@@ -1,4 +1,4 @@
-"""``tally settle run|finalize|cancel|challenge|resolve|sweep``, ``claim``, ``bill``,
+"""``tally settle run|policy|finalize|cancel|challenge|resolve|sweep``, ``claim``, ``bill``,
 ``deposit``, ``withdraw request|complete|status``, ``log export`` and ``audit settlement``.
 
 Operator commands read the operator's database (``--db``, default ``TALLY_DATABASE_URL``)
@@ -270,6 +270,24 @@ def settle_run(
             f"{format_time(proposed.challenge_deadline)}; debits "
             + ", ".join(f"{a} {v}" for a, v in proposed.debits)
         )
+
+
+@settle_app.command("policy")
+def settle_policy(
+    policy: Annotated[Path, typer.Argument(help="Policy file (TOML or JSON).")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the hash and the canonical document.")
+    ] = False,
+) -> None:
+    """Check a policy file and print its hash: what every Agreement it settles names as
+    policyHash, and what `settle run --propose` puts on chain."""
+    from service.settlement.policy import load_policy
+
+    parsed = load_policy(policy)
+    if as_json:
+        _print_json({"policy_hash": parsed.hash_hex, "canonical": parsed.document})
+        return
+    typer.echo(parsed.hash_hex)
 
 
 def _round_tx(

@@ -7,8 +7,15 @@
 //   TALLY_API_URL=http://127.0.0.1:8000 TALLY_RPC_URL=http://127.0.0.1:8545 \
 //   TALLY_CONSUMER_KEY=0x... TALLY_PROVIDER_KEY=0x... node examples/js/client.mjs
 //
+// Optional: TALLY_POLICY_HASH (0x + 64 hex), the policy the Agreement names (`tally settle
+// policy examples/policy.toml`; a round settles only agreements naming its policy), and
+// TALLY_EVALUATOR_KEY, which also signs the provider's input-cost ContributionDeclaration and
+// the evaluator's CoalitionValues (the inputs of the cost and shapley methods that
+// examples/policy.toml mixes with output). Usage period: the ten minutes before the run.
+//
 // Prints one JSON line ({"verified": true, ...}); exits 1 with {"verified": false,
-// "error"} on any failure. Both accounts must be registered (consumer, provider roles).
+// "error"} on any failure. The accounts must be registered (consumer, provider; the
+// evaluator as any active participant, e.g. service).
 import { AbiCoder, Contract, JsonRpcProvider, TypedDataEncoder, Wallet, concat, getBytes,
   hexlify, id, randomBytes, sha256, toBeHex, toUtf8Bytes, verifyTypedData, zeroPadValue } from "ethers";
 import { SiweMessage } from "siwe";
@@ -21,6 +28,13 @@ const LEDGER_ABI = [
 ];
 
 function fail(message) { throw new Error(message); }
+
+function policyHash() {
+  const hash = process.env.TALLY_POLICY_HASH;
+  if (!hash) return id("example policy");
+  if (!/^0x[0-9a-fA-F]{64}$/.test(hash)) fail("TALLY_POLICY_HASH must be 0x + 64 hex digits");
+  return hash.toLowerCase();
+}
 
 async function call(method, path, { body, token, ok = [200] } = {}) {
   const headers = { "content-type": "application/json" };
@@ -80,18 +94,27 @@ async function main() {
   const token = await signIn(consumer, domain.chainId);
   const now = Math.floor(Date.now() / 1000);
   const agreementId = hexlify(randomBytes(32));
-  const signed = {
-    Agreement: { agreementId, assetId: id("asset: example dataset"), consumer: consumer.address,
-      providers: [provider.address], unitPrice: "2500000000000000", policyHash: id("example policy"),
-      validFrom: now - 3600, validUntil: now + 365 * 86400 },
-    UsageReceipt: { agreementId, consumer: consumer.address, provider: provider.address, units: 42,
-      periodStart: now - 600, periodEnd: now, detailHash: sha256(toUtf8Bytes("request log")), nonce: 1 },
-  };
+  const period = { periodStart: now - 600, periodEnd: now };
+  const both = [consumer, provider];
+  const signed = [ // [type, message, who signs]
+    ["Agreement", { agreementId, assetId: id("asset: example dataset"), consumer: consumer.address,
+      providers: [provider.address], unitPrice: "2500000000000000", policyHash: policyHash(),
+      validFrom: now - 3600, validUntil: now + 365 * 86400 }, both],
+    ["UsageReceipt", { agreementId, consumer: consumer.address, provider: provider.address, units: 42,
+      ...period, detailHash: sha256(toUtf8Bytes("request log")), nonce: 1 }, both],
+  ];
+  if (process.env.TALLY_EVALUATOR_KEY) { // the inputs of a policy's cost and shapley methods
+    const evaluator = new Wallet(process.env.TALLY_EVALUATOR_KEY);
+    signed.push(["ContributionDeclaration", { agreementId, provider: provider.address, kind: 1, // input cost
+      value: "1000000000000000", ...period }, [provider]]);
+    signed.push(["CoalitionValues", { agreementId, ...period, providers: [provider.address],
+      values: [0, 8100] }, [evaluator]]); // value of {} and {provider}: held-out R^2 in bps
+  }
   const items = [];
-  for (const [type, message] of Object.entries(signed)) {
+  for (const [type, message, signers] of signed) {
     const one = { [type]: types[type] }; // ethers derives the primary type: pass only this one
     const signatures = {};
-    for (const w of [consumer, provider]) signatures[w.address] = await w.signTypedData(domain, one, message);
+    for (const w of signers) signatures[w.address] = await w.signTypedData(domain, one, message);
     items.push({ entry_type: type, entry: message, signatures });
   }
   const { json: batch } = await call("POST", "/v1/evidence", { body: { entries: items }, token });
@@ -130,6 +153,8 @@ async function main() {
     verified: true, entry_id: doc.entry_id, agreement_entry_id: batch.results[0].entry_id,
     leaf_index: doc.leaf_index, tree_size: doc.tree_size, root: doc.root,
     checkpoint_seq: doc.anchor.checkpoint_seq, ledger: doc.anchor.contract, chain_id: domain.chainId,
+    policy_hash: items[0].entry.policyHash, period: [period.periodStart, period.periodEnd],
+    entries: items.length,
     leaf_hash: leaf, on_chain_inclusion: onChain,
   }));
 }

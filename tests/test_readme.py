@@ -26,6 +26,25 @@ def _tally_lines() -> list[str]:
     ]
 
 
+SHELL_OPERATORS = frozenset({"|", "||", "&&", "&", ";", ">", ">>", "<", "2>&1"})
+
+
+def _command_tokens(line: str) -> list[str]:
+    """The arguments of the line's `tally` command: after `.../bin/tally`, up to where the
+    shell takes over (a pipe, a redirection, `&`, or the `)` closing `$(...)`)."""
+    tokens = shlex.split(line.replace("0x<entry id>", "0xabc"))
+    start = tokens.index(next(t for t in tokens if t.endswith("bin/tally"))) + 1
+    out: list[str] = []
+    for t in tokens[start:]:
+        if t in SHELL_OPERATORS:
+            break
+        if t.endswith(")"):
+            out.append(t.removesuffix(")"))
+            break
+        out.append(t)
+    return out
+
+
 def _resolve(tokens: list[str]) -> tuple[Any, list[str]]:
     """The (sub)command the tokens name, and the tokens after it. (Typer vendors its own
     click, so groups are recognised by their ``commands``, not by class.)"""
@@ -45,8 +64,7 @@ def test_readme_shows_tally_commands() -> None:
 
 @pytest.mark.parametrize("line", _tally_lines())
 def test_readme_command_exists_with_its_options(line: str) -> None:
-    tokens = shlex.split(line.replace("0x<entry id>", "0xabc"))
-    tokens = tokens[tokens.index(next(t for t in tokens if t.endswith("bin/tally"))) + 1 :]
+    tokens = _command_tokens(line)
     cmd, rest = _resolve(tokens)
     assert not hasattr(cmd, "commands"), f"{line!r}: {tokens[0]} needs a subcommand"
     known = {opt for p in cmd.params for opt in (*p.opts, *p.secondary_opts)}

@@ -57,6 +57,34 @@ def check_serve_options(settings: Settings, *, workers: int) -> None:
         )
 
 
+def check_deployment_and_log(settings: Settings) -> None:
+    """Before any worker starts: off the embedded network, the deployment file must exist
+    and an existing log database must belong to it (one line instead of a worker's
+    start-up traceback). Creates the tables once, here, not in racing workers. The embedded
+    network deploys at start, so there is nothing to check yet."""
+    from sqlmodel import Session
+
+    from service.chain.config import deployment_path, load_deployment
+    from service.db import create_schema, make_engine
+    from service.evidence.binding import check_log_binding
+
+    network = load_network(settings.network)
+    if network.kind == "embedded":
+        return
+    deployment = load_deployment(settings.deployment_file or deployment_path(network.name))
+    engine = make_engine(settings.database_url, pool=False)
+    try:
+        create_schema(engine)
+        with Session(engine) as session:
+            check_log_binding(
+                session,
+                chain_id=deployment.chain_id,
+                ledger=deployment.address("EvidenceLedger"),
+            )
+    finally:
+        engine.dispose()
+
+
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
@@ -113,6 +141,7 @@ def serve(
             os.environ[f"TALLY_{name}"] = str(value)
     settings = load_settings()
     check_serve_options(settings, workers=workers)
+    check_deployment_and_log(settings)
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -136,7 +165,7 @@ def serve(
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    _create_schema(settings)  # once, here: the workers would race to create the tables
+    # the tables were created once, above (check_deployment_and_log): workers would race
 
     loops: list[BackgroundLoops] = []
     starter: threading.Thread | None = None
@@ -158,16 +187,6 @@ def serve(
             running.stop()
             running.ctx.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
-
-
-def _create_schema(settings: Settings) -> None:
-    from service.db import create_schema, make_engine
-
-    engine = make_engine(settings.database_url, pool=False)
-    try:
-        create_schema(engine)
-    finally:
-        engine.dispose()
 
 
 def _start_loops(

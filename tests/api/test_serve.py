@@ -323,3 +323,44 @@ def test_serve_takes_network_deployment_and_db_options_like_the_other_commands(
     # the environment is what the options set, for the workers uvicorn would start
     assert os.environ["TALLY_DATABASE_URL"] == db and os.environ["TALLY_NETWORK"] == "anvil"
     assert os.environ["TALLY_DEPLOYMENT_FILE"] == str(deployment)
+
+
+def test_serve_refuses_a_log_of_another_deployment_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Started on a database whose log belongs to another ledger, `tally serve` says so
+    before any worker starts (it used to die in the worker with a traceback)."""
+    from typer.testing import CliRunner
+
+    from service.chain.config import Deployment, save_deployment
+    from service.cli import app
+    from service.db import create_schema, make_engine
+    from service.errors import DeploymentNotFound, LogBoundElsewhere
+    from service.evidence.binding import bind_log
+
+    for name in ("NETWORK", "DEPLOYMENT_FILE", "DATABASE_URL"):
+        monkeypatch.delenv(f"TALLY_{name}", raising=False)  # restored after the test
+    monkeypatch.setenv("TALLY_JWT_SECRET", SECRET)
+    db = f"sqlite:///{tmp_path}/tally.db"
+    engine = make_engine(db)
+    create_schema(engine)
+    bind_log(engine=engine, chain_id=31337, ledger="0x" + "11" * 20)
+    engine.dispose()
+    contract = {"address": "0x" + "22" * 20, "block": 1, "tx_hash": "0x" + "33" * 32}
+    deployment = Deployment.model_validate(
+        {
+            "network": "anvil",
+            "chain_id": 31337,
+            "deploy_block": 1,
+            "contracts": {"EvidenceLedger": {**contract, "artifact_sha256": "44" * 32}},
+        }
+    )
+    path = tmp_path / "d.json"
+    save_deployment(deployment, path)
+    runner = CliRunner()
+    args = ["serve", "--network", "anvil", "--db", db]
+    done = runner.invoke(app, [*args, "--deployment", str(path)])
+    assert done.exit_code == 1 and isinstance(done.exception, LogBoundElsewhere), done.output
+    assert "0x" + "11" * 20 in str(done.exception)
+    done = runner.invoke(app, [*args, "--deployment", str(tmp_path / "none.json")])
+    assert done.exit_code == 1 and isinstance(done.exception, DeploymentNotFound), done.output

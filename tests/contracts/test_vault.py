@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from web3.types import TxReceipt
 
 from service.chain.client import Chain
+from service.chain.deploy import deploy_tally
 from service.settlement.payout_tree import PayoutEntry, PayoutTree, build_payout_tree
 from tests.contracts.helpers import (
     ADMIN_ROLE,
@@ -1347,3 +1348,17 @@ def test_random_payouts_claim_within_total_and_sweep_the_rest(
         assert balance(tally, tally.vault.address) == total - paid == unallocated(tally)
     finally:
         chain.revert(snap)
+
+
+# --- deployment -----------------------------------------------------------------------------
+
+
+def test_deploy_tally_takes_withdrawal_delay_from_network_or_argument(chain: Chain) -> None:
+    admin = chain.accounts[0]
+    assert chain.network.withdrawal_delay_s == 3_600  # chain-config/embedded.toml
+    default = deploy_tally(chain, admin=admin, challenge_window_s=60, claim_expiry_s=120)
+    v = default.vault.functions
+    assert (chain.call(v.withdrawalDelay()), chain.call(v.challengeWindow())) == (3_600, 60)
+    assert chain.call(v.claimExpiry()) == 120
+    explicit = deploy_tally(chain, admin=admin, withdrawal_delay_s=0)
+    assert chain.call(explicit.vault.functions.withdrawalDelay()) == 0

@@ -437,11 +437,14 @@ class Chain:
     def _replay_failure(
         self, tx: dict[str, Any], receipt: TxReceipt, *, what: str
     ) -> TransactionReverted:
+        # Replayed at its own block, whose timestamp it saw: on the block before, a revert
+        # that depends on the second (a deadline) is misreported or not decoded at all. A
+        # failed transaction changed no state; others after it in its block may have.
         call = {k: tx[k] for k in ("from", "to", "data", "value", "gas") if k in tx}
         tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
         try:
             _retry(
-                lambda: self.w3.eth.call(call, block_identifier=receipt["blockNumber"] - 1),  # type: ignore[arg-type]
+                lambda: self.w3.eth.call(call, block_identifier=receipt["blockNumber"]),  # type: ignore[arg-type]
                 what=what,
             )
         except _REVERTS as err:

@@ -123,6 +123,18 @@ def _space(_embedded: Chain) -> object:
     return build_space(_embedded)
 
 
+@pytest.fixture(scope="module")
+def anvil_space(anvil: Anvil) -> Iterator[object]:
+    """A data space deployed on the session's anvil (other processes can reach it), one per
+    test module; the chain is reverted when the module ends."""
+    from tests.space import build_space
+
+    chain = Chain.connect(rpc_network(anvil.url, chain_id=31337))
+    snap = chain.snapshot()
+    yield build_space(chain)
+    chain.revert(snap)
+
+
 @pytest.fixture
 def space(_space: object, _embedded: Chain) -> Iterator[object]:
     """Contracts deployed, operator/auditor/providers/consumers registered; reverted after."""

@@ -5,18 +5,15 @@ passes (T9 item 12)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from eth_account import Account
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner, Result
 
 from service.api.routes.audit import _HISTORIES
 from service.chain.client import Chain
-from service.chain.config import rpc_network, save_deployment
-from service.chain.devnode import Anvil
+from service.chain.config import save_deployment
 from service.cli import app
 from tests.api.conftest import bearer, get_token, make_client
 from tests.audit.forge import anchor_alone, foreign_ledger, usage
@@ -27,14 +24,6 @@ runner = CliRunner()
 
 def _invoke(*args: str) -> Result:
     return runner.invoke(app, list(args), env={"COLUMNS": "200"})
-
-
-@pytest.fixture(scope="module")
-def anvil_space(anvil: Anvil) -> Iterator[Space]:
-    chain = Chain.connect(rpc_network(anvil.url, chain_id=31337))
-    snap = chain.snapshot()
-    yield build_space(chain)
-    chain.revert(snap)
 
 
 def test_cli_receipt_anchored_on_foreign_ledger_fails(anvil_space: Space, tmp_path: Path) -> None:

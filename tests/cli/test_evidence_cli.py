@@ -16,8 +16,7 @@ from sqlmodel import Session
 from typer.testing import CliRunner, Result
 
 from service.chain.client import Chain
-from service.chain.config import rpc_network, save_deployment
-from service.chain.devnode import Anvil
+from service.chain.config import save_deployment
 from service.cli import app
 from service.db import create_schema, make_engine
 from service.errors import ConfigError, EntryNotFound
@@ -27,7 +26,7 @@ from service.evidence.receipts import build_receipt
 from service.evidence.tiles import MerkleLog, SqlTileStorage
 from service.settings import get_settings
 from tests.evidence.test_log import agreement, ingest, receipt
-from tests.space import Space, build_space
+from tests.space import Space
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -164,14 +163,6 @@ def test_audit_receipt_of_a_file_that_is_not_json(tmp_path: Path) -> None:
 
 
 # --- operator and auditor on a real node ---------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def anvil_space(anvil: Anvil) -> Iterator[Space]:
-    chain = Chain.connect(rpc_network(anvil.url, chain_id=31337))
-    snap = chain.snapshot()
-    yield build_space(chain)
-    chain.revert(snap)
 
 
 def _json_out(result: Result) -> Any:

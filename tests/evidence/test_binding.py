@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,10 +9,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from service.chain.client import Chain
-from service.chain.config import rpc_network, save_deployment
+from service.chain.config import save_deployment
 from service.chain.deploy import deploy_tally
-from service.chain.devnode import Anvil
 from service.cli import app
 from service.db import create_schema, make_engine
 from service.errors import LogBoundElsewhere
@@ -21,7 +18,7 @@ from service.evidence.anchor import anchor_once
 from service.evidence.binding import bind_log, check_log_binding, log_binding
 from service.evidence.models import LogBinding
 from tests.evidence.test_log import agreement, ingest, receipt
-from tests.space import Space, build_space
+from tests.space import Space
 
 runner = CliRunner()
 
@@ -68,14 +65,6 @@ def test_log_bound_only_by_old_anchor_rows_still_refuses(engine: Engine, space: 
     bind_log(engine=engine, chain_id=space.chain.chain_id, ledger=space.contracts.ledger.address)
     with Session(engine) as s:
         assert s.get(LogBinding, 1) is not None
-
-
-@pytest.fixture
-def anvil_space(anvil: Anvil) -> Iterator[Space]:
-    chain = Chain.connect(rpc_network(anvil.url, chain_id=31337))
-    snap = chain.snapshot()
-    yield build_space(chain)
-    chain.revert(snap)
 
 
 def test_log_paired_with_wrong_deployment_is_refused_by_anchor_and_audit(

@@ -14,16 +14,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from service.chain.client import Chain
 from service.chain.config import rpc_network
-from service.chain.devnode import Anvil
 from service.chain.keys import dev_account
 from service.db import create_schema, make_engine
 from service.evidence.directory import ChainDirectory
@@ -34,21 +31,12 @@ from service.evidence.merkle import leaf_hash, root_from_leaf_hashes
 from service.evidence.models import LogEntry
 from service.evidence.tiles import MerkleLog, SqlTileStorage
 from tests.evidence.test_log import AG, T0, agreement, ingest
-from tests.space import Space, build_space
+from tests.space import Space
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSUMER, PROVIDER = 5, 2  # dev account indices of space.consumers[0] / space.providers[0]
 BATCH = 50
 ACKS_BEFORE_KILL = 2
-
-
-@pytest.fixture(scope="module")
-def anvil_space(anvil: Anvil) -> Iterator[Space]:
-    """A data space deployed on the session's anvil (other processes can reach it)."""
-    chain = Chain.connect(rpc_network(anvil.url, chain_id=31337))
-    snap = chain.snapshot()
-    yield build_space(chain)
-    chain.revert(snap)
 
 
 def signed_receipts(domain: Domain, nonces: range) -> list[SignedEntry]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,9 +15,7 @@ from sqlalchemy.engine import Engine
 from typer.testing import CliRunner, Result
 from web3.logs import DISCARD
 
-from service.chain.client import Chain
-from service.chain.config import rpc_network, save_deployment
-from service.chain.devnode import Anvil
+from service.chain.config import save_deployment
 from service.cli import app
 from service.db import create_schema, make_engine
 from service.errors import InsufficientBalance, RoundExists, RoundMismatch, TransactionReverted
@@ -60,7 +57,7 @@ from tests.settlement.test_engine import (
     receipt,
     usage,
 )
-from tests.space import Space, build_space
+from tests.space import Space
 
 WINDOW = 3_600  # tests/space.py deploys with a one-hour challenge window
 SPARE = 500  # deposited on top of the bill: must stay in the consumer's free balance
@@ -446,14 +443,6 @@ def test_claim_refuses_a_payout_file_that_is_not_the_rounds(engine: Engine, spac
 
 
 # --- the command line, operator and auditor, on a real node ---------------------------------
-
-
-@pytest.fixture(scope="module")
-def anvil_space(anvil: Anvil) -> Iterator[Space]:
-    chain = Chain.connect(rpc_network(anvil.url, chain_id=31337))
-    snap = chain.snapshot()
-    yield build_space(chain)
-    chain.revert(snap)
 
 
 def _tally(*args: str, env: dict[str, str] | None = None) -> Result:

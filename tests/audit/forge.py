@@ -41,14 +41,18 @@ def usage(domain: Domain, consumer: LocalAccount, provider: LocalAccount) -> Sig
     return sign_entry(entry, domain, [bytes(consumer.key), bytes(provider.key)])
 
 
-def anchor_alone(
-    chain: Chain, ledger: Contract, signed: SignedEntry, operator: LocalAccount
+def one_leaf_receipt(
+    signed: SignedEntry,
+    *,
+    chain_id: int,
+    contract: str,
+    seq: int = 0,
+    tx_hash: str = "0x" + "00" * 32,
+    block_number: int = 1,
 ) -> Doc:
-    """Anchor a one-leaf log holding ``signed`` as the ledger's first checkpoint; its receipt."""
-    leaf = leaf_hash(signed.encode())
-    assert chain.call(ledger.functions.count()) == 0
-    tx = chain.transact(ledger.functions.anchor(1, leaf, []), sender=operator)
+    """The receipt document of a one-leaf log holding ``signed``: offline it is flawless."""
     body = signed.to_json()
+    leaf = leaf_hash(signed.encode())
     return {
         "version": 1,
         "entry_type": body["entry_type"],
@@ -60,13 +64,28 @@ def anchor_alone(
         "root": "0x" + leaf.hex(),
         "inclusion_proof": [],
         "anchor": {
-            "chain_id": chain.chain_id,
-            "contract": ledger.address,
-            "checkpoint_seq": 0,
-            "tx_hash": "0x" + bytes(tx["transactionHash"]).hex(),
-            "block_number": int(tx["blockNumber"]),
+            "chain_id": chain_id,
+            "contract": contract,
+            "checkpoint_seq": seq,
+            "tx_hash": tx_hash,
+            "block_number": block_number,
         },
     }
+
+
+def anchor_alone(
+    chain: Chain, ledger: Contract, signed: SignedEntry, operator: LocalAccount
+) -> Doc:
+    """Anchor a one-leaf log holding ``signed`` as the ledger's first checkpoint; its receipt."""
+    assert chain.call(ledger.functions.count()) == 0
+    tx = chain.transact(ledger.functions.anchor(1, leaf_hash(signed.encode()), []), sender=operator)
+    return one_leaf_receipt(
+        signed,
+        chain_id=chain.chain_id,
+        contract=ledger.address,
+        tx_hash="0x" + bytes(tx["transactionHash"]).hex(),
+        block_number=int(tx["blockNumber"]),
+    )
 
 
 @dataclass

@@ -19,9 +19,8 @@ from service.evidence.anchor import anchor_once
 from service.evidence.directory import CONSUMER, PROVIDER
 from service.evidence.eip712 import SECP256K1_N, Domain
 from service.evidence.entries import QualityAttestation, SignedEntry, sign_entry
-from service.evidence.merkle import leaf_hash
 from service.evidence.receipts import build_receipt
-from tests.audit.forge import anchor_alone, foreign_ledger, usage
+from tests.audit.forge import anchor_alone, foreign_ledger, one_leaf_receipt, usage
 from tests.audit.forge import pin as _pin
 from tests.evidence.test_log import AG, T0, agreement, ingest, receipt
 from tests.space import Space, build_space
@@ -368,26 +367,7 @@ def test_wrong_chain_id_also_fails_the_chain_id_check(anchored: Anchored) -> Non
 
 def _self_made_receipt(signed: SignedEntry, contract: str, seq: int = 0) -> Doc:
     """A receipt for a one-leaf tree of the forger's own: offline it is flawless."""
-    body = signed.to_json()
-    leaf = leaf_hash(signed.encode())
-    return {
-        "version": 1,
-        "entry_type": body["entry_type"],
-        "entry": body["entry"],
-        "signatures": body["signatures"],
-        "entry_id": "0x" + signed.id().hex(),
-        "leaf_index": 0,
-        "tree_size": 1,
-        "root": "0x" + leaf.hex(),
-        "inclusion_proof": [],
-        "anchor": {
-            "chain_id": signed.domain.chain_id,
-            "contract": contract,
-            "checkpoint_seq": seq,
-            "tx_hash": "0x" + "00" * 32,
-            "block_number": 1,
-        },
-    }
+    return one_leaf_receipt(signed, chain_id=signed.domain.chain_id, contract=contract, seq=seq)
 
 
 def test_receipt_for_another_chain_passes_offline_and_fails_online(anchored: Anchored) -> None:

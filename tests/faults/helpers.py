@@ -37,16 +37,15 @@ from service.api.process import write_network_file
 from service.chain.client import Chain
 from service.chain.config import save_deployment
 from service.chain.deploy import TallyContracts
-from service.evidence.entries import SignedEntry, UsageReceipt, sign_entry
+from service.evidence.entries import SignedEntry
 from service.evidence.merkle import leaf_hash, root_from_leaf_hashes
 from service.evidence.models import LogEntry
 from service.evidence.tiles import MerkleLog, SqlTileStorage
 from service.indexer.bench import BulkSender
+from tests.evidence.test_crash import signed_receipts
 from tests.space import Space
 
 SECRET = "faults-secret-" + "x" * 40
-AG = b"\xa1" * 32  # the agreement of tests.evidence.test_log.agreement
-T0 = 1_700_000_000
 
 FORK = multiprocessing.get_context("fork")
 
@@ -165,26 +164,8 @@ def sign_in(url: str, acct: LocalAccount) -> dict[str, str]:
 
 
 def receipts(space: Space, nonces: range) -> list[SignedEntry]:
-    """Dual-signed receipts of consumers[0] / providers[0] under the agreement ``AG``."""
-    consumer, provider = space.consumers[0], space.providers[0]
-    keys = [space.key(consumer), space.key(provider)]
-    return [
-        sign_entry(
-            UsageReceipt(
-                agreementId=AG,
-                consumer=consumer.address,
-                provider=provider.address,
-                units=1 + n % 7,
-                periodStart=T0 + 10,
-                periodEnd=T0 + 20,
-                detailHash=n.to_bytes(32, "big"),
-                nonce=n,
-            ),
-            space.domain,
-            keys,
-        )
-        for n in nonces
-    ]
+    """Dual-signed receipts of consumers[0] / providers[0] under ``tests.evidence.test_log.AG``."""
+    return signed_receipts(space.domain, nonces)
 
 
 def entry_ids(batch: list[SignedEntry]) -> list[str]:

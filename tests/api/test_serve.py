@@ -44,7 +44,10 @@ WAVE = 6  # batches per client and wave
 BATCH = 12  # receipts per batch
 
 
-def serve_env(tmp: Path, space: Space, chain: Chain, db_url: str) -> dict[str, str]:
+def serve_env(
+    tmp: Path, space: Space, chain: Chain, db_url: str, *, log_level: str = "WARNING"
+) -> dict[str, str]:
+    """The environment ``tally serve`` reads, for ``space`` on ``chain``'s node."""
     network = write_network_file(
         tmp / "anvil-test.toml",
         name="anvil-test",
@@ -62,7 +65,7 @@ def serve_env(tmp: Path, space: Space, chain: Chain, db_url: str) -> dict[str, s
         "TALLY_JWT_SECRET": SECRET,
         "TALLY_RATE_LIMIT_PER_S": "0",
         "TALLY_SIWE_DOMAIN": "127.0.0.1",
-        "TALLY_LOG_LEVEL": "WARNING",
+        "TALLY_LOG_LEVEL": log_level,
     }
 
 

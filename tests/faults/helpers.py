@@ -33,19 +33,16 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from web3 import Web3
 
-from service.api.process import write_network_file
 from service.chain.client import Chain
-from service.chain.config import save_deployment
 from service.chain.deploy import TallyContracts
 from service.evidence.entries import SignedEntry
 from service.evidence.merkle import leaf_hash, root_from_leaf_hashes
 from service.evidence.models import LogEntry
 from service.evidence.tiles import MerkleLog, SqlTileStorage
 from service.indexer.bench import BulkSender
+from tests.api.test_serve import serve_env as api_serve_env
 from tests.evidence.test_crash import signed_receipts
 from tests.space import Space
-
-SECRET = "faults-secret-" + "x" * 40
 
 FORK = multiprocessing.get_context("fork")
 
@@ -72,29 +69,10 @@ def sigkill(child: BaseProcess) -> None:
 # --- a served API -------------------------------------------------------------------------
 
 
-def serve_env(
-    tmp: Path, space: Space, db_url: str, *, rpc_url: str | None = None
-) -> dict[str, str]:
-    """The environment ``tally serve`` reads, for ``space`` on its RPC node."""
-    network = write_network_file(
-        tmp / "anvil-faults.toml",
-        name="anvil-faults",
-        rpc_url=rpc_url or space.chain.network.rpc_url or "",
-        chain_id=31337,
-    )
-    deployment = tmp / "deployment.json"
-    save_deployment(space.contracts.deployment, deployment)
-    return {
-        "TALLY_ENV": "test",
-        "TALLY_NETWORK": str(network),
-        "TALLY_DEPLOYMENT_FILE": str(deployment),
-        "TALLY_DATABASE_URL": db_url,
-        "TALLY_DATA_DIR": str(tmp / "data"),
-        "TALLY_JWT_SECRET": SECRET,
-        "TALLY_RATE_LIMIT_PER_S": "0",
-        "TALLY_SIWE_DOMAIN": "127.0.0.1",
-        "TALLY_LOG_LEVEL": "ERROR",
-    }
+def serve_env(tmp: Path, space: Space, db_url: str) -> dict[str, str]:
+    """The environment ``tally serve`` reads, for ``space`` on its RPC node (errors only in
+    the log: hundreds of killed servers)."""
+    return api_serve_env(tmp, space, space.chain, db_url, log_level="ERROR")
 
 
 def serve_child(env: dict[str, str], port: int) -> None:

@@ -24,7 +24,9 @@ if str(ROOT) not in sys.path:
 from service.chain.keys import dev_account  # noqa: E402
 from service.evidence.eip712 import Domain  # noqa: E402
 from service.evidence.entries import (  # noqa: E402
+    ZERO_ADDRESS,
     Agreement,
+    AgreementV2,
     CoalitionValues,
     ContributionDeclaration,
     QualityAttestation,
@@ -108,6 +110,21 @@ def examples() -> dict[str, SignedEntry]:
         providers=tuple(providers),
         values=(0, 4100, 3600, 7300),
     )
+    offer_agreement = AgreementV2(
+        agreementId=_h("agreement: charging sessions 2026, offer v2"),
+        assetId=_h("asset: charging-sessions"),
+        consumer=CONSUMER.address,
+        providers=(PROVIDER_A.address,),
+        unitPrice=10**15,
+        policyHash=_h("settlement policy"),
+        validFrom=JAN_1,
+        validUntil=NEXT_YEAR,
+        offerId=_h("offer: charging-sessions"),
+        offerVersion=2,
+        termsHash=_h("terms: charging-sessions v2"),
+        homeChainId=0,
+        homeRegistry=ZERO_ADDRESS,
+    )
     return {
         "Agreement": sign_entry(agreement, DOMAIN, _keys(CONSUMER, PROVIDER_A, PROVIDER_B)),
         "UsageReceipt": sign_entry(receipt, DOMAIN, _keys(CONSUMER, PROVIDER_A)),
@@ -115,6 +132,7 @@ def examples() -> dict[str, SignedEntry]:
         "ContributionDeclaration-cost": sign_entry(cost, DOMAIN, _keys(PROVIDER_B)),
         "ContributionDeclaration-risk": sign_entry(risk, DOMAIN, _keys(PROVIDER_A, OPERATOR)),
         "CoalitionValues": sign_entry(coalition, DOMAIN, _keys(EVALUATOR)),
+        "AgreementV2": sign_entry(offer_agreement, DOMAIN, _keys(CONSUMER, PROVIDER_A)),
     }
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidatorFunctionWrapHandler,
 
 from service.evidence.entries import (
     Agreement,
+    AgreementV2,
     CoalitionValues,
     ContributionDeclaration,
     QualityAttestation,
@@ -193,12 +194,22 @@ class SignedCoalitionValues(BaseModel):
     signatures: SignatureMap
 
 
+class SignedAgreementV2(BaseModel):
+    __doc__ = f"An AgreementV2 (offer terms, home space), signed by {SIGNED_BY['AgreementV2']}."
+    model_config = ConfigDict(extra="forbid")
+
+    entry_type: Literal["AgreementV2"]
+    entry: AgreementV2
+    signatures: SignatureMap
+
+
 SignedEntryDoc = Annotated[
     SignedAgreement
     | SignedUsageReceipt
     | SignedQualityAttestation
     | SignedContributionDeclaration
-    | SignedCoalitionValues,
+    | SignedCoalitionValues
+    | SignedAgreementV2,
     Field(discriminator="entry_type"),
 ]
 

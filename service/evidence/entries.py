@@ -112,11 +112,15 @@ __all__ = [
     "MAX_COALITION_PROVIDERS",
     "MAX_SCORE_BPS",
     "PARALLEL_MIN_BATCH",
+    "ZERO_ADDRESS",
+    "ZERO_BYTES32",
     "Address",
     "AddressArray",
     "Agreement",
+    "AgreementV2",
     "Bytes32",
     "CoalitionValues",
+    "ContractAddress",
     "ContributionDeclaration",
     "ContributionKind",
     "Entry",
@@ -157,6 +161,7 @@ class EntryType(IntEnum):
     QUALITY_ATTESTATION = 3
     CONTRIBUTION_DECLARATION = 4
     COALITION_VALUES = 5
+    AGREEMENT_V2 = 6
 
 
 class ContributionKind(IntEnum):
@@ -249,6 +254,13 @@ Address = Annotated[
     PlainValidator(_validate_address),
     WithJsonSchema({"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"}),
 ]
+ContractAddress = Annotated[
+    str,
+    SolType("address"),
+    PlainValidator(parse_address),
+    WithJsonSchema({"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"}),
+]
+"""An address that is not a party (a contract; zero allowed where the field says so)."""
 Bytes32 = Annotated[
     bytes,
     SolType("bytes32"),
@@ -367,6 +379,49 @@ class Agreement(EntryBase):
         return self
 
 
+ZERO_BYTES32: Final = bytes(32)
+ZERO_ADDRESS: Final = "0x0000000000000000000000000000000000000000"
+
+
+class AgreementV2(Agreement):
+    """An Agreement under an offer's terms, optionally with providers of another space.
+
+    Every Agreement rule holds (it *is* an Agreement to settlement and audit); the extra
+    fields are zero when unused:
+
+    - ``offerId`` / ``offerVersion``: the catalog offer (T11) the agreement takes up;
+    - ``termsHash``: SHA-256 of the canonical usage-terms document the agreement is under
+      (the offer's terms, or a narrowing of them);
+    - ``homeChainId`` / ``homeRegistry``: the providers' home space (chain id and
+      ParticipantRegistry address) when they are registered in another data space (T10);
+      zero means the providers are participants of this space.
+    """
+
+    entry_type = EntryType.AGREEMENT_V2
+
+    offerId: Bytes32
+    offerVersion: Uint64
+    termsHash: Bytes32
+    homeChainId: Uint256
+    homeRegistry: ContractAddress
+
+    @model_validator(mode="after")
+    def _check_v2(self) -> AgreementV2:
+        if self.offerId == ZERO_BYTES32 and self.offerVersion != 0:
+            raise ValueError("offerVersion must be 0 when offerId is zero (no offer)")
+        if (self.homeChainId == 0) != (self.homeRegistry == ZERO_ADDRESS):
+            raise ValueError(
+                "homeChainId and homeRegistry are given together (another space's chain id "
+                "and registry) or both zero (this space)"
+            )
+        return self
+
+    @property
+    def cross_space(self) -> bool:
+        """True when the providers are registered in another space (``homeChainId`` set)."""
+        return self.homeChainId != 0
+
+
 class UsageReceipt(EntryBase):
     """Units of an agreement used in a period; both halves of the tally stick sign it."""
 
@@ -456,7 +511,12 @@ class CoalitionValues(EntryBase):
 
 
 Entry: TypeAlias = (
-    Agreement | UsageReceipt | QualityAttestation | ContributionDeclaration | CoalitionValues
+    Agreement
+    | AgreementV2
+    | UsageReceipt
+    | QualityAttestation
+    | ContributionDeclaration
+    | CoalitionValues
 )
 
 ENTRY_CLASSES: Final[Mapping[str, type[EntryBase]]] = MappingProxyType(
@@ -468,6 +528,7 @@ ENTRY_CLASSES: Final[Mapping[str, type[EntryBase]]] = MappingProxyType(
             QualityAttestation,
             ContributionDeclaration,
             CoalitionValues,
+            AgreementV2,
         )
     }
 )

@@ -30,6 +30,7 @@ SIGNED_BY: Final[Mapping[str, str]] = MappingProxyType(
         "QualityAttestation": "one attester: the agreement's consumer or an auditor",
         "ContributionDeclaration": "the provider, optionally countersigned by an operator",
         "CoalitionValues": "one evaluator (the settlement policy names it)",
+        "AgreementV2": "the consumer and every provider",
     }
 )
 """Who signs each entry type (:func:`service.evidence.entries.required_signers`)."""

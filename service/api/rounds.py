@@ -453,7 +453,8 @@ def audit_round(
 ) -> dict[str, Any]:
     """Recompute a round from the anchored log and compare with the vault
     (:func:`service.audit.settlement.audit_settlement`, policy and period from the draft)."""
-    from service.audit.settlement import SqlEntrySource, audit_settlement
+    from service.audit.settlement import audit_settlement
+    from service.evidence.sources import SqlLogSource
 
     with Session(engine) as session:
         draft = _draft(session, round_id)
@@ -464,7 +465,7 @@ def audit_round(
         vault=vault,
         ledger=ledger,
         round_id=round_id,
-        entries_source=SqlEntrySource(engine),
+        entries_source=SqlLogSource(engine),
         policy_doc=policy,
         period=period,
     )

@@ -21,145 +21,172 @@ Checks, in order (``seq`` = the checkpoint's index on chain):
 - ``checkpoint <seq> consistency`` (seq >= 1): the log serves a proof from the previous
   checkpoint's size to this one's, and it links the two *anchored* roots;
 - ``checkpoint <seq> root``: the log's root at this checkpoint's size is the anchored root;
+- ``checkpoint <seq> entries``: the entries the log serves, read once in leaf order
+  (:meth:`~service.audit.sources.EntrySource.entries`), rebuild the anchored root: their
+  leaf hashes (:func:`~service.evidence.merkle.leaf_hash` of each entry's canonical
+  bytes) make the tree, kept as a :class:`CompactRange`. The tree checks above only see
+  the hashes the log keeps; an operator that rewrote an entry's bytes but kept its tiles
+  passes them and fails here, at the first checkpoint covering the rewritten entry.
+  Missing, repeated or unreadable entries fail it too (later checkpoints' entry checks
+  are then skipped);
+- ``checkpoint <seq> decode`` (only when it fails): an entry below this checkpoint's size
+  is not canonical TALLY-ENTRY-V1 bytes (the first such entry is named);
 - ``head``: the log's current head (size, root) extends the last checkpoint.
 
-The operator's log is reached through a :class:`ConsistencySource`, a three-call
-protocol: :class:`SqlConsistencySource` reads the tiles from the operator's database
-(an auditor with read access, or the operator checking itself). An HTTP source over the
-API implements the same three methods: ``head`` from ``GET /v1/log/checkpoints`` (its
-``log.tree_size`` and ``log.root``), ``root(size)`` from the ``root_to`` of
-``GET /v1/log/proof/consistency?from=size&to=size`` and ``consistency_proof`` from the
-``proof`` of ``GET /v1/log/proof/consistency?from=old&to=new``. Nothing the source
-returns is trusted: roots are compared with the chain's and proofs are verified here.
+The operator's log is reached through a :class:`~service.audit.sources.LogSource`:
+:class:`~service.audit.sources.ApiSource` over any Tally API's public ``/v1/log/*``
+routes (what an auditor needs), :class:`~service.audit.sources.ExportFileSource`, or
+the operator's own database (:class:`service.evidence.sources.SqlLogSource`, for the
+operator's checks; this module never opens a database). Nothing the source returns is
+trusted: roots are compared with the chain's, proofs are verified here, and an answer
+the source cannot give (:class:`~service.errors.TallyError`) is a failed check.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from itertools import chain as chained
 from itertools import zip_longest
-from pathlib import Path
-from types import TracebackType
-from typing import Protocol, TypeVar
 
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlmodel import Session
 from web3.contract import Contract
 
 from service.audit.receipt import AuditReport
+from service.audit.sources import ConsistencySource, LogSource
 from service.chain.client import Chain
-from service.errors import LogUnavailable, TallyError
+from service.errors import InvalidEntry, TallyError
 from service.evidence.anchor import OnChainCheckpoint, read_all_checkpoints
-from service.evidence.merkle import consistency_shape, verify_consistency
-from service.evidence.tiles import EVIDENCE_LOG_ID, MerkleLog, SqlTileStorage
+from service.evidence.entries import decode_entry, entry_id
+from service.evidence.merkle import (
+    EMPTY_ROOT,
+    consistency_shape,
+    leaf_hash,
+    node_hash,
+    verify_consistency,
+)
 
-__all__ = ["ConsistencySource", "SqlConsistencySource", "audit_log"]
-
-T = TypeVar("T")
-
-
-class ConsistencySource(Protocol):
-    """The operator's log as an auditor sees it. Every method may raise a
-    :class:`~service.errors.TallyError` (the log cannot serve it); nothing is trusted."""
-
-    def describe(self) -> str:
-        """Where the log is read from (safe to print: no password)."""
-        ...
-
-    def head(self) -> tuple[int, bytes]:
-        """The log's current size and root."""
-        ...
-
-    def root(self, size: int) -> bytes:
-        """The root of the first ``size`` leaves."""
-        ...
-
-    def consistency_proof(self, old: int, new: int) -> list[bytes]:
-        """An RFC 9162 consistency proof from size ``old`` to size ``new``."""
-        ...
-
-
-def open_log_engine(url: str) -> Engine:
-    """A read engine on an operator's log database. A SQLite file that does not exist
-    is :class:`LogUnavailable` (opening it would create an empty log to audit)."""
-    from service.db import make_engine
-
-    parsed = make_url(url) if "://" in url else None
-    if parsed is not None and parsed.get_backend_name() == "sqlite":
-        path = parsed.database
-        if path and path != ":memory:" and not Path(path).is_file():
-            raise LogUnavailable(f"no SQLite database at {path}")
-    return make_engine(url, pool=False)
-
-
-class SqlConsistencySource:
-    """Serves the log straight from its SQL tiles (read-only; one transaction per call)."""
-
-    def __init__(self, engine: Engine, *, log_id: int = EVIDENCE_LOG_ID) -> None:
-        self._engine = engine
-        self._log_id = log_id
-        self._owned = False
-
-    @classmethod
-    def from_url(cls, url: str, *, log_id: int = EVIDENCE_LOG_ID) -> SqlConsistencySource:
-        """A source on its own engine (closed by :meth:`close` or ``with``)."""
-        source = cls(open_log_engine(url), log_id=log_id)
-        source._owned = True
-        return source
-
-    def close(self) -> None:
-        if self._owned:
-            self._engine.dispose()
-
-    def __enter__(self) -> SqlConsistencySource:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def describe(self) -> str:
-        try:
-            url = make_url(str(self._engine.url)).render_as_string(hide_password=True)
-        except ArgumentError:  # pragma: no cover - the engine was built from this URL
-            url = "database"
-        return f"SQL log {url}" + (f" (log {self._log_id})" if self._log_id else "")
-
-    def _read(self, fn: Callable[[MerkleLog], T]) -> T:
-        try:
-            with self._engine.connect() as conn:
-                return fn(MerkleLog(SqlTileStorage(conn, log_id=self._log_id)))
-        except SQLAlchemyError as err:
-            raise LogUnavailable(
-                f"cannot read the log from {self.describe()}: {type(err).__name__}"
-            ) from None
-
-    def check_deployment(self, *, chain_id: int, ledger: str) -> None:
-        """Refuse (:class:`~service.errors.LogBoundElsewhere`) a log database that belongs to
-        another deployment than the one being audited (read-only check)."""
-        from service.evidence.binding import check_log_binding
-
-        with Session(self._engine) as session:
-            check_log_binding(session, chain_id=chain_id, ledger=ledger)
-
-    def head(self) -> tuple[int, bytes]:
-        state = self._read(lambda log: log.state())
-        return state.size, state.root
-
-    def root(self, size: int) -> bytes:
-        return self._read(lambda log: log.root(size=size))
-
-    def consistency_proof(self, old: int, new: int) -> list[bytes]:
-        return self._read(lambda log: log.consistency_proof(old=old, new=new))
+__all__ = ["CompactRange", "audit_log"]
 
 
 def _hex(value: bytes) -> str:
     return "0x" + value.hex()
+
+
+class CompactRange:
+    """The RFC 9162 root of a growing list of leaves in O(log n) memory: the roots of the
+    perfect subtrees the leaves so far split into, largest (leftmost) first."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._nodes: list[tuple[int, bytes]] = []  # (leaves below, subtree root)
+
+    def append(self, leaf: bytes) -> None:
+        """Add the leaf hash ``leaf`` at index :attr:`size`."""
+        width, node = 1, leaf
+        while self._nodes and self._nodes[-1][0] == width:
+            left = self._nodes.pop()[1]
+            width, node = 2 * width, node_hash(left, node)
+        self._nodes.append((width, node))
+        self.size += 1
+
+    def root(self) -> bytes:
+        """The root of the leaves appended so far (the left subtree of a tree is its
+        largest perfect one, so the root folds the subtrees from the right)."""
+        if not self._nodes:
+            return EMPTY_ROOT
+        node = self._nodes[-1][1]
+        for _, left in reversed(self._nodes[:-1]):
+            node = node_hash(left, node)
+        return node
+
+
+class _EntryWalk:
+    """The log's entries, read once in leaf order, rebuilding the tree as they come: the
+    root at each checkpoint size is compared with the anchored root."""
+
+    def __init__(self, source: LogSource, size: int) -> None:
+        self._source = source
+        self._size = size
+        self._entries: Iterator[tuple[int, bytes]] | None = None
+        self._tree = CompactRange()
+        self.broken: str | None = None  # why the entries cannot be read any further
+
+    def advance(self, size: int) -> tuple[bytes | None, str | None]:
+        """Read up to leaf ``size``: (the root of the first ``size`` entries, or None
+        when they cannot all be read; the first entry among them that does not decode)."""
+        undecodable = None
+        if self.broken is not None:
+            return None, undecodable
+        try:
+            if self._entries is None:
+                self._entries = iter(self._source.entries(size=self._size))
+            while self._tree.size < size:
+                item = next(self._entries, None)
+                if item is None:
+                    self.broken = (
+                        f"{self._source.describe()} serves {self._tree.size} entries: "
+                        f"leaf {self._tree.size} is missing"
+                    )
+                    return None, undecodable
+                index, data = item
+                if index != self._tree.size:
+                    self.broken = (
+                        f"{self._source.describe()} gives leaf {index} where leaf "
+                        f"{self._tree.size} should be (missing, repeated or out of order)"
+                    )
+                    return None, undecodable
+                if undecodable is None:
+                    undecodable = _undecodable(index, data)
+                self._tree.append(leaf_hash(data))
+        except TallyError as err:
+            self.broken = f"cannot read the entries: {err.message}"
+            return None, undecodable
+        return self._tree.root(), undecodable
+
+
+def _undecodable(index: int, data: bytes) -> str | None:
+    try:
+        decode_entry(data)
+    except (InvalidEntry, ValueError) as err:
+        message = err.message if isinstance(err, InvalidEntry) else str(err)
+        return f"leaf {index} ({_hex(entry_id(data))}): {message}"
+    return None
+
+
+def _check_entries(
+    report: AuditReport, walk: _EntryWalk, cp: OnChainCheckpoint, prev_size: int
+) -> None:
+    """``checkpoint <seq> entries``: the entries the log serves rebuild the anchored root
+    (and ``checkpoint <seq> decode`` when one of them is not a canonical entry)."""
+    name = f"checkpoint {cp.seq} entries"
+    if walk.broken is not None:
+        report.add(name, None, f"skipped: {walk.broken}", seq=cp.seq)
+        return
+    root, undecodable = walk.advance(cp.tree_size)
+    if root is None:
+        report.add(name, False, f"checkpoint {cp.seq}: {walk.broken}", seq=cp.seq)
+    elif root == cp.root:
+        report.add(
+            name,
+            True,
+            f"the {cp.tree_size} entries rebuild the anchored root {_hex(cp.root)}",
+            seq=cp.seq,
+        )
+    else:
+        report.add(
+            name,
+            False,
+            f"checkpoint {cp.seq} (size {cp.tree_size}): the entries the log serves give root "
+            f"{_hex(root)}, not the anchored {_hex(cp.root)}: an entry among leaves "
+            f"{prev_size} .. {cp.tree_size - 1} was rewritten",
+            seq=cp.seq,
+        )
+    if undecodable is not None:
+        report.add(
+            f"checkpoint {cp.seq} decode",
+            False,
+            f"not a canonical entry: {undecodable}",
+            seq=cp.seq,
+        )
 
 
 MAX_SIZE_LOOKUPS = 1024  # roots read when looking for a mislabelled checkpoint's real size
@@ -284,8 +311,8 @@ def _check_step(
         )
 
 
-def audit_log(*, chain: Chain, ledger: Contract, proofs: ConsistencySource) -> AuditReport:
-    """Check every checkpoint on ``ledger`` against the log behind ``proofs``.
+def audit_log(*, chain: Chain, ledger: Contract, proofs: LogSource) -> AuditReport:
+    """Check every checkpoint on ``ledger`` against the log (tree and entries) ``proofs``.
 
     The report's first failure is the first break (earliest checkpoint). An unreachable
     node raises :class:`~service.errors.RpcUnavailable`; a log that cannot be read at
@@ -293,11 +320,12 @@ def audit_log(*, chain: Chain, ledger: Contract, proofs: ConsistencySource) -> A
     """
     checkpoints = read_all_checkpoints(chain, ledger)
     report = AuditReport(subject=f"log {proofs.describe()} against {ledger.address}")
-    served_size, served_root = proofs.head()
+    served_size, served_root = proofs.head()  # a log that cannot say its size raises
     if not checkpoints:
         report.add("head", True, f"no checkpoints on chain yet; the log has {served_size} leaves")
         report.summary = "no checkpoints on chain yet: nothing anchored to check"
         return report
+    walk = _EntryWalk(proofs, checkpoints[-1].tree_size)
     prev: OnChainCheckpoint | None = None
     for cp in checkpoints:
         _check_size(report, proofs, cp, 0 if prev is None else prev.tree_size, served_size)
@@ -312,6 +340,7 @@ def audit_log(*, chain: Chain, ledger: Contract, proofs: ConsistencySource) -> A
                 what=f"checkpoint {cp.seq} extends checkpoint {prev.seq}",
             )
         _check_root(report, proofs, cp, served_size)
+        _check_entries(report, walk, cp, 0 if prev is None else prev.tree_size)
         prev = cp
     last = checkpoints[-1]
     if served_size < last.tree_size:

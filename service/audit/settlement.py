@@ -57,28 +57,19 @@ bytes>"}``. The header is informational: the audit trusts the chain, not the hea
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Protocol
+from typing import Any
 
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlmodel import Session, col, select
 from web3.contract import Contract
 
-from service import jsonsafe
-from service.audit.log import open_log_engine
 from service.audit.receipt import AuditReport
 from service.audit.roles import RegistryHistory
+from service.audit.sources import EXPORT_FORMAT, EntrySource, ExportFileSource
 from service.chain.client import Chain
 from service.errors import (
     InvalidEntry,
     InvalidInput,
-    LogExportInvalid,
-    LogUnavailable,
     NotFound,
     PolicyMismatch,
     SettlementError,
@@ -100,7 +91,6 @@ from service.evidence.entries import (
 )
 from service.evidence.log import required_for
 from service.evidence.merkle import leaf_hash, root_from_leaf_hashes
-from service.evidence.models import AnchorRow, LogEntry
 from service.settlement.engine import RoundResult, settle_entries
 from service.settlement.payout_tree import build_payout_tree
 from service.settlement.policy import Policy, parse_policy
@@ -111,161 +101,14 @@ __all__ = [
     "EntrySource",
     "ExportFileSource",
     "SettlementAuditReport",
-    "SqlEntrySource",
     "audit_settlement",
     "overlapping_rounds",
-    "write_log_export",
 ]
-
-EXPORT_FORMAT = "tally-log-export-v1"
 MAX_SQL_INT = 2**63 - 1
 
 
 def _hex(value: bytes) -> str:
     return "0x" + bytes(value).hex()
-
-
-# --- entry sources ------------------------------------------------------------------------
-
-
-class EntrySource(Protocol):
-    """The operator's log entries as an auditor reads them (nothing is trusted)."""
-
-    def describe(self) -> str:
-        """Where the entries come from (safe to print)."""
-        ...
-
-    def entries(self, *, size: int) -> Iterator[tuple[int, bytes]]:
-        """``(leaf_index, canonical bytes)`` of the leaves below ``size``, in leaf order as
-        the source has them (gaps, repeats and disorder are the audit's to find)."""
-        ...
-
-
-class ExportFileSource:
-    """Entries from a ``tally log export`` file."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise LogExportInvalid(f"no log export file {self.path}")
-
-    def describe(self) -> str:
-        return f"export file {self.path.name}"
-
-    def header(self) -> dict[str, Any]:
-        with self.path.open(encoding="utf-8") as fh:
-            return self._header(fh)
-
-    def _header(self, fh: IO[str]) -> dict[str, Any]:
-        first = fh.readline()
-        try:
-            head = jsonsafe.loads(first, what=f"{self.path.name} line 1")
-        except json.JSONDecodeError:
-            raise LogExportInvalid(f"{self.path.name}: the first line is not JSON") from None
-        if not isinstance(head, dict) or head.get("format") != EXPORT_FORMAT:
-            raise LogExportInvalid(f"{self.path.name} is not a {EXPORT_FORMAT} file")
-        return head
-
-    def entries(self, *, size: int) -> Iterator[tuple[int, bytes]]:
-        with self.path.open(encoding="utf-8") as fh:
-            self._header(fh)
-            for number, line in enumerate(fh, start=2):
-                if not line.strip():
-                    continue
-                try:
-                    item = jsonsafe.loads(line, what=f"{self.path.name} line {number}")
-                    index = item["leaf_index"]
-                    data = bytes.fromhex(str(item["data"]).removeprefix("0x"))
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-                    raise LogExportInvalid(
-                        f"{self.path.name} line {number}: not an entry line ({err!r})"
-                    ) from None
-                if type(index) is not int:
-                    raise LogExportInvalid(f"{self.path.name} line {number}: bad leaf_index")
-                if index < size:
-                    yield index, data
-
-
-class SqlEntrySource:
-    """Entries read from a Tally database (``log_entries``)."""
-
-    def __init__(self, engine: Engine, *, owned: bool = False) -> None:
-        self._engine = engine
-        self._owned = owned
-
-    @classmethod
-    def from_url(cls, url: str) -> SqlEntrySource:
-        return cls(open_log_engine(url), owned=True)
-
-    def describe(self) -> str:
-        try:
-            return f"database {make_url(str(self._engine.url)).render_as_string()}"
-        except ArgumentError:  # pragma: no cover - engines always have a valid URL
-            return "database"
-
-    def close(self) -> None:
-        if self._owned:
-            self._engine.dispose()
-
-    def __enter__(self) -> SqlEntrySource:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def entries(self, *, size: int) -> Iterator[tuple[int, bytes]]:
-        leaf = col(LogEntry.leaf_index)
-        try:
-            with Session(self._engine) as session:
-                rows = session.exec(
-                    select(LogEntry.leaf_index, LogEntry.data)
-                    .where(leaf < size)
-                    .order_by(leaf)
-                    .execution_options(yield_per=10_000)
-                )
-                for index, data in rows:
-                    yield int(index), bytes(data)
-        except SQLAlchemyError as err:
-            raise LogUnavailable(f"cannot read the log from {self.describe()}: {err}") from None
-
-
-def write_log_export(*, engine: Engine, seq: int, out: Path) -> dict[str, Any]:
-    """Write leaves ``0 .. tree_size(seq) - 1`` of the operator's log to ``out``.
-
-    ``seq`` is an anchored checkpoint recorded in the database (:class:`NotFound` if not).
-    Returns the header written.
-    """
-    with Session(engine) as session:
-        anchor = session.get(AnchorRow, seq)
-        if anchor is None:
-            raise NotFound(f"checkpoint {seq} is not recorded in this database")
-        header = {
-            "format": EXPORT_FORMAT,
-            "seq": anchor.seq,
-            "tree_size": anchor.tree_size,
-            "root": anchor.root,
-            "chain_id": anchor.chain_id,
-            "ledger": anchor.contract,
-        }
-        leaf = col(LogEntry.leaf_index)
-        rows = session.exec(
-            select(LogEntry.leaf_index, LogEntry.entry_id, LogEntry.data)
-            .where(leaf < anchor.tree_size)
-            .order_by(leaf)
-            .execution_options(yield_per=10_000)
-        )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("w", encoding="utf-8") as fh:
-            fh.write(json.dumps(header) + "\n")
-            for index, eid, data in rows:
-                line = {"leaf_index": index, "entry_id": eid, "data": bytes(data).hex()}
-                fh.write(json.dumps(line) + "\n")
-    return header
 
 
 # --- the report ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import typer
 
 from service import jsonsafe
 from service.audit.receipt import AuditReport
+from service.audit.sources import ApiSource
 from service.audit.trust import TrustedDeployment
 from service.chain.client import Chain
 from service.cli.chain_cmd import DbOpt, DeploymentOpt, NetworkOpt, RpcOpt, connect, contracts_for
@@ -196,23 +197,59 @@ def audit_receipt_cmd(
     _emit(audit_receipt(doc, chain=chain, trusted=trusted), as_json=as_json, verbose=verbose)
 
 
+ApiOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api",
+        help="Read the log from this Tally API's public /v1/log routes (what an auditor needs).",
+    ),
+]
+CacheOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache",
+        help="With --api: keep downloaded entry pages here; a re-run continues where one stopped.",
+    ),
+]
+
+
+def api_source(url: str, cache: Path | None) -> ApiSource:
+    """The :class:`~service.audit.sources.ApiSource` an audit command reads ``--api`` from
+    (a progress bar on stderr when it is a terminal)."""
+    import sys
+
+    return ApiSource(url, cache=cache, progress=sys.stderr.isatty())
+
+
 @audit_app.command("log")
 def audit_log_cmd(
     rpc: RpcOpt = None,
     network: NetworkOpt = None,
     deployment: DeploymentOpt = None,
+    api: ApiOpt = None,
+    cache: CacheOpt = None,
     db: DbOpt = None,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Check every anchored checkpoint against the operator's log (consistency proofs)."""
-    from service.audit.log import SqlConsistencySource, audit_log
+    """Check every anchored checkpoint against the operator's log: consistency proofs,
+    roots, and the entries themselves (from --api URL, or the operator's --db)."""
+    from service.audit.log import audit_log
+    from service.audit.sources import closing_source
+    from service.evidence.sources import SqlLogSource
 
     if (rpc is None) == (network is None):
         raise ConfigError("give exactly one of --rpc URL or --network NAME")
+    if api is not None and db is not None:
+        raise ConfigError("give one log source: --api URL or --db URL, not both")
+    if cache is not None and api is None:
+        raise ConfigError("--cache keeps pages downloaded from --api: give --api URL")
     chain = connect(network, rpc)
     ledger = contracts_for(chain, deployment).ledger
-    with SqlConsistencySource.from_url(_database_url(db)) as source:
+    source: ApiSource | SqlLogSource = (
+        api_source(api, cache) if api is not None else SqlLogSource.from_url(_database_url(db))
+    )
+    with closing_source(source):
         source.check_deployment(chain_id=chain.chain_id, ledger=ledger.address)
         report = audit_log(chain=chain, ledger=ledger, proofs=source)
     _emit(report, as_json=as_json, verbose=verbose)

@@ -638,7 +638,7 @@ def log_export(
     db: DbOpt = None,
 ) -> None:
     """Write the log's entries up to an anchored checkpoint, for `tally audit settlement`."""
-    from service.audit.settlement import write_log_export
+    from service.evidence.sources import write_log_export
 
     engine = _engine(db)
     try:
@@ -663,6 +663,14 @@ def audit_settlement_cmd(
     db: Annotated[
         str | None, typer.Option("--db", help="Read the log from this database URL.")
     ] = None,
+    api: Annotated[
+        str | None,
+        typer.Option("--api", help="Read the log from this Tally API's public /v1/log routes."),
+    ] = None,
+    cache: Annotated[
+        Path | None,
+        typer.Option("--cache", help="With --api: keep downloaded entry pages here (resumable)."),
+    ] = None,
     payouts: Annotated[
         Path | None,
         typer.Option(help="The round's published payouts.json: names differing payouts."),
@@ -681,18 +689,17 @@ def audit_settlement_cmd(
     ] = False,
 ) -> None:
     """Recompute a round from the chain, the log and the policy; exit 1 on any mismatch."""
-    from service.audit.settlement import (
-        EntrySource,
-        ExportFileSource,
-        SqlEntrySource,
-        audit_settlement,
-    )
+    from service.audit.settlement import audit_settlement
+    from service.audit.sources import EntrySource, ExportFileSource, closing_source
+    from service.cli.evidence_cmd import api_source
     from service.settlement.policy import load_policy
 
     if (rpc is None) == (network is None):
         raise ConfigError("give exactly one of --rpc URL or --network NAME")
-    if (log_file is None) == (db is None):
-        raise ConfigError("give exactly one of --log-file FILE or --db URL")
+    if sum(x is not None for x in (log_file, db, api)) != 1:
+        raise ConfigError("give exactly one of --log-file FILE, --db URL or --api URL")
+    if cache is not None and api is None:
+        raise ConfigError("--cache keeps pages downloaded from --api: give --api URL")
     if (period_from is None) != (period_to is None):
         raise ConfigError("give both --from and --to, or neither")
     payouts_doc = None
@@ -707,13 +714,16 @@ def audit_settlement_cmd(
     chain = connect(network, rpc)
     contracts = contracts_for(chain, deployment)
     source: EntrySource
-    sql_source = None
     if log_file is not None:
         source = ExportFileSource(log_file)
+    elif api is not None:
+        source = api_source(api, cache)
     else:
+        from service.evidence.sources import SqlLogSource
+
         assert db is not None
-        source = sql_source = SqlEntrySource.from_url(db)
-    try:
+        source = SqlLogSource.from_url(db)
+    with closing_source(source):
         report = audit_settlement(
             chain=chain,
             vault=contracts.vault,
@@ -725,9 +735,6 @@ def audit_settlement_cmd(
             period=period,
             from_block=contracts.deployment.deploy_block,
         )
-    finally:
-        if sql_source is not None:
-            sql_source.close()
     if as_json:
         _print_json(report.to_json())
     else:

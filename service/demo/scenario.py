@@ -21,7 +21,7 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from service.audit.log import SqlConsistencySource, audit_log
+from service.audit.log import audit_log
 from service.audit.receipt import audit_receipt
 from service.audit.roles import RegistryHistory
 from service.audit.trust import TrustedDeployment
@@ -44,6 +44,7 @@ from service.evidence.entries import (
 )
 from service.evidence.models import AnchorRow
 from service.evidence.receipts import build_receipt
+from service.evidence.sources import SqlLogSource
 from service.settlement.policy import Policy, parse_policy
 
 PERIOD_START = 1_767_225_600  # 2026-01-01T00:00:00Z
@@ -328,9 +329,7 @@ def audit_evidence(*, engine: Engine, chain: Chain, result: EvidenceResult) -> E
             valid += 1
         elif first is None:
             first = report.verdict
-    log_report = audit_log(
-        chain=chain, ledger=result.contracts.ledger, proofs=SqlConsistencySource(engine)
-    )
+    log_report = audit_log(chain=chain, ledger=result.contracts.ledger, proofs=SqlLogSource(engine))
     return EvidenceAudit(
         receipts_checked=len(result.receipt_docs),
         receipts_valid=valid,

@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from service.audit.settlement import ExportFileSource, audit_settlement, write_log_export
+from service.audit.settlement import ExportFileSource, audit_settlement
 from service.chain.client import Chain
 from service.demo.scenario import (
     PERIOD_END,
@@ -32,6 +32,7 @@ from service.demo.scenario import (
     EvidenceResult,
     demo_policy,
 )
+from service.evidence.sources import write_log_export
 from service.settlement.engine import RoundResult, compute_round
 from service.settlement.payout_tree import build_payout_tree
 from service.settlement.policy import Policy

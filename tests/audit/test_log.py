@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from service.audit.log import SqlConsistencySource, audit_log
+from service.audit.log import audit_log
 from service.audit.receipt import AuditReport
 from service.chain.client import Chain
 from service.db import create_schema, make_engine
@@ -19,7 +19,7 @@ from service.evidence.anchor import anchor_once
 from service.evidence.entries import SignedEntry
 from service.evidence.merkle import leaf_hash
 from service.evidence.models import AnchorRow
-from service.evidence.tiles import MerkleLog, SqlTileStorage
+from service.evidence.sources import SqlLogSource
 from tests.evidence.test_log import agreement, ingest, receipt
 from tests.space import Space, build_space
 
@@ -51,12 +51,11 @@ def _build(engine: Engine, space: Space, entries: list[SignedEntry], *, anchor: 
             _anchor(engine, space)
 
 
-def _rebuilt(tmp_path: Path, entries: list[SignedEntry]) -> Engine:
+def _rebuilt(tmp_path: Path, space: Space, entries: list[SignedEntry]) -> Engine:
     """A fresh SQL log over ``entries``: what an operator that rewrote history serves."""
     engine = make_engine(f"sqlite:///{tmp_path}/rewritten.db")
     create_schema(engine)
-    with engine.begin() as conn:
-        MerkleLog(SqlTileStorage(conn)).append(hashes=[leaf_hash(e.encode()) for e in entries])
+    assert all(r.ok for r in ingest(engine, space, entries))  # type: ignore[attr-defined]
     return engine
 
 
@@ -81,9 +80,7 @@ def anchored(_embedded: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 def _audit(space: Space, engine: Engine) -> AuditReport:
-    return audit_log(
-        chain=space.chain, ledger=space.contracts.ledger, proofs=SqlConsistencySource(engine)
-    )
+    return audit_log(chain=space.chain, ledger=space.contracts.ledger, proofs=SqlLogSource(engine))
 
 
 def test_log_with_several_checkpoints_passes(engine: Engine, space: Space) -> None:
@@ -92,10 +89,13 @@ def test_log_with_several_checkpoints_passes(engine: Engine, space: Space) -> No
     assert report.ok, report.verdict
     assert [(c.name, c.seq) for c in report.checks] == [
         ("checkpoint 0 root", 0),
+        ("checkpoint 0 entries", 0),
         ("checkpoint 1 consistency", 1),
         ("checkpoint 1 root", 1),
+        ("checkpoint 1 entries", 1),
         ("checkpoint 2 consistency", 2),
         ("checkpoint 2 root", 2),
+        ("checkpoint 2 entries", 2),
         ("head", None),
     ]
     assert all(c.ok is True for c in report.checks)
@@ -108,7 +108,7 @@ def test_rewritten_entry_breaks_at_the_first_checkpoint_covering_it(
 ) -> None:
     doctored = list(anchored.entries)
     doctored[4] = receipt(anchored.space, 4, units=1_000)  # after checkpoint 0, in checkpoint 1
-    rewritten = _rebuilt(tmp_path, doctored)
+    rewritten = _rebuilt(tmp_path, anchored.space, doctored)
     report = _audit(anchored.space, rewritten)
     assert not report.ok
     first = report.first_failure
@@ -118,8 +118,10 @@ def test_rewritten_entry_breaks_at_the_first_checkpoint_covering_it(
     assert failed == {
         "checkpoint 1 consistency",
         "checkpoint 1 root",
+        "checkpoint 1 entries",
         "checkpoint 2 consistency",
         "checkpoint 2 root",
+        "checkpoint 2 entries",
         "head",
     }
     assert report.verdict.startswith("FAIL") and "checkpoint 1" in report.verdict
@@ -132,14 +134,15 @@ def test_rewrite_after_the_last_checkpoint_is_not_a_break(
 ) -> None:
     doctored = list(anchored.entries)
     doctored[-1] = receipt(anchored.space, len(doctored) - 1, units=7)  # not anchored yet
-    rewritten = _rebuilt(tmp_path, doctored)
+    rewritten = _rebuilt(tmp_path, anchored.space, doctored)
     report = _audit(anchored.space, rewritten)
     assert report.ok, report.verdict
     rewritten.dispose()
 
 
 def test_truncated_log_breaks_where_it_ends(anchored: Anchored, tmp_path: Path) -> None:
-    rewritten = _rebuilt(tmp_path, anchored.entries[:8])  # checkpoint 2 anchored 10 leaves
+    # checkpoint 2 anchored 10 leaves
+    rewritten = _rebuilt(tmp_path, anchored.space, anchored.entries[:8])
     report = _audit(anchored.space, rewritten)
     first = report.first_failure
     assert first is not None and first.seq == 2 and first.name == "checkpoint 2 consistency"
@@ -158,20 +161,20 @@ def test_no_checkpoints_yet_passes_and_says_so(engine: Engine, space: Space) -> 
 
 def test_sql_source_refuses_a_missing_database(tmp_path: Path) -> None:
     with pytest.raises(LogUnavailable):
-        SqlConsistencySource.from_url(f"sqlite:///{tmp_path}/absent.db")
+        SqlLogSource.from_url(f"sqlite:///{tmp_path}/absent.db")
     assert not (tmp_path / "absent.db").exists()
 
 
 def test_sql_source_serves_what_the_log_holds(engine: Engine, space: Space) -> None:
     _build(engine, space, _entries(space), anchor=False)
-    source = SqlConsistencySource(engine)
+    source = SqlLogSource(engine)
     size, root = source.head()
     assert size == SIZES[-1] + EXTRA and source.root(size) == root
     assert source.consistency_proof(size, size) == []
 
 
 def test_sql_source_never_shows_the_database_password() -> None:
-    source = SqlConsistencySource.from_url("postgresql+psycopg://tally:s3cret@db.invalid/tally")
+    source = SqlLogSource.from_url("postgresql+psycopg://tally:s3cret@db.invalid/tally")
     assert "s3cret" not in source.describe() and "db.invalid" in source.describe()
     source.close()
 

@@ -14,10 +14,8 @@ from sqlmodel import Session
 from service.audit.settlement import (
     ExportFileSource,
     SettlementAuditReport,
-    SqlEntrySource,
     audit_settlement,
     overlapping_rounds,
-    write_log_export,
 )
 from service.evidence.anchor import anchor_once
 from service.evidence.entries import (
@@ -31,6 +29,7 @@ from service.evidence.entries import (
 from service.evidence.log import hex32
 from service.evidence.merkle import leaf_hash
 from service.evidence.models import AnchorRow, LogEntry
+from service.evidence.sources import SqlLogSource, write_log_export
 from service.evidence.tiles import MerkleLog, SqlTileStorage
 from service.settlement.engine import RoundResult, compute_round, settle_entries
 from service.settlement.payout_tree import PayoutTree, build_payout_tree
@@ -205,7 +204,7 @@ def test_honest_round_passes_from_the_export_file_and_from_sql(
     assert by_file.to_json()["round"]["period"] == {"start": P0, "end": P1}
     assert by_file.to_json()["round"]["total"] == str(result.pool)
 
-    by_sql = _audit(space, SqlEntrySource(engine), policy)
+    by_sql = _audit(space, SqlLogSource(engine), policy)
     assert by_sql.ok, by_sql.verdict
     assert "published_payouts" not in [c.name for c in by_sql.checks]
 
@@ -271,13 +270,13 @@ def test_extra_payout_is_named(engine: Engine, space: Space, tmp_path: Path) -> 
     payouts[space.outsider.address.lower()] = 777
     tree = build_payout_tree(round_id=ROUND, payouts=payouts)
     _propose_tree(space, tree, cp, policy)
-    report = _audit(space, SqlEntrySource(engine), policy, _payouts_doc(tree))
+    report = _audit(space, SqlLogSource(engine), policy, _payouts_doc(tree))
     name, detail = _failure(report)
     assert name == "payouts"
     assert detail == f"extra payout of 777 to {space.outsider.address}"
     assert [m["kind"] for m in report.mismatches] == ["extra"]
     # without the payout file the root and totals are still compared
-    name, detail = _failure(_audit(space, SqlEntrySource(engine), policy))
+    name, detail = _failure(_audit(space, SqlLogSource(engine), policy))
     assert name == "payouts" and f"total {honest.pool}" in detail
     assert f"total {honest.pool + 777}" in detail
 
@@ -293,7 +292,7 @@ def test_wrong_amount_is_named(engine: Engine, space: Space, tmp_path: Path) -> 
     payouts[p1.lower()] += 10
     tree = build_payout_tree(round_id=ROUND, payouts=payouts)
     _propose_tree(space, tree, cp, policy)
-    report = _audit(space, SqlEntrySource(engine), policy, _payouts_doc(tree))
+    report = _audit(space, SqlLogSource(engine), policy, _payouts_doc(tree))
     name, detail = _failure(report)
     assert name == "payouts"
     first = min(p0, p1, key=str.lower)
@@ -301,7 +300,7 @@ def test_wrong_amount_is_named(engine: Engine, space: Space, tmp_path: Path) -> 
     got = want - 10 if first == p0 else want + 10
     assert detail == f"payout to {first} is {got}, recomputed {want} (and 1 more)"
     # a payout file that is not what was proposed cannot be used to name anything
-    report = _audit(space, SqlEntrySource(engine), policy, honest.payouts_document())
+    report = _audit(space, SqlLogSource(engine), policy, honest.payouts_document())
     assert _failure(report)[0] == "published_payouts"
 
 
@@ -369,7 +368,7 @@ def test_invented_receipt_in_the_anchored_log_fails_the_signatures(
     assert result.pool == (60 + 10_000) * 1000
     _fund(space, result.pool)
     propose(chain=space.chain, vault=space.contracts.vault, result=result, sender=space.operator)
-    report = _audit(space, SqlEntrySource(engine), policy)
+    report = _audit(space, SqlLogSource(engine), policy)
     name, detail = _failure(report)
     assert name == "signatures" and detail.startswith("leaf 4 (UsageReceipt)")
     assert provider.address in detail
@@ -397,7 +396,7 @@ def test_unregistered_party_fails_the_roles(engine: Engine, space: Space) -> Non
     result = _result(engine, cp, policy)
     _fund(space, result.pool)
     propose(chain=space.chain, vault=space.contracts.vault, result=result, sender=space.operator)
-    name, detail = _failure(_audit(space, SqlEntrySource(engine), policy))
+    name, detail = _failure(_audit(space, SqlLogSource(engine), policy))
     assert name == "roles"
     assert detail == (
         f"leaf 4 (Agreement): consumer {outsider.address} is not registered with that role"
@@ -406,7 +405,7 @@ def test_unregistered_party_fails_the_roles(engine: Engine, space: Space) -> Non
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_unknown_round_fails_cleanly(engine: Engine, space: Space) -> None:
-    report = _audit(space, SqlEntrySource(engine), make_policy(space))
+    report = _audit(space, SqlLogSource(engine), make_policy(space))
     assert _failure(report) == ("round", f"round {ROUND} does not exist on the vault")
     assert all(c.ok is None for c in report.checks[1:])
 
@@ -415,7 +414,7 @@ def test_sql_entry_source_refuses_a_missing_database(tmp_path: Path) -> None:
     from service.errors import LogUnavailable
 
     with pytest.raises(LogUnavailable):
-        SqlEntrySource.from_url(f"sqlite:///{tmp_path}/absent.db")
+        SqlLogSource.from_url(f"sqlite:///{tmp_path}/absent.db")
     assert not (tmp_path / "absent.db").exists()  # no empty log was created to audit
 
 
@@ -429,7 +428,7 @@ def test_audit_flags_debits_that_differ_from_bills(engine: Engine, space: Space)
     policy = make_policy(space)
     honest = _result(engine, cp, policy)
     _propose_tree(space, honest.tree, cp, policy, funder=1)
-    report = _audit(space, SqlEntrySource(engine), policy)
+    report = _audit(space, SqlLogSource(engine), policy)
     name, detail = _failure(report)
     c0, c1 = (c.address for c in space.consumers)
     assert name == "debits"
@@ -449,7 +448,7 @@ def test_audit_flags_a_statement_period_that_is_not_the_rounds(
     result = _result(engine, cp, policy)
     _fund(space, result.pool)
     propose(chain=space.chain, vault=space.contracts.vault, result=result, sender=space.operator)
-    report = _audit(space, SqlEntrySource(engine), policy, period=(P0, P1 + 1))
+    report = _audit(space, SqlLogSource(engine), policy, period=(P0, P1 + 1))
     assert _failure(report) == (
         "period",
         f"the statement's period [{P0}, {P1 + 1}) is not the round's on-chain period [{P0}, {P1})",
@@ -489,7 +488,7 @@ def test_audit_overlap_reads_the_vaults_rounds(engine: Engine, space: Space) -> 
         vault=space.contracts.vault,
         ledger=space.contracts.ledger,
         round_id=ROUND + 1,
-        entries_source=SqlEntrySource(engine),
+        entries_source=SqlLogSource(engine),
         policy_doc=policy,
     )
     overlap = next(c for c in report.checks if c.name == "overlap")
@@ -503,14 +502,14 @@ def test_audit_flags_agreement_of_another_policy(engine: Engine, space: Space) -
     ingest_all(engine, space, [agreement(space, policy=b"\x07" * 32), *usage(space)])
     cp = _anchor(engine, space)
     # the operator settles it anyway, outside the engine's refusal, under the round's policy
-    entries = [decode_entry(line) for _, line in SqlEntrySource(engine).entries(size=cp.tree_size)]
+    entries = [decode_entry(line) for _, line in SqlLogSource(engine).entries(size=cp.tree_size)]
     repointed = [agreement(space, policy=policy), *entries[1:]]
     tree = settle_entries(
         repointed, round_id=ROUND, period_start=P0, period_end=P1,
         checkpoint_size=cp.tree_size, policy=policy,
     ).tree  # fmt: skip
     _propose_tree(space, tree, cp, policy)
-    report = _audit(space, SqlEntrySource(engine), policy)
+    report = _audit(space, SqlLogSource(engine), policy)
     name, detail = _failure(report)
     assert name == "agreement_policies"
     assert "0x" + AG.hex() in detail and "0x" + "07" * 32 in detail

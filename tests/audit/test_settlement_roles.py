@@ -11,13 +11,13 @@ import pytest
 from web3.exceptions import Web3RPCError
 
 from service.audit.roles import RegistryHistory
-from service.audit.settlement import SqlEntrySource
 from service.chain.client import Chain
 from service.chain.config import rpc_network
 from service.chain.devnode import Anvil, anvil_binary
 from service.db import create_schema, make_engine
 from service.errors import DevNodeError
 from service.evidence.directory import CONSUMER, PROVIDER, SERVICE, STATUS_NONE
+from service.evidence.sources import SqlLogSource
 from service.settlement.rounds import propose
 from tests.audit.test_settlement import _audit, _evidence, _fund, _result
 from tests.settlement.test_engine import make_policy
@@ -75,7 +75,7 @@ def test_settlement_audit_on_a_node_without_history_reads_roles_from_events(
     )
     _history_gone(space, cp.block_number)
 
-    report = _audit(space, SqlEntrySource(engine), policy, result.payouts_document())
+    report = _audit(space, SqlLogSource(engine), policy, result.payouts_document())
     roles = next(c for c in report.checks if c.name == "roles")
     assert roles.ok is True, roles.detail
     assert f"at block {cp.block_number}" in roles.detail

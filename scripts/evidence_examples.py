@@ -30,8 +30,10 @@ from service.evidence.entries import (  # noqa: E402
     CoalitionValues,
     ContributionDeclaration,
     QualityAttestation,
+    RevenueDeclaration,
     SignedEntry,
     UsageReceipt,
+    ValuationResult,
     sign_entry,
 )
 from service.evidence.merkle import leaf_hash  # noqa: E402
@@ -125,6 +127,15 @@ def examples() -> dict[str, SignedEntry]:
         homeChainId=0,
         homeRegistry=ZERO_ADDRESS,
     )
+    revenue = RevenueDeclaration(
+        agreementId=AGREEMENT_ID,
+        consumer=CONSUMER.address,
+        periodStart=JAN_1,
+        periodEnd=FEB_1,
+        revenue=40_000 * 10**18,
+        reportHash=_h("revenue report: ev-risk-score premiums 2026-01"),
+        nonce=2,
+    )
     return {
         "Agreement": sign_entry(agreement, DOMAIN, _keys(CONSUMER, PROVIDER_A, PROVIDER_B)),
         "UsageReceipt": sign_entry(receipt, DOMAIN, _keys(CONSUMER, PROVIDER_A)),
@@ -133,7 +144,27 @@ def examples() -> dict[str, SignedEntry]:
         "ContributionDeclaration-risk": sign_entry(risk, DOMAIN, _keys(PROVIDER_A, OPERATOR)),
         "CoalitionValues": sign_entry(coalition, DOMAIN, _keys(EVALUATOR)),
         "AgreementV2": sign_entry(offer_agreement, DOMAIN, _keys(CONSUMER, PROVIDER_A)),
+        "RevenueDeclaration": sign_entry(revenue, DOMAIN, _keys(CONSUMER)),
+        "ValuationResult": sign_entry(_valuation(providers), DOMAIN, _keys(EVALUATOR)),
     }
+
+
+def _valuation(providers: list[str]) -> ValuationResult:
+    """T13's example: MSR Banzhaf values of the two providers (one negative)."""
+    return ValuationResult(
+        agreementId=AGREEMENT_ID,
+        periodStart=JAN_1,
+        periodEnd=FEB_1,
+        method=3,
+        paramsHash=_h("valuation params: msr-banzhaf"),
+        checkpointSize=12,
+        seed=_h("valuation seed"),
+        utilityHash=_h("utility: examples:logreg_utility"),
+        providers=tuple(providers),
+        values=(3650, -120),
+        stderrs=(41, 38),
+        utilityCalls=256,
+    )
 
 
 def derived(signed: SignedEntry) -> dict[str, str]:

@@ -15,8 +15,12 @@ from service.evidence.entries import (
     AgreementV2,
     CoalitionValues,
     ContributionDeclaration,
+    Offer,
+    OfferWithdrawal,
     QualityAttestation,
+    RevenueDeclaration,
     UsageReceipt,
+    ValuationResult,
 )
 from service.evidence.typed_data import SIGNED_BY
 
@@ -203,13 +207,59 @@ class SignedAgreementV2(BaseModel):
     signatures: SignatureMap
 
 
+class SignedOffer(BaseModel):
+    __doc__ = f"An Offer (a catalog data product), signed by {SIGNED_BY['Offer']}."
+    model_config = ConfigDict(extra="forbid")
+
+    entry_type: Literal["Offer"]
+    entry: Offer
+    signatures: SignatureMap
+
+
+class SignedOfferWithdrawal(BaseModel):
+    __doc__ = f"An OfferWithdrawal, signed by {SIGNED_BY['OfferWithdrawal']}."
+    model_config = ConfigDict(extra="forbid")
+
+    entry_type: Literal["OfferWithdrawal"]
+    entry: OfferWithdrawal
+    signatures: SignatureMap
+
+
+class SignedRevenueDeclaration(BaseModel):
+    __doc__ = (
+        "A RevenueDeclaration (the consumer's revenue from an agreement's data in a period), "
+        f"signed by {SIGNED_BY['RevenueDeclaration']}."
+    )
+    model_config = ConfigDict(extra="forbid")
+
+    entry_type: Literal["RevenueDeclaration"]
+    entry: RevenueDeclaration
+    signatures: SignatureMap
+
+
+class SignedValuationResult(BaseModel):
+    __doc__ = (
+        "A ValuationResult (per-provider data values of an agreement in a period), "
+        f"signed by {SIGNED_BY['ValuationResult']}."
+    )
+    model_config = ConfigDict(extra="forbid")
+
+    entry_type: Literal["ValuationResult"]
+    entry: ValuationResult
+    signatures: SignatureMap
+
+
 SignedEntryDoc = Annotated[
     SignedAgreement
     | SignedUsageReceipt
     | SignedQualityAttestation
     | SignedContributionDeclaration
     | SignedCoalitionValues
-    | SignedAgreementV2,
+    | SignedAgreementV2
+    | SignedOffer
+    | SignedOfferWithdrawal
+    | SignedRevenueDeclaration
+    | SignedValuationResult,
     Field(discriminator="entry_type"),
 ]
 

@@ -11,6 +11,12 @@ the wallet's signing prompt through the API to the receipt an auditor reads):
 - ``ContributionDeclaration``: signed by the declaring provider, and also by the operator
   where the settlement policy says so (the caller states it).
 - ``CoalitionValues``: signed by the evaluator the policy names (the caller states it).
+- ``Offer`` / ``OfferWithdrawal``: a catalog data product (T11) and its withdrawal,
+  signed by every provider of the offer.
+- ``RevenueDeclaration``: what the consumer earned with an agreement's data in a period
+  (the base of a revenue-share price, T11), signed by the consumer.
+- ``ValuationResult``: per-provider values of a data valuation (T13), signed by the
+  evaluator the policy names (the caller states it).
 
 See :func:`required_signers`.
 
@@ -34,7 +40,9 @@ offset  bytes  field
 ======  =====  =============================================================
 0       14     magic ``b"TALLY-ENTRY-V1"``
 14      1      entry type tag (:class:`EntryType`: 1 Agreement, 2 UsageReceipt,
-               3 QualityAttestation, 4 ContributionDeclaration, 5 CoalitionValues)
+               3 QualityAttestation, 4 ContributionDeclaration, 5 CoalitionValues,
+               6 AgreementV2, 7 Offer, 8 OfferWithdrawal,
+               9 RevenueDeclaration, 10 ValuationResult)
 15      32     chainId, uint256 big-endian
 47      20     verifyingContract (the EvidenceLedger address)
 67      32     EIP-712 domain separator (name "Tally", version "1", the two above)
@@ -92,6 +100,7 @@ from pydantic import (
     model_validator,
 )
 
+from service.catalog.canonical import parse_canonical
 from service.errors import InvalidEntry, InvalidSignature, SignerMismatch
 from service.evidence.eip712 import (
     Domain,
@@ -126,7 +135,10 @@ __all__ = [
     "Entry",
     "EntryBase",
     "EntryType",
+    "Offer",
+    "OfferWithdrawal",
     "QualityAttestation",
+    "RevenueDeclaration",
     "SignedEntry",
     "Uint8",
     "Uint16",
@@ -134,6 +146,7 @@ __all__ = [
     "Uint256",
     "Uint256Array",
     "UsageReceipt",
+    "ValuationResult",
     "VerifyResult",
     "decode_entry",
     "encode_entry",
@@ -162,6 +175,10 @@ class EntryType(IntEnum):
     CONTRIBUTION_DECLARATION = 4
     COALITION_VALUES = 5
     AGREEMENT_V2 = 6
+    OFFER = 7
+    OFFER_WITHDRAWAL = 8
+    REVENUE_DECLARATION = 9
+    VALUATION_RESULT = 10
 
 
 class ContributionKind(IntEnum):
@@ -281,6 +298,84 @@ _Uint256Item = Annotated[
 Uint256 = Annotated[_Uint256Item, SolType("uint256")]
 AddressArray = Annotated[tuple[Address, ...], SolType("address[]")]
 Uint256Array = Annotated[tuple[_Uint256Item, ...], SolType("uint256[]")]
+
+
+def _validate_int256(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(
+            f"int256 must be an integer or a decimal string, got {type(value).__name__}"
+        )
+    if isinstance(value, str):
+        digits = value[1:] if value.startswith("-") else value
+        if not digits.isascii() or not digits.isdigit():
+            raise ValueError(
+                f"int256 string must be decimal digits with an optional -, got {value!r}"
+            )
+        value = int(value)
+    if not -(1 << 255) <= value < 1 << 255:
+        raise ValueError(f"int256 must be in [-2**255, 2**255 - 1], got {value}")
+    return int(value)
+
+
+_Int256Item = Annotated[
+    int,
+    PlainValidator(_validate_int256),
+    PlainSerializer(str, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string", "pattern": "^-?[0-9]{1,77}$"}],
+            "description": "int256 (a JSON integer or a decimal string, may be negative)",
+        },
+        mode="validation",
+    ),
+    WithJsonSchema({"type": "string", "pattern": "^-?[0-9]{1,77}$"}, mode="serialization"),
+]
+Int256Array = Annotated[tuple[_Int256Item, ...], SolType("int256[]")]
+
+
+def _string_validator(max_bytes: int) -> Callable[[object], str]:
+    def validate(value: object) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"must be a string, got {type(value).__name__}")
+        size = len(value.encode("utf-8", errors="surrogatepass"))
+        if size > max_bytes:
+            raise ValueError(f"must be at most {max_bytes} UTF-8 bytes, got {size}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must be valid Unicode (no lone surrogates)") from None
+        return value
+
+    return validate
+
+
+MAX_OFFER_TEXT: Final = 4096
+MAX_OFFER_DOCUMENT: Final = 16384
+"""Byte caps of an Offer's description and of its pricing / terms JSON documents."""
+
+ShortText = Annotated[
+    str,
+    SolType("string"),
+    PlainValidator(_string_validator(256)),
+    WithJsonSchema({"type": "string", "description": "at most 256 UTF-8 bytes"}),
+]
+LongText = Annotated[
+    str,
+    SolType("string"),
+    PlainValidator(_string_validator(MAX_OFFER_TEXT)),
+    WithJsonSchema({"type": "string", "description": f"at most {MAX_OFFER_TEXT} UTF-8 bytes"}),
+]
+DocumentText = Annotated[
+    str,
+    SolType("string"),
+    PlainValidator(_string_validator(MAX_OFFER_DOCUMENT)),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": f"RFC 8785 canonical JSON object, at most {MAX_OFFER_DOCUMENT} bytes",
+        }
+    ),
+]
 
 
 # --- models ----------------------------------------------------------------------------
@@ -510,6 +605,160 @@ class CoalitionValues(EntryBase):
         return self
 
 
+def _check_list_text(value: str, name: str) -> None:
+    """A comma-separated list: items non-empty, trimmed, distinct (``""`` = no items)."""
+    if value == "":
+        return
+    items = value.split(",")
+    for item in items:
+        if not item or item != item.strip():
+            raise ValueError(f"{name} is a comma-separated list of non-empty, trimmed items")
+    if len(set(items)) != len(items):
+        raise ValueError(f"{name} lists an item twice")
+
+
+class Offer(EntryBase):
+    """A data product in the catalog (one version of an offer); signed by its providers.
+
+    The descriptive fields follow DCAT 3 (``dct:title``, ``dcat:keyword``, ``dcat:theme``,
+    ``dct:license``, ``dcat:mediaType`` of the distributions); ``keywords`` and
+    ``formats`` are comma-separated lists. ``pricing`` and ``terms`` are RFC 8785
+    canonical JSON objects (see :mod:`service.catalog.pricing` and
+    :mod:`service.catalog.terms`, whose semantic checks run at ingest); an AgreementV2
+    under this version names ``offerId``, ``version`` and SHA-256 of ``terms`` (or of a
+    narrowing of them). A new version of the same ``offerId`` replaces the old one in
+    the catalog; versions strictly increase and the providers never change.
+    """
+
+    entry_type = EntryType.OFFER
+
+    offerId: Bytes32
+    version: Uint64
+    providers: AddressArray
+    title: ShortText
+    description: LongText
+    keywords: LongText
+    theme: ShortText
+    license: ShortText
+    formats: ShortText
+    metadataHash: Bytes32
+    metadataUrl: ShortText
+    pricing: DocumentText
+    terms: DocumentText
+    validFrom: Uint64
+    validUntil: Uint64
+
+    @model_validator(mode="after")
+    def _check(self) -> Offer:
+        if not 1 <= len(self.providers) <= MAX_AGREEMENT_PROVIDERS:
+            raise ValueError(f"providers must have 1 to {MAX_AGREEMENT_PROVIDERS} addresses")
+        _check_ascending(self.providers, "providers")
+        if self.offerId == ZERO_BYTES32:
+            raise ValueError("offerId must not be zero (zero means no offer in an AgreementV2)")
+        if self.version == 0:
+            raise ValueError("version starts at 1 (0 means no offer in an AgreementV2)")
+        if not self.title.strip():
+            raise ValueError("title must not be empty")
+        _check_list_text(self.keywords, "keywords")
+        _check_list_text(self.formats, "formats")
+        parse_canonical(self.pricing, what="pricing")
+        parse_canonical(self.terms, what="terms")
+        _check_period(self.validFrom, self.validUntil, "validFrom", "validUntil")
+        return self
+
+
+class OfferWithdrawal(EntryBase):
+    """The providers withdraw an offer from the catalog as of its ``version``.
+
+    ``version`` must be the offer's latest; agreements under it that are already in the
+    log stay valid (they were signed), new agreements naming the offer are refused.
+    """
+
+    entry_type = EntryType.OFFER_WITHDRAWAL
+
+    offerId: Bytes32
+    version: Uint64
+    providers: AddressArray
+
+    @model_validator(mode="after")
+    def _check(self) -> OfferWithdrawal:
+        if not 1 <= len(self.providers) <= MAX_AGREEMENT_PROVIDERS:
+            raise ValueError(f"providers must have 1 to {MAX_AGREEMENT_PROVIDERS} addresses")
+        _check_ascending(self.providers, "providers")
+        if self.version == 0:
+            raise ValueError("version starts at 1")
+        return self
+
+
+class RevenueDeclaration(EntryBase):
+    """Revenue the consumer earned with an agreement's data in a period (revenue share).
+
+    ``revenue`` is in the token's smallest unit; ``reportHash`` is the SHA-256 of the
+    consumer's off-chain revenue report (what an auditor asks to see); ``nonce`` shares
+    the consumer's per-agreement nonce space with its UsageReceipts, so one declaration
+    cannot be replayed. Signed by the consumer alone: it declares against itself.
+    """
+
+    entry_type = EntryType.REVENUE_DECLARATION
+
+    agreementId: Bytes32
+    consumer: Address
+    periodStart: Uint64
+    periodEnd: Uint64
+    revenue: Uint256
+    reportHash: Bytes32
+    nonce: Uint64
+
+    @model_validator(mode="after")
+    def _check(self) -> RevenueDeclaration:
+        _check_period(self.periodStart, self.periodEnd, "periodStart", "periodEnd")
+        return self
+
+
+class ValuationResult(EntryBase):
+    """Per-provider values of a data valuation of an agreement's providers in a period (T13).
+
+    ``method`` is the method id (:data:`service.valuation.estimators.METHOD_IDS`),
+    ``paramsHash`` the SHA-256 of the method parameters' canonical JSON, ``seed`` the sampling
+    seed derived from the anchored checkpoint of ``checkpointSize`` leaves (the derivation is
+    in :mod:`service.valuation.run`), ``utilityHash`` the SHA-256 binding the utility's code
+    and data manifest. ``values`` (bps, may be negative) and ``stderrs`` (bps, rounded up; 0
+    for exact methods) are per provider, in the order of ``providers`` (ascending).
+    ``utilityCalls`` is the number of distinct coalitions the utility scored.
+    """
+
+    entry_type = EntryType.VALUATION_RESULT
+
+    agreementId: Bytes32
+    periodStart: Uint64
+    periodEnd: Uint64
+    method: Uint8
+    paramsHash: Bytes32
+    checkpointSize: Uint64
+    seed: Bytes32
+    utilityHash: Bytes32
+    providers: AddressArray
+    values: Int256Array
+    stderrs: Uint256Array
+    utilityCalls: Uint64
+
+    @model_validator(mode="after")
+    def _check(self) -> ValuationResult:
+        n = len(self.providers)
+        if not 1 <= n <= MAX_AGREEMENT_PROVIDERS:
+            raise ValueError(f"providers must have 1 to {MAX_AGREEMENT_PROVIDERS} addresses")
+        _check_ascending(self.providers, "providers")
+        if len(self.values) != n or len(self.stderrs) != n:
+            raise ValueError(
+                f"values and stderrs must have one item per provider ({n}), "
+                f"got {len(self.values)} and {len(self.stderrs)}"
+            )
+        if self.method == 0:
+            raise ValueError("method 0 is not a valuation method")
+        _check_period(self.periodStart, self.periodEnd, "periodStart", "periodEnd")
+        return self
+
+
 Entry: TypeAlias = (
     Agreement
     | AgreementV2
@@ -517,6 +766,10 @@ Entry: TypeAlias = (
     | QualityAttestation
     | ContributionDeclaration
     | CoalitionValues
+    | Offer
+    | OfferWithdrawal
+    | RevenueDeclaration
+    | ValuationResult
 )
 
 ENTRY_CLASSES: Final[Mapping[str, type[EntryBase]]] = MappingProxyType(
@@ -529,6 +782,10 @@ ENTRY_CLASSES: Final[Mapping[str, type[EntryBase]]] = MappingProxyType(
             ContributionDeclaration,
             CoalitionValues,
             AgreementV2,
+            Offer,
+            OfferWithdrawal,
+            RevenueDeclaration,
+            ValuationResult,
         )
     }
 )
@@ -595,13 +852,20 @@ def required_signers(
       when the policy requires the operator's countersignature).
     - ``CoalitionValues``: ``evaluator``, required: the evaluator the settlement policy
       names (the policy document is outside the message, so the caller supplies it).
+    - ``Offer`` / ``OfferWithdrawal``: every provider of the offer.
+    - ``RevenueDeclaration``: the consumer.
+    - ``ValuationResult``: ``evaluator``, required, like ``CoalitionValues``.
 
     Raises ``ValueError`` when a required argument is missing or not an address.
     """
     if isinstance(entry, Agreement):
         return frozenset((entry.consumer, *entry.providers))
+    if isinstance(entry, Offer | OfferWithdrawal):
+        return frozenset(entry.providers)
     if isinstance(entry, UsageReceipt):
         return frozenset((entry.consumer, entry.provider))
+    if isinstance(entry, RevenueDeclaration):
+        return frozenset((entry.consumer,))
     if isinstance(entry, QualityAttestation):
         if attester is None:
             raise ValueError(
@@ -615,6 +879,10 @@ def required_signers(
     if isinstance(entry, CoalitionValues):
         if evaluator is None:
             raise ValueError("a CoalitionValues entry needs evaluator=: the policy's evaluator")
+        return frozenset((parse_address(evaluator),))
+    if isinstance(entry, ValuationResult):
+        if evaluator is None:
+            raise ValueError("a ValuationResult entry needs evaluator=: the policy's evaluator")
         return frozenset((parse_address(evaluator),))
     raise TypeError(f"not an entry: {type(entry).__name__}")
 
@@ -867,6 +1135,8 @@ def decode_entry(data: bytes) -> SignedEntry:
         values = abi_decode(list(struct.field_types), message, strict=True)
     except DecodingError as exc:
         raise InvalidEntry(f"the {struct.name} message is not valid ABI: {exc}") from None
+    except UnicodeDecodeError:
+        raise InvalidEntry(f"the {struct.name} message has a string that is not UTF-8") from None
     entry = parse_entry(struct.name, dict(zip(struct.field_names, values, strict=True)))
     if entry.eip712_type.abi_encode(entry.eip712_values()) != message:
         raise InvalidEntry(f"the {struct.name} message is not in canonical ABI form")

@@ -11,7 +11,8 @@ exactly the required signers in this deployment's EIP-712 domain (low-s, in para
 for large batches); every party is registered and active with the right role; a
 receipt, attestation or declaration names a known agreement, its parties match the
 agreement's and its period lies inside the agreement's validity; a consumer's receipt
-nonce is unused for the agreement.
+(or RevenueDeclaration: the consumer's own agreement, same nonce space) nonce is unused
+for the agreement.
 
 Signature recovery, the expensive part, runs before any database lock. The database
 part then runs in one transaction that first takes the log's state-row lock, so several
@@ -29,9 +30,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from service.catalog.gate import TermsGate
+from service.chain.homespace import HomeSpaces
 from service.errors import (
     AgreementMismatch,
     EntryNotFound,
+    HomeSpaceUnreachable,
     InvalidEntry,
     InvalidInput,
     NonceReused,
@@ -41,15 +45,20 @@ from service.errors import (
     UnknownParticipant,
     WrongRole,
 )
+from service.evidence.crossspace import CrossSpaceCheck
 from service.evidence.directory import CONSUMER, PROVIDER, Directory
 from service.evidence.eip712 import Domain
 from service.evidence.entries import (
     Agreement,
     CoalitionValues,
     ContributionDeclaration,
+    Offer,
+    OfferWithdrawal,
     QualityAttestation,
+    RevenueDeclaration,
     SignedEntry,
     UsageReceipt,
+    ValuationResult,
     decode_entry,
     entry_id,
     required_signers,
@@ -105,7 +114,7 @@ def required_for(signed: SignedEntry) -> frozenset[str]:
     entry = signed.entry
     if isinstance(entry, QualityAttestation):
         return required_signers(entry, attester=_single_signer(signed))
-    if isinstance(entry, CoalitionValues):
+    if isinstance(entry, CoalitionValues | ValuationResult):
         return required_signers(entry, evaluator=_single_signer(signed))
     if isinstance(entry, ContributionDeclaration) and len(signed.signatures) == 2:
         others = [s for s in signed.signatures if s != entry.provider]
@@ -117,10 +126,15 @@ class _Checker:
     """Role and agreement checks against the directory and the log (inside the lock)."""
 
     def __init__(
-        self, session: Session, directory: Directory, receipts: Sequence[SignedEntry] = ()
+        self,
+        session: Session,
+        directory: Directory,
+        receipts: Sequence[SignedEntry] = (),
+        cross: CrossSpaceCheck | None = None,
     ) -> None:
         self._session = session
         self._directory = directory
+        self._cross = cross or CrossSpaceCheck(None)
         self._agreements: dict[str, Agreement | AgreementRow] = {}
         self._nonces: set[tuple[str, str, int]] = self._used_nonces(receipts)
 
@@ -130,7 +144,7 @@ class _Checker:
         wanted = {
             (hex32(e.agreementId), e.consumer, e.nonce)
             for e in (s.entry for s in batch)
-            if isinstance(e, UsageReceipt) and e.nonce <= MAX_SQL_INT
+            if isinstance(e, UsageReceipt | RevenueDeclaration) and e.nonce <= MAX_SQL_INT
         }
         if not wanted:
             return set()
@@ -151,6 +165,19 @@ class _Checker:
             raise ParticipantSuspended(f"{what} {address} is suspended")
         if role is not None and not party.roles & role:
             raise WrongRole(f"{what} {address} lacks the {_role_name(role)} role")
+
+    def _provider(self, agreement: Agreement | bytes, address: str) -> None:
+        """Cross-space hook (T10, :mod:`service.evidence.crossspace`): a provider of a
+        cross-space agreement must be active in its home space's registry; any other
+        provider in this space's."""
+        if isinstance(agreement, Agreement):
+            home = self._cross.home_of(agreement)
+        else:
+            home = self._cross.home_of_id(self._session, agreement, self._agreements)
+        if home is None:
+            self._active(address, PROVIDER, "provider")
+        else:
+            self._cross.require(home, address)
 
     def agreement(self, agreement_id: bytes) -> tuple[str, list[str], int, int]:
         key = hex32(agreement_id)
@@ -186,20 +213,22 @@ class _Checker:
                 raise AgreementMismatch(f"agreement id {aid} is already in the log")
             self._active(e.consumer, CONSUMER, "consumer")
             for p in e.providers:
-                self._active(p, PROVIDER, "provider")
+                self._provider(e, p)
         elif isinstance(e, UsageReceipt):
             if e.units > MAX_SQL_INT or e.nonce > MAX_SQL_INT:
                 raise InvalidEntry("units and nonce above 2**63 - 1 are not accepted")
             self._active(e.consumer, CONSUMER, "consumer")
-            self._active(e.provider, PROVIDER, "provider")
+            self._provider(e.agreementId, e.provider)
             self._in_agreement(e.agreementId, e.provider, e.periodStart, e.periodEnd, e.consumer)
             key = (hex32(e.agreementId), e.consumer, e.nonce)
             if key in self._nonces:
                 raise NonceReused(f"nonce {e.nonce} of {e.consumer} is already used")
             self._nonces.add(key)
+        elif isinstance(e, RevenueDeclaration):
+            self._check_revenue_declaration(e)
         elif isinstance(e, QualityAttestation):
             attester = _single_signer(signed)
-            self._active(e.provider, PROVIDER, "provider")
+            self._provider(e.agreementId, e.provider)
             consumer, _, _, _ = self.agreement(e.agreementId)
             party = self._directory.party(attester)
             if attester != consumer and not party.auditor:
@@ -208,12 +237,13 @@ class _Checker:
                 self._active(attester, CONSUMER, "attester")
             self._in_agreement(e.agreementId, e.provider, e.periodStart, e.periodEnd, None)
         elif isinstance(e, ContributionDeclaration):
-            self._active(e.provider, PROVIDER, "provider")
+            self._provider(e.agreementId, e.provider)
             for signer in signed.signatures:
                 if signer != e.provider and not self._directory.party(signer).operator:
                     raise WrongRole(f"countersigner {signer} is not an operator")
             self._in_agreement(e.agreementId, e.provider, e.periodStart, e.periodEnd, None)
-        elif isinstance(e, CoalitionValues):
+        elif isinstance(e, CoalitionValues | ValuationResult):
+            # ValuationResult (T13): the same rules as a coalition table
             evaluator = _single_signer(signed)
             party = self._directory.party(evaluator)
             if not (party.auditor or party.operator):
@@ -223,6 +253,25 @@ class _Checker:
                 raise AgreementMismatch("coalition providers differ from the agreement's")
             if e.periodStart < valid_from or e.periodEnd > valid_until:
                 raise AgreementMismatch("period lies outside the agreement's validity")
+
+    def _check_revenue_declaration(self, e: RevenueDeclaration) -> None:
+        """The consumer's own agreement, inside its validity, with an unused nonce (the
+        nonce space is the one of its receipts under the agreement)."""
+        if e.nonce > MAX_SQL_INT:
+            raise InvalidEntry("a nonce above 2**63 - 1 is not accepted")
+        self._active(e.consumer, CONSUMER, "consumer")
+        a_consumer, _, valid_from, valid_until = self.agreement(e.agreementId)
+        if e.consumer != a_consumer:
+            raise AgreementMismatch(f"consumer {e.consumer} is not the agreement's consumer")
+        if e.periodStart < valid_from or e.periodEnd > valid_until:
+            raise AgreementMismatch(
+                f"period [{e.periodStart}, {e.periodEnd}) lies outside the agreement's "
+                f"validity [{valid_from}, {valid_until})"
+            )
+        key = (hex32(e.agreementId), e.consumer, e.nonce)
+        if key in self._nonces:
+            raise NonceReused(f"nonce {e.nonce} of {e.consumer} is already used")
+        self._nonces.add(key)
 
     def remember(self, signed: SignedEntry) -> None:
         if isinstance(signed.entry, Agreement):
@@ -242,7 +291,7 @@ def _row(signed: SignedEntry, data: bytes, eid: str, index: int, now: int) -> di
         "entry_type": signed.entry_type_name,
         "data": data,
         "received_at": now,
-        "agreement_id": hex32(e.agreementId),
+        "agreement_id": hex32(e.agreementId) if hasattr(e, "agreementId") else None,
         "consumer": None,
         "provider": None,
         "units": None,
@@ -253,8 +302,15 @@ def _row(signed: SignedEntry, data: bytes, eid: str, index: int, now: int) -> di
     elif isinstance(e, UsageReceipt):
         row.update(consumer=e.consumer, provider=e.provider, units=e.units, nonce=e.nonce)
         row.update(period_start=e.periodStart, period_end=e.periodEnd)
+    elif isinstance(e, RevenueDeclaration):
+        row.update(consumer=e.consumer, nonce=e.nonce)
+        row.update(period_start=e.periodStart, period_end=e.periodEnd)
     elif isinstance(e, QualityAttestation | ContributionDeclaration):
         row.update(provider=e.provider, period_start=e.periodStart, period_end=e.periodEnd)
+    elif isinstance(e, Offer):  # T11 catalog: an offer's valid period
+        row.update(period_start=e.validFrom, period_end=e.validUntil)
+    elif isinstance(e, OfferWithdrawal):
+        pass
     else:
         row.update(period_start=e.periodStart, period_end=e.periodEnd)
     return row
@@ -267,8 +323,12 @@ def append_entries(
     directory: Directory,
     entries: Sequence[SignedEntry],
     workers: int | None = None,
+    home_spaces: HomeSpaces | None = None,
 ) -> list[ItemResult]:
-    """Validate ``entries`` and append the valid ones; one :class:`ItemResult` each."""
+    """Validate ``entries`` and append the valid ones; one :class:`ItemResult` each.
+
+    ``home_spaces``: the foreign spaces whose providers cross-space agreements may name
+    (:mod:`service.evidence.crossspace`); none: every provider is checked here."""
     results: list[ItemResult | None] = [None] * len(entries)
     encoded: list[tuple[bytes, str]] = []
     required: list[frozenset[str] | None] = []
@@ -291,13 +351,17 @@ def append_entries(
         if verdict.error is not None:
             results[i] = _rejected(encoded[i][1], verdict.error)
 
+    cross = CrossSpaceCheck(home_spaces)
+    with Session(engine) as session:  # home standings are read before the lock (T10)
+        cross.prefetch(session, [entries[i] for i in range(len(entries)) if results[i] is None])
     now = int(time.time())
     with Session(engine) as session:
         storage = SqlTileStorage(session)
         size = storage.lock_state().size  # serializes appenders from here to commit
         log = MerkleLog(storage)
         pending = [entries[i] for i in range(len(entries)) if results[i] is None]
-        checker = _Checker(session, directory, pending)
+        checker = _Checker(session, directory, pending, cross)
+        terms_gate = TermsGate(session, directory, pending)  # T11 catalog + terms hook
         ids = [encoded[i][1] for i in range(len(entries)) if results[i] is None]
         existing: dict[str, int] = dict(
             session.exec(
@@ -321,11 +385,13 @@ def append_entries(
                 continue
             try:
                 checker.check(signed)
-            except InvalidInput as err:
+                terms_gate.check(signed)
+            except (InvalidInput, HomeSpaceUnreachable) as err:  # the latter: retry later
                 results[i] = _rejected(eid, err)
                 continue
             checker.remember(signed)
             index = size + len(new_leaves)
+            terms_gate.remember(signed, eid, index)
             rows.append(_row(signed, data, eid, index, now))
             if isinstance(signed.entry, Agreement):
                 agreements.append(_agreement_row(signed.entry, eid, index).model_dump())
@@ -337,6 +403,7 @@ def append_entries(
             if agreements:
                 session.execute(sa.insert(AgreementRow), agreements)
             log.append(hashes=new_leaves)
+            terms_gate.flush()
         session.commit()
     return [r for r in results if r is not None]
 

@@ -31,6 +31,10 @@ SIGNED_BY: Final[Mapping[str, str]] = MappingProxyType(
         "ContributionDeclaration": "the provider, optionally countersigned by an operator",
         "CoalitionValues": "one evaluator (the settlement policy names it)",
         "AgreementV2": "the consumer and every provider",
+        "Offer": "every provider of the offer",
+        "OfferWithdrawal": "every provider of the offer",
+        "RevenueDeclaration": "the consumer",
+        "ValuationResult": "one evaluator (the settlement policy names it)",
     }
 )
 """Who signs each entry type (:func:`service.evidence.entries.required_signers`)."""

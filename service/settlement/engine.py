@@ -34,7 +34,12 @@ Which evidence counts for round ``[period_start, period_end)`` at checkpoint siz
   ``evaluator``; others are listed under ``ignored``.
 
 Arithmetic, per agreement with usage in the period (exact integers and Fractions):
-revenue ``R = unitPrice x sum(units)``; fee ``floor(R x fee_bps / 10000)`` to the
+revenue ``R`` = the agreement's bill: ``unitPrice x sum(units)`` for an Agreement (or an
+AgreementV2 without an offer), else the offer's pricing model
+(:mod:`service.catalog.pricing`: per unit, tiered, free trial, subscription, revenue
+share) over the agreement's receipts up to the period's end (tiers and trials are
+cumulative) and the period's RevenueDeclarations; the offer version is the Offer entry the
+AgreementV2 names (in the log below ``S``). Fee ``floor(R x fee_bps / 10000)`` to the
 policy's operator; the rest apportioned among the agreement's providers by the
 weights of the agreement's method (:mod:`service.settlement.methods`) with the
 largest-remainder rule. A zero revenue pays nobody and needs no weights.
@@ -65,14 +70,19 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from service.catalog.pricing import PriceLine, PricingModel, UsageWindow, parse_pricing
 from service.errors import InvalidPolicy, NothingToSettle, PolicyMismatch, SettlementError
 from service.evidence.eip712 import to_checksum_address
 from service.evidence.entries import (
+    ZERO_BYTES32,
     Agreement,
+    AgreementV2,
     CoalitionValues,
     ContributionDeclaration,
     ContributionKind,
+    Offer,
     QualityAttestation,
+    RevenueDeclaration,
     SignedEntry,
     UsageReceipt,
     decode_entry,
@@ -101,6 +111,7 @@ __all__ = [
     "RoundFacts",
     "RoundResult",
     "Usage",
+    "agreement_bill",
     "bills_from_facts",
     "compute_bills",
     "compute_round",
@@ -111,11 +122,23 @@ __all__ = [
 ]
 
 STATEMENT_FORMAT = "tally-statement-v1"
-_PERIOD_TYPES = ("QualityAttestation", "ContributionDeclaration", "CoalitionValues")
+_PERIOD_TYPES = (
+    "QualityAttestation",
+    "ContributionDeclaration",
+    "CoalitionValues",
+    "RevenueDeclaration",
+)
 
 
 def _hex(value: bytes) -> str:
     return "0x" + value.hex()
+
+
+def _offer_of(agreement: Agreement) -> tuple[str, int] | None:
+    """``(offerId, offerVersion)`` of an AgreementV2 that takes up an offer."""
+    if isinstance(agreement, AgreementV2) and agreement.offerId != ZERO_BYTES32:
+        return _hex(agreement.offerId), agreement.offerVersion
+    return None
 
 
 def _frac(value: Fraction) -> str:
@@ -144,6 +167,9 @@ class AgreementTerms:
     leaf_index: int
     policy_hash: str = "0x" + "00" * 32
     """The policy the parties signed for (``Agreement.policyHash``), lower-case hex."""
+    valid_from: int = 0
+    offer: tuple[str, int] | None = None
+    """``(offerId, offerVersion)`` of an AgreementV2 that takes up an offer, else None."""
 
 
 @dataclass(slots=True)
@@ -168,6 +194,42 @@ class RoundFacts:
     risk_tiers: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
     coalitions: dict[str, tuple[int, CoalitionTable]] = field(default_factory=dict)
     ignored: list[dict[str, Any]] = field(default_factory=list)
+    offers: dict[tuple[str, int], str] = field(default_factory=dict)
+    """``(offerId, version)`` -> the Offer's pricing document (canonical JSON text)."""
+    history: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    """Priced agreements only: ``(periodStart, units)`` of every receipt starting before
+    the period's end (earlier periods too), in any order."""
+    revenues: dict[str, list[int]] = field(default_factory=dict)
+    """The period's RevenueDeclaration amounts per agreement, by leaf."""
+
+    def pricing_of(self, terms: AgreementTerms) -> PricingModel | None:
+        """The offer's pricing model of a priced agreement; None: ``unitPrice x units``."""
+        if terms.offer is None:
+            return None
+        text = self.offers.get(terms.offer)
+        if text is None:
+            raise SettlementError(
+                f"agreement {terms.agreement_id} takes up offer {terms.offer[0]} version "
+                f"{terms.offer[1]}, which is not in the log below size {self.checkpoint_size}",
+                agreement=terms.agreement_id,
+            )
+        try:
+            return parse_pricing(text)
+        except ValueError as err:  # ingest checked it; a bad log must not pay
+            raise SettlementError(
+                f"offer {terms.offer[0]} v{terms.offer[1]}: {err}", agreement=terms.agreement_id
+            ) from None
+
+    def usage_window(self, terms: AgreementTerms) -> UsageWindow:
+        """What a pricing model sees of one agreement in this period."""
+        aid = terms.agreement_id
+        return UsageWindow(
+            period_start=self.period_start,
+            period_end=self.period_end,
+            valid_from=terms.valid_from,
+            receipts=tuple(self.history.get(aid, ())),
+            revenues=tuple(self.revenues.get(aid, ())),
+        )
 
     def usage_by_agreement(self) -> dict[str, dict[str, Usage]]:
         """``{agreement: {provider: usage}}``, agreements sorted by id."""
@@ -218,13 +280,16 @@ class FactsBuilder:
         unit_price: int,
         leaf_index: int,
         policy_hash: str,
+        valid_from: int = 0,
+        offer: tuple[str, int] | None = None,
     ) -> None:
         """An agreement's terms (the first entry of an id, by leaf index, wins)."""
         if leaf_index >= self._facts.checkpoint_size:
             return
         aid = agreement_id.lower()
         known = self._facts.agreements.get(aid)
-        if known is None or leaf_index < known.leaf_index:
+        # <=: the SQL path adds an AgreementV2 twice (index row, then decoded with its offer)
+        if known is None or leaf_index <= known.leaf_index:
             self._facts.agreements[aid] = AgreementTerms(
                 agreement_id=aid,
                 consumer=consumer.lower(),
@@ -232,7 +297,24 @@ class FactsBuilder:
                 unit_price=unit_price,
                 leaf_index=leaf_index,
                 policy_hash=policy_hash.lower(),
+                valid_from=valid_from,
+                offer=None if offer is None else (offer[0].lower(), offer[1]),
             )
+
+    def add_offer(self, *, offer_id: str, version: int, pricing: str, leaf_index: int) -> None:
+        """An Offer version's pricing document (below the checkpoint; ids are unique)."""
+        if leaf_index < self._facts.checkpoint_size:
+            self._facts.offers.setdefault((offer_id.lower(), version), pricing)
+
+    def add_history(self, *, agreement_id: str, period_start: int, units: int) -> None:
+        """Receipts of a priced agreement starting at ``period_start`` (before the end)."""
+        if period_start < self._facts.period_end:
+            self._facts.history.setdefault(agreement_id.lower(), []).append((period_start, units))
+
+    def priced(self, agreement_id: str) -> bool:
+        """True when the agreement takes up an offer (its bill needs its history)."""
+        terms = self._facts.agreements.get(agreement_id.lower())
+        return terms is not None and terms.offer is not None
 
     def _ignore(self, leaf_index: int, signed: SignedEntry, reason: str) -> None:
         self._facts.ignored.append(
@@ -253,12 +335,35 @@ class FactsBuilder:
                 unit_price=e.unitPrice,
                 leaf_index=leaf_index,
                 policy_hash=_hex(e.policyHash),
+                valid_from=e.validFrom,
+                offer=_offer_of(e),
             )
             return
+        if isinstance(e, Offer):
+            self.add_offer(
+                offer_id=_hex(e.offerId),
+                version=e.version,
+                pricing=e.pricing,
+                leaf_index=leaf_index,
+            )
+            return
+        if not isinstance(
+            e,
+            UsageReceipt
+            | QualityAttestation
+            | ContributionDeclaration
+            | CoalitionValues
+            | RevenueDeclaration,
+        ):
+            return  # other entries (offer withdrawals, …) do not enter the arithmetic
+        aid = _hex(e.agreementId)
+        if isinstance(e, UsageReceipt) and self.priced(aid):
+            self.add_history(agreement_id=aid, period_start=e.periodStart, units=e.units)
         if not self._in_period(e.periodStart):
             return
-        aid = _hex(e.agreementId)
-        if isinstance(e, UsageReceipt):
+        if isinstance(e, RevenueDeclaration):
+            self._facts.revenues.setdefault(aid, []).append(e.revenue)
+        elif isinstance(e, UsageReceipt):
             self.add_usage(agreement_id=aid, provider=e.provider, receipts=1, units=e.units)
         elif isinstance(e, QualityAttestation):
             facts.quality.setdefault((aid, e.provider.lower()), []).append(e.scoreBps)
@@ -330,6 +435,9 @@ class AgreementSettlement:
     fee: int
     method: str
     lines: tuple[PayoutLine, ...]
+    pricing: str = "unit_price"
+    """The pricing model that made ``revenue`` (``unit_price``: an Agreement's price)."""
+    bill_lines: tuple[PriceLine, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -339,6 +447,11 @@ class BillLine:
     units: int
     unit_price: int
     amount: int
+    pricing: str = "unit_price"
+    """``unit_price`` (an Agreement: units x unitPrice) or the offer's pricing model."""
+    rules: tuple[PriceLine, ...] = ()
+    """One line per pricing rule applied; they sum to ``amount``."""
+    payment: str = "postpaid"
 
 
 @dataclass(frozen=True)
@@ -361,6 +474,9 @@ class Bill:
                     "units": line.units,
                     "unit_price": str(line.unit_price),
                     "amount": str(line.amount),
+                    "pricing": line.pricing,
+                    "payment": line.payment,
+                    "lines": [rule.to_json() for rule in line.rules],
                 }
                 for line in self.lines
             ],
@@ -451,6 +567,8 @@ class RoundResult:
                     "units": a.units,
                     "revenue": str(a.revenue),
                     "fee": str(a.fee),
+                    "pricing": a.pricing,
+                    "bill_lines": [rule.to_json() for rule in a.bill_lines],
                 }
                 for a in self.agreements
             ],
@@ -644,7 +762,8 @@ def _settle_agreement(
         )
     receipts = sum(u.receipts for u in usage.values())
     units = sum(u.units for u in usage.values())
-    revenue = terms.unit_price * units
+    bill = agreement_bill(facts, terms, receipts=receipts, units=units)
+    revenue = bill.amount
     fee = operator_fee(revenue=revenue, fee_bps=policy.operator_fee_bps)
     rest = revenue - fee
     inputs = _inputs(facts, terms, served)
@@ -718,6 +837,8 @@ def _settle_agreement(
         fee=fee,
         method=rule.method,
         lines=tuple(lines),
+        pricing=bill.pricing,
+        bill_lines=bill.rules,
     )
 
 
@@ -738,17 +859,34 @@ def _terms_of_usage(
     return out
 
 
+def agreement_bill(
+    facts: RoundFacts, terms: AgreementTerms, *, receipts: int, units: int
+) -> BillLine:
+    """One agreement's bill for the period: ``unitPrice x units`` for an agreement
+    without an offer, else its offer's pricing model (one rule line per rule applied).
+    The one place a bill is computed: the statement's revenue and ``tally bill`` agree."""
+    model = facts.pricing_of(terms)
+    aid, price = terms.agreement_id, terms.unit_price
+    if model is None:
+        rule = PriceLine(
+            "unit_price", "units x the Agreement's unitPrice", units, price, price * units
+        )
+        return BillLine(aid, receipts, units, price, price * units, "unit_price", (rule,))
+    rules = model.bill(facts.usage_window(terms))
+    amount = sum(r.amount for r in rules)
+    return BillLine(aid, receipts, units, price, amount, model.model, rules, model.payment)
+
+
 def bills_from_facts(facts: RoundFacts) -> tuple[Bill, ...]:
-    """Each consumer's bill: receipts x unit price per agreement, by consumer address."""
+    """Each consumer's bill: one line per agreement (:func:`agreement_bill`), by consumer."""
     used = facts.usage_by_agreement()
     by_consumer: dict[str, list[BillLine]] = defaultdict(list)
     for terms in _terms_of_usage(facts, used):
         served = used[terms.agreement_id].values()
         receipts = sum(u.receipts for u in served)
         units = sum(u.units for u in served)
-        price = terms.unit_price
         by_consumer[terms.consumer].append(
-            BillLine(terms.agreement_id, receipts, units, price, price * units)
+            agreement_bill(facts, terms, receipts=receipts, units=units)
         )
     return tuple(
         Bill(consumer=c, total=sum(line.amount for line in lines), lines=tuple(lines))
@@ -879,6 +1017,29 @@ def facts_from_sql(
             leaf_index=row.leaf_index,
             policy_hash=row.policy_hash,
         )
+    # AgreementV2 and Offer entries (few: the catalog) are decoded for offer and pricing.
+    for leaf_index, data in session.execute(
+        select(leaf, col(LogEntry.data))
+        .where(leaf < checkpoint_size, etype.in_(("AgreementV2", "Offer")))
+        .order_by(leaf)
+    ):
+        builder.add(decode_entry(data), int(leaf_index))
+    priced = [aid for aid, t in builder.facts().agreements.items() if t.offer is not None]
+    if priced:
+        history = (
+            select(col(LogEntry.agreement_id), start, func.sum(col(LogEntry.units)))
+            .where(
+                etype == "UsageReceipt",
+                leaf < checkpoint_size,
+                start < period_end,
+                col(LogEntry.agreement_id).in_(priced),
+            )
+            .group_by(col(LogEntry.agreement_id), start)
+        )
+        for agreement_id, period_start_, units in session.execute(history):
+            builder.add_history(
+                agreement_id=str(agreement_id), period_start=int(period_start_), units=int(units)
+            )
     decoded = (
         select(leaf, col(LogEntry.data))
         .where(

@@ -105,5 +105,9 @@ def _register() -> None:
 
     app.command("bench")(bench_cmd.bench)
 
+    from service.cli import witness_cmd
+
+    app.add_typer(witness_cmd.witness_app, name="witness")
+
 
 _register()

@@ -507,3 +507,92 @@ class ParticipantNotSuspended(TallyError):
 
     code = "not_suspended"
     status = 409
+
+
+# --- cross-space usage (appended by T10 interconnection) --------------------------------
+
+
+class HomeSpaceUnknown(InvalidInput):
+    """An agreement names a home space (chain id + registry) this space does not accept."""
+
+    code = "home_space_unknown"
+    status = 422
+
+
+class ProviderNotActiveInHomeSpace(InvalidInput):
+    """A cross-space provider is not a registered, active provider in its home registry."""
+
+    code = "provider_not_active_in_home_space"
+    status = 403
+
+
+class HomeSpaceUnreachable(TallyError):
+    """The home space's chain cannot be read now; nothing was stored, retry later."""
+
+    code = "home_space_unreachable"
+    status = 503
+
+
+# --- catalog and usage terms (appended by T11 catalog) ----------------------------------
+
+
+class TermsUnsupported(InvalidInput):
+    """A usage-terms document uses ODRL the profile does not support, or is malformed."""
+
+    code = "terms_unsupported"
+    status = 422
+
+
+class TermsNotNarrower(InvalidInput):
+    """An agreement's terms allow something its offer's terms do not."""
+
+    code = "terms_not_narrower"
+    status = 422
+
+
+class UnknownTerms(InvalidInput):
+    """An agreement's termsHash names no terms document the catalog holds."""
+
+    code = "unknown_terms"
+    status = 422
+
+
+class OfferInvalid(InvalidInput):
+    """An Offer or OfferWithdrawal contradicts the catalog (version order, providers)."""
+
+    code = "offer_invalid"
+    status = 422
+
+
+class UnknownOffer(InvalidInput):
+    """An entry names an offer version the log does not hold (or one withdrawn)."""
+
+    code = "unknown_offer"
+    status = 422
+
+
+class OfferNotFound(NotFound):
+    """The catalog has no offer with that id."""
+
+    code = "offer_not_found"
+
+
+class QuotaExceeded(InvalidInput):
+    """A receipt would take its agreement's usage beyond a quota of its terms."""
+
+    code = "quota_exceeded"
+    status = 409
+
+
+class AgreementNotValid(InvalidInput):
+    """A receipt's period lies outside the validity its agreement's terms allow."""
+
+    code = "agreement_not_valid"
+    status = 422
+
+
+class PurposeNotPermitted(InvalidInput):
+    """A receipt's purpose is not one its agreement's terms permit."""
+
+    code = "purpose_not_permitted"
+    status = 403

@@ -173,6 +173,7 @@ def contribution_entries(
     providers = sorted(cast.providers, key=lambda r: r.account.address.lower())
     values = coalition_values(providers=len(providers), seed=seed)
     for insurer, agreement in zip(cast.insurers, agreements, strict=True):
+        assert isinstance(agreement.entry, Agreement)  # (catalog entries have no agreement id)
         aid = agreement.entry.agreementId
         for i, role in enumerate(cast.providers):
             q = QualityAttestation(
@@ -213,6 +214,7 @@ def make_receipts(
     for n in range(count):
         i = n % len(cast.insurers)
         insurer, agreement = cast.insurers[i], agreements[i]
+        assert isinstance(agreement.entry, Agreement)  # (catalog entries have no agreement id)
         provider = rng.choices(cast.providers, weights=weights)[0]
         start = PERIOD_START + rng.randrange(0, 30 * 86_400)
         entry = UsageReceipt(

@@ -1,9 +1,10 @@
 """EIP-712 hashing, signing and signature recovery for Tally's evidence entries.
 
 A small, hand-rolled implementation of the parts of EIP-712 that Tally's entry types use
-(flat structs of ``bytes32``, ``address``, ``uint8/16/64/256``, ``address[]`` and
-``uint256[]``), because eth_account's generic path is several times slower than what
-ingest needs. ``tests/evidence/test_eip712.py`` checks every hash against eth_account.
+(flat structs of ``bytes32``, ``address``, ``uint8/16/64/256``, ``string``,
+``address[]`` and ``uint256[]``), because eth_account's generic path is several times
+slower than what ingest needs. ``tests/evidence/test_eip712.py`` checks every hash
+against eth_account.
 
 Definitions (EIP-712, https://eips.ethereum.org/EIPS/eip-712):
 
@@ -201,6 +202,17 @@ def _encode_uint256_array(value: Any) -> bytes:
     return keccak256(b"".join([_encode_uint256(v) for v in value]))
 
 
+def _encode_int256(value: Any) -> bytes:
+    """Two's complement in one big-endian word (EIP-712 and the ABI agree on ``int256``)."""
+    if type(value) is not int or not -(1 << 255) <= value < 1 << 255:
+        raise ValueError(f"int256 value out of range: {value!r}")
+    return int(value).to_bytes(32, "big", signed=True)
+
+
+def _encode_int256_array(value: Any) -> bytes:
+    return keccak256(b"".join([_encode_int256(v) for v in value]))
+
+
 def _encode_string(value: Any) -> bytes:
     return keccak256(str(value).encode("utf-8"))
 
@@ -214,6 +226,8 @@ _ENCODERS: Final[dict[str, _Encoder]] = {
     "uint256": _encode_uint256,
     "address[]": _encode_address_array,
     "uint256[]": _encode_uint256_array,
+    "int256": _encode_int256,
+    "int256[]": _encode_int256_array,
     "string": _encode_string,
 }
 
@@ -267,7 +281,9 @@ class StructType:
 
         Static fields are one word each (the same words as in ``encodeData``); a dynamic
         array's head word is the offset of its tail, and the tail is its length word
-        followed by its items' words (standard ABI head/tail layout).
+        followed by its items' words; a ``string``'s tail is its UTF-8 byte length word
+        followed by the bytes, zero-padded to a multiple of 32 (standard ABI head/tail
+        layout).
         """
         if len(values) != len(self._encoders):
             raise ValueError(f"{self.name} has {len(self._encoders)} fields, got {len(values)}")
@@ -283,7 +299,12 @@ class StructType:
                 tail.append(chunk)
                 tail_size += len(chunk)
             elif ftype == "string":
-                raise ValueError("abi_encode does not support string fields")
+                raw = value.encode("utf-8")
+                padded = raw + bytes(-len(raw) % 32)
+                chunk = len(raw).to_bytes(32, "big") + padded
+                head.append((head_size + tail_size).to_bytes(32, "big"))
+                tail.append(chunk)
+                tail_size += len(chunk)
             else:
                 head.append(_ENCODERS[ftype](value))
         return b"".join(head) + b"".join(tail)

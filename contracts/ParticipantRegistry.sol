@@ -1,10 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-pragma solidity ^0.8.24;
+pragma solidity ^0.8.11;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 
 import {IParticipantRegistry} from "./interfaces/IParticipantRegistry.sol";
-import {TallyRoles} from "./lib/TallyRoles.sol";
 
 /**
  * @title ParticipantRegistry
@@ -14,12 +13,15 @@ import {TallyRoles} from "./lib/TallyRoles.sol";
  * reinstate participants. The EvidenceLedger and the SettlementVault read roles from here.
  */
 contract ParticipantRegistry is AccessControl, IParticipantRegistry {
+    // The roles are TallyRoles' (the ledger and the vault ask for those), spelled out here
+    // because solc 0.8.11 (the legacy profile) takes no library constant as a constant's value.
+
     /// @notice Role of the operators.
-    bytes32 public constant OPERATOR_ROLE = TallyRoles.OPERATOR_ROLE;
+    bytes32 public constant OPERATOR_ROLE = keccak256("OPERATOR_ROLE");
     /// @notice Role of the auditors.
-    bytes32 public constant AUDITOR_ROLE = TallyRoles.AUDITOR_ROLE;
+    bytes32 public constant AUDITOR_ROLE = keccak256("AUDITOR_ROLE");
     /// @notice Role of the arbiters (rule on disputed settlement rounds).
-    bytes32 public constant ARBITER_ROLE = TallyRoles.ARBITER_ROLE;
+    bytes32 public constant ARBITER_ROLE = keccak256("ARBITER_ROLE");
 
     /// @notice Participant role bit: provides data.
     uint8 public constant PROVIDER = 1;
@@ -30,7 +32,7 @@ contract ParticipantRegistry is AccessControl, IParticipantRegistry {
     /// @notice All participant role bits.
     uint8 public constant ALL_ROLES = PROVIDER | CONSUMER | SERVICE;
 
-    mapping(address account => Participant) private _participants;
+    mapping(address => Participant) private _participants; // by account
 
     /// @param admin receives `DEFAULT_ADMIN_ROLE` (and nothing else: it grants the other roles).
     constructor(address admin) {

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-pragma solidity ^0.8.24;
+pragma solidity ^0.8.11;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
@@ -109,13 +109,13 @@ contract SettlementVault is ISettlementVault, Pausable {
     }
 
     uint256 private _unallocated; // sum of all free balances
-    mapping(address account => uint256) private _balances;
-    mapping(address account => WithdrawalRequest) private _withdrawals;
+    mapping(address => uint256) private _balances; // by account
+    mapping(address => WithdrawalRequest) private _withdrawals; // by account
 
-    mapping(uint256 roundId => Round) private _rounds;
-    mapping(uint256 roundId => address[]) private _funders; // ascending, as proposed
-    mapping(uint256 roundId => mapping(address account => uint256)) private _debits;
-    mapping(uint256 roundId => mapping(address account => bool)) private _challenged;
+    mapping(uint256 => Round) private _rounds; // by round id
+    mapping(uint256 => address[]) private _funders; // by round id: ascending, as proposed
+    mapping(uint256 => mapping(address => uint256)) private _debits; // by round id, account
+    mapping(uint256 => mapping(address => bool)) private _challenged; // by round id, account
 
     uint64 private _settledUntil;
     bool private _hasPending;
@@ -553,7 +553,8 @@ contract SettlementVault is ISettlementVault, Pausable {
         // third slot: see _AMOUNTS_SLOT).
         uint256 slot;
         uint256 packed;
-        assembly ("memory-safe") {
+        /// @solidity memory-safe-assembly
+        assembly {
             mstore(0x00, roundId)
             mstore(0x20, _rounds.slot)
             slot := add(keccak256(0x00, 0x40), _AMOUNTS_SLOT)
@@ -573,7 +574,8 @@ contract SettlementVault is ISettlementVault, Pausable {
             if (amount > total - paid) revert SettlementVaultPayoutExceedsTotal(roundId, paid + amount, total);
             paid += amount;
         }
-        assembly ("memory-safe") {
+        /// @solidity memory-safe-assembly
+        assembly {
             sstore(slot, or(and(packed, not(shl(_PAID_SHIFT, _UINT120))), shl(_PAID_SHIFT, paid)))
         }
         word.value = bits | bit;
@@ -591,7 +593,8 @@ contract SettlementVault is ISettlementVault, Pausable {
     ) private pure returns (StorageSlot.Uint256Slot storage word) {
         bytes32 slot;
         bytes32 namespace = _CLAIMED_WORDS;
-        assembly ("memory-safe") {
+        /// @solidity memory-safe-assembly
+        assembly {
             // Scratch past the free memory pointer, not allocated: read once, right here.
             let ptr := mload(0x40)
             mstore(ptr, roundId)

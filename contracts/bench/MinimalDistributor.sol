@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-pragma solidity ^0.8.24;
+pragma solidity ^0.8.11;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
@@ -19,7 +19,7 @@ contract MinimalDistributor {
     bytes32 public immutable merkleRoot;
     uint256 public immutable roundId;
 
-    mapping(uint256 word => uint256 bits) private _claimedBitMap;
+    mapping(uint256 => uint256) private _claimedBitMap; // word index => 256 claimed bits
 
     event Claimed(uint256 index, address account, uint256 amount);
 

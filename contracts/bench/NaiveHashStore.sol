@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-pragma solidity ^0.8.24;
+pragma solidity ^0.8.11;
 
 /**
  * @title NaiveHashStore
@@ -8,11 +8,15 @@ pragma solidity ^0.8.24;
  * whole log in one checkpoint.
  */
 contract NaiveHashStore {
+    mapping(bytes32 => uint256) private _storedAt; // receipt hash => block number
+
     /// @notice Block number at which `hash` was stored (0: never).
-    mapping(bytes32 hash => uint256 blockNumber) public storedAt;
+    function storedAt(bytes32 hash) external view returns (uint256 blockNumber) {
+        return _storedAt[hash];
+    }
 
     /// @notice Store one receipt hash.
     function store(bytes32 hash) external {
-        storedAt[hash] = block.number;
+        _storedAt[hash] = block.number;
     }
 }

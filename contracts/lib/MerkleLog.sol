@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-pragma solidity ^0.8.24;
+pragma solidity ^0.8.11;
 
 /**
  * @title MerkleLog
@@ -27,7 +27,8 @@ library MerkleLog {
     /// @notice SHA-256(0x01 || left || right): the hash of an inner node.
     function nodeHash(bytes32 left, bytes32 right) internal view returns (bytes32 result) {
         bool ok;
-        assembly ("memory-safe") {
+        /// @solidity memory-safe-assembly
+        assembly {
             // 65 bytes of scratch past the free memory pointer (not allocated: used once, here).
             let ptr := mload(0x40)
             mstore8(ptr, 0x01)

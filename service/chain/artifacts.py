@@ -1,4 +1,11 @@
-"""Compiled contract artifacts from ``contracts/build/`` (committed; no Node.js needed)."""
+"""Compiled contract artifacts from ``contracts/build/`` (committed; no Node.js needed).
+
+Two build profiles of the same sources, with one ABI (tests/chain/test_legacy_artifacts.py):
+``default`` (solc 0.8.30, OpenZeppelin 5, ``paris``) in ``contracts/build/`` and ``legacy``
+(solc 0.8.11, OpenZeppelin 4.9, ``istanbul``: FISCO BCOS-class EVMs) in
+``contracts/build/legacy/``. A network's chain config names its profile; only deployments
+(the bytecode and the artifact hash they record) depend on it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from eth_abi.abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
@@ -18,9 +25,14 @@ from service.errors import ArtifactNotFound
 
 BUILD_DIR = Path(__file__).resolve().parents[2] / "contracts" / "build"
 
+Profile = Literal["default", "legacy"]
+PROFILES: tuple[Profile, ...] = get_args(Profile)
 
-def build_dir() -> Path:
-    return Path(os.environ.get("TALLY_ARTIFACTS_DIR", BUILD_DIR))
+
+def build_dir(profile: Profile = "default") -> Path:
+    """The profile's artifact folder (``TALLY_ARTIFACTS_DIR`` replaces ``contracts/build``)."""
+    base = Path(os.environ.get("TALLY_ARTIFACTS_DIR", BUILD_DIR))
+    return base if profile == "default" else base / profile
 
 
 @dataclass(frozen=True)
@@ -33,10 +45,12 @@ class Artifact:
 
 
 @cache
-def load_artifact(name: str) -> Artifact:
-    path = build_dir() / f"{name}.json"
+def load_artifact(name: str, profile: Profile = "default") -> Artifact:
+    path = build_dir(profile) / f"{name}.json"
     if not path.is_file():
-        raise ArtifactNotFound(f"no compiled artifact {name!r} in {build_dir()} (run make compile)")
+        raise ArtifactNotFound(
+            f"no compiled artifact {name!r} in {build_dir(profile)} (run make compile)"
+        )
     raw = path.read_bytes()
     data = json.loads(raw)
     return Artifact(
@@ -48,8 +62,8 @@ def load_artifact(name: str) -> Artifact:
     )
 
 
-def artifact_names() -> list[str]:
-    return sorted(p.stem for p in build_dir().glob("*.json"))
+def artifact_names(profile: Profile = "default") -> list[str]:
+    return sorted(p.stem for p in build_dir(profile).glob("*.json"))
 
 
 def _signature(item: dict[str, Any]) -> str:
@@ -71,13 +85,14 @@ class ErrorDef:
 
 @cache
 def error_registry() -> dict[bytes, ErrorDef]:
-    """4-byte selector -> custom error, over every artifact, plus Error(string) and Panic."""
+    """4-byte selector -> custom error, over every artifact of every profile (they share one
+    ABI), plus Error(string) and Panic."""
     registry = {
         keccak(text="Error(string)")[:4]: ErrorDef("Error", ("string",)),
         keccak(text="Panic(uint256)")[:4]: ErrorDef("Panic", ("uint256",)),
     }
-    for name in artifact_names():
-        for item in load_artifact(name).abi:
+    for profile, name in ((p, n) for p in PROFILES for n in artifact_names(p)):
+        for item in load_artifact(name, profile).abi:
             if item.get("type") == "error":
                 sig = _signature(item)
                 registry[keccak(text=sig)[:4]] = ErrorDef(

@@ -1,4 +1,5 @@
-"""The committed artifacts are exactly what the pinned compiler makes of the sources."""
+"""The committed artifacts are exactly what the pinned compilers make of the sources, for
+both build profiles (default in contracts/build/, legacy in contracts/build/legacy/)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from service.chain.artifacts import BUILD_DIR, artifact_names, decode_revert, load_artifact
+from service.chain.artifacts import (
+    BUILD_DIR,
+    PROFILES,
+    Profile,
+    artifact_names,
+    build_dir,
+    decode_revert,
+    load_artifact,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,7 +37,8 @@ def _opcodes(code: bytes) -> list[int]:
 
 
 def test_recompiling_reproduces_committed_artifacts(tmp_path: Path) -> None:
-    if shutil.which("node") is None or not (ROOT / "node_modules" / "solc").is_dir():
+    compilers = [ROOT / "node_modules" / "solc", ROOT / "node_modules" / "solc-0.8.11"]
+    if shutil.which("node") is None or not all(c.is_dir() for c in compilers):
         if os.environ.get("CI"):
             pytest.fail("CI must compile: node or node_modules/solc missing")
         pytest.skip("Node.js or node_modules absent")
@@ -38,31 +48,41 @@ def test_recompiling_reproduces_committed_artifacts(tmp_path: Path) -> None:
         check=True,
         capture_output=True,
     )
-    fresh = sorted(p.name for p in tmp_path.glob("*.json"))
-    committed = sorted(p.name for p in BUILD_DIR.glob("*.json"))
-    assert fresh == committed
-    for name in fresh:
-        assert (tmp_path / name).read_bytes() == (BUILD_DIR / name).read_bytes(), name
+    for sub in ("", "legacy"):  # both profiles, from one run: what `make compile` does
+        fresh = sorted(p.name for p in (tmp_path / sub).glob("*.json"))
+        committed = sorted(p.name for p in (BUILD_DIR / sub).glob("*.json"))
+        assert fresh and fresh == committed, sub
+        for name in fresh:
+            assert (tmp_path / sub / name).read_bytes() == (BUILD_DIR / sub / name).read_bytes(), (
+                f"{sub}/{name}"
+            )
 
 
-def test_artifacts_record_compiler_settings_and_source_hashes() -> None:
-    names = artifact_names()
+@pytest.mark.parametrize(
+    ("profile", "evm_version", "compiler"),
+    [("default", "paris", "0.8.30+"), ("legacy", "istanbul", "0.8.11+")],
+)
+def test_artifacts_record_compiler_settings_and_source_hashes(
+    profile: Profile, evm_version: str, compiler: str
+) -> None:
+    names = artifact_names(profile)
     assert {"ParticipantRegistry", "EvidenceLedger", "SettlementVault", "DemoToken"} <= set(names)
     for name in names:
-        data = json.loads((BUILD_DIR / f"{name}.json").read_text())
-        assert data["settings"]["evmVersion"] == "paris"
+        data = json.loads((build_dir(profile) / f"{name}.json").read_text())
+        assert data["settings"]["evmVersion"] == evm_version
         assert data["settings"]["optimizer"]["enabled"] is True
-        assert data["compiler"]["version"].startswith("0.8.")
+        assert data["compiler"]["version"].startswith(compiler)
         own = data["sourceName"]
         assert own in data["sources"] and len(data["sources"][own]) == 64
         assert data["sources"][own] == hashlib.sha256((ROOT / own).read_bytes()).hexdigest()
 
 
-def test_bytecode_has_no_push0() -> None:
-    for name in artifact_names():
-        code = bytes.fromhex(load_artifact(name).deployed_bytecode[2:])
+@pytest.mark.parametrize("profile", PROFILES)
+def test_bytecode_has_no_push0(profile: Profile) -> None:
+    for name in artifact_names(profile):
+        code = bytes.fromhex(load_artifact(name, profile).deployed_bytecode[2:])
         assert code, name
-        assert PUSH0 not in _opcodes(code), f"{name} uses PUSH0 (not paris)"
+        assert PUSH0 not in _opcodes(code), f"{profile}/{name} uses PUSH0 (not paris)"
 
 
 def test_opcode_walker_sees_push0_but_not_inside_push_data() -> None:

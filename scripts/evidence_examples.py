@@ -29,6 +29,8 @@ from service.evidence.entries import (  # noqa: E402
     AgreementV2,
     CoalitionValues,
     ContributionDeclaration,
+    Offer,
+    OfferWithdrawal,
     QualityAttestation,
     RevenueDeclaration,
     SignedEntry,
@@ -123,7 +125,7 @@ def examples() -> dict[str, SignedEntry]:
         validUntil=NEXT_YEAR,
         offerId=_h("offer: charging-sessions"),
         offerVersion=2,
-        termsHash=_h("terms: charging-sessions v2"),
+        termsHash=hashlib.sha256(_offer().terms.encode()).digest(),  # the Offer example's
         homeChainId=0,
         homeRegistry=ZERO_ADDRESS,
     )
@@ -146,7 +148,64 @@ def examples() -> dict[str, SignedEntry]:
         "AgreementV2": sign_entry(offer_agreement, DOMAIN, _keys(CONSUMER, PROVIDER_A)),
         "RevenueDeclaration": sign_entry(revenue, DOMAIN, _keys(CONSUMER)),
         "ValuationResult": sign_entry(_valuation(providers), DOMAIN, _keys(EVALUATOR)),
+        "Offer": sign_entry(_offer(), DOMAIN, _keys(PROVIDER_A)),
+        "OfferWithdrawal": sign_entry(
+            OfferWithdrawal(
+                offerId=_h("offer: charging-sessions"), version=2, providers=(PROVIDER_A.address,)
+            ),
+            DOMAIN,
+            _keys(PROVIDER_A),
+        ),
     }
+
+
+def _offer() -> Offer:
+    """Version 2 of the charging-sessions offer (T11): the AgreementV2 example's offer."""
+    from service.catalog.canonical import canonical_text
+    from service.catalog.terms import CONTEXT, PROFILE
+
+    terms = {
+        "@context": CONTEXT,
+        "@type": "Offer",
+        "profile": PROFILE,
+        "permission": [
+            {
+                "action": "use",
+                "constraint": [
+                    {"leftOperand": "count", "operator": "lteq", "rightOperand": 100000},
+                    {
+                        "leftOperand": "count",
+                        "operator": "lteq",
+                        "rightOperand": 5000,
+                        "tally:window": 86400,
+                    },
+                    {"leftOperand": "purpose", "operator": "isAnyOf",
+                     "rightOperand": ["insurance-pricing", "risk-assessment"]},
+                ],
+                "duty": [{"action": "compensate"}],
+            }
+        ],
+        "prohibition": [{"action": "distribute"}],
+    }  # fmt: skip
+    return Offer(
+        offerId=_h("offer: charging-sessions"),
+        version=2,
+        providers=(PROVIDER_A.address,),
+        title="Charging sessions, Shenzhen",
+        description="Anonymised EV charging sessions (start, end, kWh, station class).",
+        keywords="ev,charging,sessions",
+        theme="http://publications.europa.eu/resource/authority/data-theme/TRAN",
+        license="https://creativecommons.org/licenses/by-nc/4.0/",
+        formats="text/csv,application/parquet",
+        metadataHash=_h("metadata: charging-sessions v2"),
+        metadataUrl="https://data.example/charging-sessions.json",
+        pricing=canonical_text(
+            {"model": "per_unit", "payment": "postpaid", "unitPrice": "10" + "0" * 14, "version": 1}
+        ),
+        terms=canonical_text(terms),
+        validFrom=JAN_1,
+        validUntil=NEXT_YEAR,
+    )
 
 
 def _valuation(providers: list[str]) -> ValuationResult:

@@ -42,6 +42,7 @@ from service.catalog.models import (
     TermsRow,
     UsageCounterRow,
 )
+from service.catalog.pricing import canonical_pricing_bytes, parse_pricing
 from service.catalog.terms import (
     Terms,
     check_narrows,
@@ -89,20 +90,14 @@ def _parsed(text: str) -> Terms:
 
 
 def _check_pricing(text: str) -> None:
-    """Validate pricing with the billing model's parser where it exists (T11 §3)."""
+    """The billing model's parser accepts the pricing and it is in its canonical form."""
     try:
-        from service.catalog import pricing  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:  # until the billing models land: canonical JSON is all we check
-        return
-    parse = getattr(pricing, "parse_pricing", None)
-    if parse is None:
-        return
-    import json
-
-    try:
-        parse(json.loads(text))
+        model = parse_pricing(text)
     except ValueError as exc:
-        raise OfferInvalid(f"pricing: {exc}") from None
+        raise OfferInvalid(str(exc)) from None
+    canonical = canonical_pricing_bytes(model).decode("utf-8")
+    if canonical != text:
+        raise OfferInvalid(f"pricing is not in its canonical form: {canonical}")
 
 
 class TermsGate:

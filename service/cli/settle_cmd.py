@@ -169,21 +169,38 @@ def _statement_tables(statement: dict[str, Any]) -> None:
 
 
 def _bill_table(bills: list[dict[str, Any]]) -> None:
+    """One row per agreement (its pricing model), then one indented row per rule applied."""
     table = Table(title="Bills (what each consumer owes for the period)")
-    for name in ("consumer", "agreement", "receipts", "units", "unit price", "amount"):
-        table.add_column(
-            name, justify="left" if name in ("consumer", "agreement") else "right", overflow="fold"
-        )
+    left = ("consumer", "agreement", "pricing / rule")
+    for name in (*left, "receipts", "units", "unit price", "amount"):
+        table.add_column(name, justify="left" if name in left else "right", overflow="fold")
     for bill in bills:
         for line in bill["agreements"]:
+            pricing = line.get("pricing", "unit_price")
+            if line.get("payment") == "prepaid":
+                pricing += " (prepaid)"
             table.add_row(
                 bill["consumer"],
                 _short(line["agreement_id"]),
+                pricing,
                 str(line["receipts"]),
                 str(line["units"]),
                 line["unit_price"],
                 line["amount"],
             )
+            rules = line.get("lines", [])
+            if len(rules) == 1 and rules[0]["rule"] == "unit_price":
+                continue  # units x unitPrice: the row above says it all
+            for rule in rules:
+                table.add_row(
+                    "",
+                    "",
+                    f"  {rule['rule']}: {rule['detail']}",
+                    "",
+                    str(rule["units"]),
+                    rule["unit_price"] or "",
+                    rule["amount"],
+                )
     console.print(table)
 
 
@@ -499,7 +516,8 @@ def bill_cmd(
     as_json: JsonOpt = False,
     db: DbOpt = None,
 ) -> None:
-    """What each consumer owes for the period: its receipts x unit price."""
+    """What each consumer owes for the period, a line per pricing rule applied (units x
+    unit price, or the offer's pricing model: tiers, free trial, subscription, revenue share)."""
     from service.settlement.engine import compute_bills
 
     engine = _engine(db)
@@ -687,8 +705,37 @@ def audit_settlement_cmd(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Print every check before the verdict.")
     ] = False,
+    home_rpc: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--home-rpc",
+            help="A home space's chain (JSON-RPC URL) for cross-space providers; repeatable.",
+        ),
+    ] = None,
+    home_network: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--home-network", help="A home space's chain by chain-config network; repeatable."
+        ),
+    ] = None,
+    home_registry: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--home-registry",
+            help="The registry trusted on each home chain (--home-rpc ones first, then "
+            "--home-network); default: the audited network's [[home_spaces]].",
+        ),
+    ] = None,
+    home_from_block: Annotated[
+        int, typer.Option(help="First block of the home registries' events.", min=0)
+    ] = 0,
 ) -> None:
-    """Recompute a round from the chain, the log and the policy; exit 1 on any mismatch."""
+    """Recompute a round from the chain, the log and the policy; exit 1 on any mismatch.
+
+    Providers of cross-space agreements are checked in their home space's registry on
+    its chain: --home-rpc/--home-network (and --home-registry), or by default every
+    [[home_spaces]] entry of --network's chain config."""
+    from service.audit.homespace import HomeRegistries, pin_homes
     from service.audit.settlement import audit_settlement
     from service.audit.sources import EntrySource, ExportFileSource, closing_source
     from service.cli.evidence_cmd import api_source
@@ -713,6 +760,14 @@ def audit_settlement_cmd(
         period = (parse_time(period_from, "--from"), parse_time(period_to, "--to"))
     chain = connect(network, rpc)
     contracts = contracts_for(chain, deployment)
+    home_chains = [connect(None, url) for url in home_rpc or ()]
+    home_chains += [connect(name, None) for name in home_network or ()]
+    homes = pin_homes(
+        home_chains,
+        registries=home_registry or (),
+        config=chain.network if network is not None else None,
+        from_block=home_from_block,
+    )
     source: EntrySource
     if log_file is not None:
         source = ExportFileSource(log_file)
@@ -734,6 +789,7 @@ def audit_settlement_cmd(
             payouts_doc=payouts_doc,
             period=period,
             from_block=contracts.deployment.deploy_block,
+            home_registries=HomeRegistries(homes),
         )
     if as_json:
         _print_json(report.to_json())

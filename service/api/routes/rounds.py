@@ -174,8 +174,11 @@ def bill(
     to: Annotated[str, Query(max_length=64, description=_TIME_HELP + " Excluded.")],
     checkpoint: Annotated[int | None, Query(ge=0, le=MAX_INDEX)] = None,
 ) -> dict[str, Any]:
-    """What consumer ``address`` owes for ``[from, to)`` (receipts x unit price), under
-    a checkpoint (default: the latest)."""
+    """What consumer ``address`` owes for ``[from, to)`` under a checkpoint (default: the
+    latest): per agreement its pricing model (``unit_price``: receipts x unit price; or the
+    offer's ``per_unit``, ``tiered``, ``free_trial``, ``subscription``, ``revenue_share``),
+    ``payment`` (postpaid / prepaid) and ``lines``, one per rule applied, summing to
+    ``amount``."""
     who = checksum(address)
     principal.require_self_or(who, *STAFF)
     return rounds.bill_of(

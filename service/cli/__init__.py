@@ -105,6 +105,11 @@ def _register() -> None:
 
     app.command("bench")(bench_cmd.bench)
 
+    from service.cli import evaluate_cmd
+
+    app.command("evaluate")(evaluate_cmd.evaluate)
+    evidence_cmd.audit_app.command("valuation")(evaluate_cmd.audit_valuation_cmd)
+
     from service.cli import witness_cmd
 
     app.add_typer(witness_cmd.witness_app, name="witness")

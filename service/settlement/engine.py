@@ -32,6 +32,7 @@ Which evidence counts for round ``[period_start, period_end)`` at checkpoint siz
   signature does not count and is listed under ``ignored``;
 - CoalitionValues: the agreement's last one in the period signed by the policy's
   ``evaluator``; others are listed under ``ignored``.
+- ValuationResult (T13): the same rule, the newest (highest leaf) in the period.
 
 Arithmetic, per agreement with usage in the period (exact integers and Fractions):
 revenue ``R`` = the agreement's bill: ``unitPrice x sum(units)`` for an Agreement (or an
@@ -85,6 +86,7 @@ from service.evidence.entries import (
     RevenueDeclaration,
     SignedEntry,
     UsageReceipt,
+    ValuationResult,
     decode_entry,
 )
 from service.evidence.models import AgreementRow, LogEntry
@@ -94,6 +96,7 @@ from service.settlement.methods import (
     CoalitionTable,
     ContributionInputs,
     MethodParams,
+    ValuationValues,
     agreement_weights,
     operator_fee,
 )
@@ -127,6 +130,7 @@ _PERIOD_TYPES = (
     "ContributionDeclaration",
     "CoalitionValues",
     "RevenueDeclaration",
+    "ValuationResult",
 )
 
 
@@ -193,6 +197,8 @@ class RoundFacts:
     costs: dict[tuple[str, str], int] = field(default_factory=dict)
     risk_tiers: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
     coalitions: dict[str, tuple[int, CoalitionTable]] = field(default_factory=dict)
+    valuations: dict[str, ValuationValues] = field(default_factory=dict)
+    """Agreement -> its newest ValuationResult by the policy's evaluator in the period."""
     ignored: list[dict[str, Any]] = field(default_factory=list)
     offers: dict[tuple[str, int], str] = field(default_factory=dict)
     """``(offerId, version)`` -> the Offer's pricing document (canonical JSON text)."""
@@ -353,7 +359,8 @@ class FactsBuilder:
             | QualityAttestation
             | ContributionDeclaration
             | CoalitionValues
-            | RevenueDeclaration,
+            | RevenueDeclaration
+            | ValuationResult,
         ):
             return  # other entries (offer withdrawals, …) do not enter the arithmetic
         aid = _hex(e.agreementId)
@@ -380,6 +387,8 @@ class FactsBuilder:
                 last = facts.risk_tiers.get(key)
                 if last is None or leaf_index > last[0]:
                     facts.risk_tiers[key] = (leaf_index, str(e.value))
+        elif isinstance(e, ValuationResult):
+            self._add_valuation(e, signed, leaf_index)
         elif isinstance(e, CoalitionValues):
             evaluator = None if self._policy is None else self._policy.evaluator
             signers = {s.lower() for s in signed.signatures}
@@ -396,6 +405,25 @@ class FactsBuilder:
                     providers=tuple(p.lower() for p in e.providers), values=tuple(e.values)
                 )
                 facts.coalitions[aid] = (leaf_index, table)
+
+    def _add_valuation(self, e: ValuationResult, signed: SignedEntry, leaf_index: int) -> None:
+        """The evaluator's newest ValuationResult per agreement (others are ``ignored``)."""
+        evaluator = None if self._policy is None else self._policy.evaluator
+        if evaluator is None:
+            self._ignore(leaf_index, signed, "the policy names no evaluator")
+            return
+        if {s.lower() for s in signed.signatures} != {evaluator}:
+            why = f"not signed by the policy's evaluator {to_checksum_address(evaluator)}"
+            self._ignore(leaf_index, signed, why)
+            return
+        aid = _hex(e.agreementId)
+        last = self._facts.valuations.get(aid)
+        if last is None or leaf_index > last.leaf_index:
+            self._facts.valuations[aid] = ValuationValues(
+                providers=tuple(p.lower() for p in e.providers),
+                values=tuple(e.values),
+                leaf_index=leaf_index,
+            )
 
     def facts(self) -> RoundFacts:
         self._facts.ignored.sort(key=lambda item: int(item["leaf_index"]))
@@ -708,6 +736,7 @@ def _inputs(
             p: facts.risk_tiers[(aid, p)][1] for p in providers if (aid, p) in facts.risk_tiers
         },
         coalition=None if coalition is None else coalition[1],
+        valuation=facts.valuations.get(aid),
     )
 
 
@@ -740,6 +769,12 @@ def _basic_factors(
             "tier_default": tier is None,
             "multiplier": None if multiplier is None else _frac(Fraction(multiplier)),
         }
+    if method == "valuation":  # the weight is the value clipped at 0
+        found = inputs.valuation
+        if found is None:
+            return {"valuation_leaf": None}
+        value = dict(zip(found.providers, found.values, strict=True)).get(provider)
+        return {"valuation_leaf": found.leaf_index, "value_bps": value}
     return {"coalition_leaf": coalition_leaf}  # shapley: the weight is the clipped value
 
 

@@ -14,6 +14,10 @@ Methods (the policy's ``method``):
 - ``risk``: the multiplier the policy's table gives the provider's risk tier.
 - ``shapley``: the provider's Shapley value in the agreement's coalition table, clipped at 0
   (see :mod:`service.settlement.shapley`).
+- ``valuation``: the provider's value in the agreement's newest ``ValuationResult`` by the
+  policy's evaluator (T13, :mod:`service.valuation`), in bps, clipped at 0: a provider whose
+  data lowered the model's score (a negative value) gets weight 0, i.e. nothing, and is charged
+  nothing; the rest is split in proportion to the positive values (the rule of ``shapley``).
 - ``mix``: ``sum over methods m of alpha_m x (w_m,i / sum_j w_m,j)``: each method's weights are
   first normalized to shares of 1, then mixed with the policy's coefficients ``alpha_m``.
 
@@ -42,6 +46,7 @@ __all__ = [
     "ContributionInputs",
     "Method",
     "MethodParams",
+    "ValuationValues",
     "agreement_weights",
     "cost_weights",
     "mix_weights",
@@ -50,13 +55,14 @@ __all__ = [
     "risk_weights",
     "shapley_method_weights",
     "split_agreement",
+    "valuation_method_weights",
 ]
 
 BPS = 10_000
 """Basis points in one whole: fees and quality scores are given in bps."""
 
-Method = Literal["output", "cost", "risk", "shapley", "mix"]
-BASIC_METHODS: tuple[str, ...] = ("output", "cost", "risk", "shapley")
+Method = Literal["output", "cost", "risk", "shapley", "mix", "valuation"]
+BASIC_METHODS: tuple[str, ...] = ("output", "cost", "risk", "shapley", "valuation")
 """The methods a ``mix`` can combine (a mix of mixes is not a method)."""
 
 _HEX = frozenset("0123456789abcdef")
@@ -213,6 +219,36 @@ def shapley_method_weights(
     return {p: weights[p] for p in agreement}
 
 
+@dataclass(frozen=True, slots=True)
+class ValuationValues:
+    """A ``ValuationResult`` entry's values: ``values[i]`` (bps, may be negative) of
+    ``providers[i]``; ``leaf_index`` is the entry's place in the log (for the statement)."""
+
+    providers: tuple[str, ...]
+    values: tuple[int, ...]
+    leaf_index: int = -1
+
+
+def valuation_method_weights(
+    *, providers: Sequence[str], valuation: ValuationValues
+) -> dict[str, Fraction]:
+    """``max(value, 0)`` per provider (``valuation`` method; negative values clipped to 0).
+
+    The entry must cover exactly the agreement's providers (in any order), like a coalition
+    table; an outsider or a missing provider is a :class:`SettlementError`.
+    """
+    agreement = _providers(providers)
+    valued = [_address(p, "valuation provider") for p in valuation.providers]
+    if sorted(agreement) != sorted(valued) or len(valued) != len(valuation.values):
+        raise SettlementError(
+            "the valuation's providers are not the agreement's providers",
+            agreement=sorted(agreement),
+            valuation=sorted(valued),
+        )
+    by = dict(zip(valued, valuation.values, strict=True))
+    return {p: Fraction(max(by[p], 0)) for p in agreement}
+
+
 def mix_weights(
     *,
     providers: Sequence[str],
@@ -270,6 +306,7 @@ class ContributionInputs:
     costs: Mapping[str, int] = field(default_factory=dict)
     risk_tiers: Mapping[str, str] = field(default_factory=dict)
     coalition: CoalitionTable | None = None
+    valuation: ValuationValues | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +356,13 @@ def _basic_weights(
         if inputs.coalition is None:
             raise SettlementError("the shapley method needs the agreement's coalition values")
         return shapley_method_weights(providers=inputs.providers, coalition=inputs.coalition)
+    if method == "valuation":
+        if inputs.valuation is None:
+            raise SettlementError(
+                "the valuation method needs the agreement's ValuationResult for the period "
+                "(tally evaluate) signed by the policy's evaluator"
+            )
+        return valuation_method_weights(providers=inputs.providers, valuation=inputs.valuation)
     raise InvalidPolicy(
         f"unknown settlement method {method!r} (known: {', '.join(get_args(Method))})"
     )

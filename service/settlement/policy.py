@@ -11,11 +11,12 @@ Schema (version 1)::
     operator = "0x…"                     # required: receives the operator fee
     operator_fee_bps = 250               # required: integer in [0, 10000], per agreement
     method = "output"                    # required: the default method, one of
-                                         #   output | cost | risk | shapley | mix
+                                         #   output | cost | risk | shapley | mix | valuation
     default_quality_bps = 10000          # optional (10000): output-method quality for a
                                          #   provider without QualityAttestations
-    evaluator = "0x…"                    # required when any agreement uses shapley: only
-                                         #   CoalitionValues signed by it count
+    evaluator = "0x…"                    # required when any agreement uses shapley or
+                                         #   valuation: only CoalitionValues and
+                                         #   ValuationResults signed by it count
     require_operator_countersign = false # optional (false): when true, a
                                          #   ContributionDeclaration counts only if it
                                          #   carries a second signature (an operator's;
@@ -326,6 +327,8 @@ def _check_usable(rule: AgreementPolicy, where: str, evaluator: str | None) -> N
             )
     if rule.uses("shapley") and evaluator is None:
         raise _fail("evaluator", "the shapley method needs the evaluator whose values count")
+    if rule.uses("valuation") and evaluator is None:
+        raise _fail("evaluator", "the valuation method needs the evaluator whose values count")
 
 
 # --- parsing ----------------------------------------------------------------------------------

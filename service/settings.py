@@ -56,6 +56,17 @@ class Settings(BaseSettings):
     anchor_every_s: float = Field(default=0.0, ge=0)  # 0: no anchoring loop
     index_follow: bool = False  # follow the chain into the SQL mirror
 
+    # --- interconnection: witnessed checkpoints (T10) ---
+    # The space's name in its checkpoint origin ``<space>/tally/<chain id>/<ledger>``
+    # (a host name; default TALLY_SIWE_DOMAIN). Changing it changes the origin and the
+    # note key's name: witnesses pin both.
+    space_name: str | None = Field(
+        default=None, min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][A-Za-z0-9.:_-]*$"
+    )
+    # Witnesses whose cosignatures POST /v1/log/cosignatures accepts: tlog-cosignature/v1
+    # vkeys (``name+keyid+base64``) separated by spaces, commas or newlines.
+    witnesses: str = Field(default="", max_length=65_536)
+
     @model_validator(mode="after")
     def _no_placeholders_in_prod(self) -> Settings:
         if self.env == "prod" and self.jwt_secret.get_secret_value() in PLACEHOLDER_SECRETS:

@@ -32,12 +32,20 @@ from service.api.limits import Limiter, make_limiter
 from service.chain.client import Chain
 from service.chain.config import deployment_path, load_deployment, load_network
 from service.chain.deploy import TallyContracts, attach, deploy_tally
-from service.chain.keys import operator_account
+from service.chain.keys import (
+    NoteKeyMissing,
+    dev_account,
+    dev_note_seed,
+    note_signer,
+    operator_account,
+)
 from service.db import create_schema, make_engine
 from service.errors import ConfigError
 from service.evidence.binding import bind_log
 from service.evidence.eip712 import Domain
 from service.settings import Settings
+from service.witness.cosignatures import parse_witnesses, space_origin
+from service.witness.note import CosignatureV1Verifier, NoteSigner
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +70,10 @@ class ServiceContext:
     limiter: Limiter
     operator: LocalAccount | None = None
     owns_engine: bool = False
+    # The log's note key (named after the origin) and the witnesses whose cosignatures
+    # the space accepts (T10: GET /v1/log/checkpoint, POST /v1/log/cosignatures).
+    note_signer: NoteSigner | None = None
+    witnesses: tuple[CosignatureV1Verifier, ...] = ()
     # The embedded chain (eth-tester) is not thread-safe: its calls are serialized.
     _chain_lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -82,9 +94,17 @@ def make_context(
     contracts: TallyContracts,
     operator: LocalAccount | None = None,
     owns_engine: bool = False,
+    note_signer: NoteSigner | None = None,
 ) -> ServiceContext:
-    """A context over already-open parts (tests and tools build theirs this way)."""
+    """A context over already-open parts (tests and tools build theirs this way).
+
+    Without ``note_signer``, the dev operator (dev account 0) gets the dev chains' derived
+    note key (:func:`~service.chain.keys.dev_note_seed`); any other operator none.
+    """
     domain = Domain(chain_id=chain.chain_id, verifying_contract=contracts.ledger.address)
+    if note_signer is None and operator is not None and operator.address == dev_account(0).address:
+        origin = note_origin(settings, chain.chain_id, contracts.ledger.address)
+        note_signer = NoteSigner(origin, dev_note_seed(origin))
     lock = threading.RLock()
     directory = LiveDirectory(
         chain,
@@ -104,7 +124,16 @@ def make_context(
         ),
         operator=operator,
         owns_engine=owns_engine,
+        note_signer=note_signer,
+        witnesses=parse_witnesses(settings.witnesses),
         _chain_lock=lock,
+    )
+
+
+def note_origin(settings: Settings, chain_id: int, ledger: str) -> str:
+    """The log's checkpoint origin (:func:`~service.witness.cosignatures.space_origin`)."""
+    return space_origin(
+        space=settings.space_name or settings.siwe_domain, chain_id=chain_id, ledger=ledger
     )
 
 
@@ -129,6 +158,13 @@ def build_context(settings: Settings) -> ServiceContext:
     engine = make_engine(settings.database_url)
     create_schema(engine)
     bind_log(engine=engine, chain_id=chain.chain_id, ledger=contracts.ledger.address)
+    origin = note_origin(settings, chain.chain_id, contracts.ledger.address)
+    signer: NoteSigner | None
+    try:
+        signer = note_signer(network, origin)
+    except NoteKeyMissing as err:
+        signer = None  # GET /v1/log/checkpoint answers 503 note_key_unavailable
+        log.warning("no note key: checkpoints are not served as signed notes (%s)", err)
     return make_context(
         settings=settings,
         engine=engine,
@@ -136,4 +172,5 @@ def build_context(settings: Settings) -> ServiceContext:
         contracts=contracts,
         operator=operator,
         owns_engine=True,
+        note_signer=signer,
     )

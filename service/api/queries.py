@@ -28,6 +28,7 @@ from service.evidence.merkle import leaf_hash
 from service.evidence.models import AgreementRow, AnchorRow, LogEntry
 from service.evidence.receipts import build_receipt
 from service.evidence.tiles import MerkleLog, SqlTileStorage
+from service.witness.note import CosignatureV1Verifier, NoteSigner
 
 
 def _hex(value: bytes) -> str:
@@ -166,14 +167,23 @@ def evidence_entry(*, session: Session, eid: str) -> dict[str, Any]:
     }
 
 
-def receipt(*, session: Session, eid: str) -> dict[str, Any]:
+def receipt(
+    *,
+    session: Session,
+    eid: str,
+    note_signer: NoteSigner | None = None,
+    witnesses: tuple[CosignatureV1Verifier, ...] = (),
+) -> dict[str, Any]:
     """The receipt document of an anchored entry, or a 404 that says how far it got.
 
     The error carries ``status``: ``"pending"`` (in the log, no checkpoint covers it
-    yet; with ``leaf_index``) or ``"unknown"`` (not in the log).
+    yet; with ``leaf_index``) or ``"unknown"`` (not in the log). With the space's
+    ``note_signer`` the receipt carries its cosigned checkpoint note (``cosignatures``).
     """
     try:
-        return build_receipt(session=session, eid=eid.lower())
+        return build_receipt(
+            session=session, eid=eid.lower(), note_signer=note_signer, witnesses=witnesses
+        )
     except NotAnchored as err:
         row = session.exec(select(LogEntry).where(LogEntry.entry_id == eid.lower())).one()
         raise NotAnchored(err.message, status="pending", leaf_index=row.leaf_index) from None

@@ -332,6 +332,11 @@ class ReceiptOut(_Out):
     root: str
     inclusion_proof: list[str]
     anchor: AnchorOut
+    cosignatures: str | None = Field(
+        default=None,
+        description="The C2SP signed note of this checkpoint (origin, tree_size, root) "
+        "signed by the space's note key, then the witnesses' cosignature/v1 lines.",
+    )
 
 
 # --- domain -------------------------------------------------------------------------------

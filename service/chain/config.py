@@ -45,12 +45,21 @@ class GasPolicy(_Strict):
 
 
 class KeySource(_Strict):
-    """Where the operator's signing key comes from."""
+    """Where the operator's signing key comes from.
+
+    The operator's Ed25519 note key (C2SP signed notes: the checkpoints witnesses
+    cosign, :func:`service.chain.keys.note_signer`) comes from the same source: derived
+    from the dev operator key on dev chains, the C2SP private key text in
+    ``note_env_var`` for ``env``, an encrypted note keystore (``note_keystore_path``,
+    default ``<keystore_path stem>.note.json`` beside it, same password) for ``keystore``.
+    """
 
     source: Literal["dev-mnemonic", "env", "keystore"]
     env_var: str = "TALLY_OPERATOR_KEY"
     keystore_path: Path | None = None
     password_env: str = "TALLY_KEYSTORE_PASSWORD"
+    note_env_var: str = "TALLY_NOTE_KEY"
+    note_keystore_path: Path | None = None
 
     @model_validator(mode="after")
     def _keystore_needs_path(self) -> KeySource:

@@ -78,6 +78,7 @@ TABLE_MODULES = (
     "service.evidence.tiles",
     "service.indexer.models",
     "service.api.models",
+    "service.witness.cosignatures",
     "service.catalog.models",
 )
 

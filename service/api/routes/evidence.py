@@ -60,6 +60,9 @@ def get_evidence(entry_id: EntryId, session: SessionDep) -> dict[str, Any]:
         }
     },
 )
-def get_receipt(entry_id: EntryId, session: SessionDep) -> dict[str, Any]:
-    """The receipt document of an anchored entry (save it; audit it anywhere)."""
-    return receipt(session=session, eid=entry_id)
+def get_receipt(entry_id: EntryId, session: SessionDep, ctx: CtxDep) -> dict[str, Any]:
+    """The receipt document of an anchored entry (save it; audit it anywhere); with the
+    space's cosigned checkpoint note in ``cosignatures`` when it has a note key."""
+    return receipt(
+        session=session, eid=entry_id, note_signer=ctx.note_signer, witnesses=ctx.witnesses
+    )

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
-import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import httpx
@@ -58,8 +60,6 @@ from tests.faults.helpers import FORK
 from tests.space import Space, build_space
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -185,17 +185,49 @@ def write_config(path: Path, spaces: list[Served], anvil_url: str) -> Path:
     return path
 
 
-def tally(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        cwd=ROOT,
-    )
+@dataclass(frozen=True)
+class Done:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def tally(*args: str, fault: str | None = None, timeout: float = 60.0) -> Done:
+    """``tally ARGS`` in a forked child: the CLI's own code in a real process (imports
+    already loaded, so a run costs no interpreter start), its exit code and output.
+    ``fault`` sets the witness's fault hook in the child (-9: it SIGKILLed itself)."""
+    tmp = Path(tempfile.mkdtemp(prefix="tally-child-"))
+    out = tmp / "child"
+
+    def body() -> None:
+        with open(f"{out}.out", "w") as o, open(f"{out}.err", "w") as e:
+            os.dup2(o.fileno(), 1)
+            os.dup2(e.fileno(), 2)
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - the child's own stdout
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+        os.environ.pop(FAULT_ENV, None)
+        if fault is not None:
+            os.environ[FAULT_ENV] = fault
+        from service.cli import app
+
+        try:
+            app(list(args))
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+
+    child = FORK.Process(target=body)
+    child.start()
+    child.join(timeout=timeout)
+    assert child.exitcode is not None, f"tally {' '.join(args)} did not finish"
+    try:
+        return Done(
+            child.exitcode,
+            Path(f"{out}.out").read_text(encoding="utf-8"),
+            Path(f"{out}.err").read_text(encoding="utf-8"),
+        )
+    finally:
+        shutil.rmtree(tmp)
 
 
 def cosignatures(s: Served, signer: CosignatureV1Signer) -> dict[int, list[str]]:
@@ -245,26 +277,18 @@ def fork_log(s: Served, at: int, *, anchored_size: int) -> bytes:
     return root
 
 
-def start_witness(config: Path, key: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
-    out = open(log, "ab")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "witness",
-            "--config",
-            str(config),
-            "--key-file",
-            str(key),
-            *args,
-        ],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "TALLY_LOG_LEVEL": "INFO"},
-        cwd=ROOT,
-        start_new_session=True,
-    )
+def start_witness(config: Path, key: Path, *args: str) -> BaseProcess:
+    """``tally witness`` (the loop) in a forked child; SIGTERM ends it with exit code 0."""
+
+    def body() -> None:
+        os.environ.pop(FAULT_ENV, None)
+        from service.cli import app
+
+        app(["witness", "--config", str(config), "--key-file", str(key), *args])
+
+    child = FORK.Process(target=body)
+    child.start()
+    return child
 
 
 def metric(path: Path, name: str, origin: str) -> float | None:
@@ -286,7 +310,7 @@ def test_witness_cosigns_two_growing_logs_then_catches_a_split_view(
     a, b = spaces["a"], spaces["b"]
     config = write_config(tmp_path / "witness.toml", [a, b], anvil.url)
     origin_a = NoteVerifier.from_vkey(a.vkey).name
-    proc = start_witness(config, key, tmp_path / "witness.log", "--interval", "0.3")
+    proc = start_witness(config, key, "--interval", "0.3")
     sizes: dict[str, list[int]] = {"a": [], "b": []}
     try:
         # three checkpoints each (the first anchored by the fixture), each cosigned
@@ -305,15 +329,17 @@ def test_witness_cosigns_two_growing_logs_then_catches_a_split_view(
         fork_log(a, 2, anchored_size=cosigned_size)
         deadline = time.monotonic() + 30
         while metric(tmp_path / "witness.prom", "tally_witness_split_views_total", origin_a) != 1:
-            assert time.monotonic() < deadline, (tmp_path / "witness.log").read_text()
+            assert time.monotonic() < deadline, "no split view caught"
             time.sleep(0.2)
         assert not cosignatures(a, signer)[cosigned_size]  # the forked note is not cosigned
         # B is still witnessed while A is refused
         size_b = b.grow(3)
         wait_cosigned(b, signer, size_b)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0, (tmp_path / "witness.log").read_text()
+        assert proc.pid is not None
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.join(timeout=30)
+        assert proc.exitcode == 0
 
     # the forked log grows: the fork served at a larger size, with its own consistency proof
     with a.engine.begin() as conn:
@@ -356,24 +382,9 @@ def test_witness_cosigns_two_growing_logs_then_catches_a_split_view(
     assert done.returncode == 1 and "split_view_proof_invalid" in done.stderr
 
 
-def witness_child(config: Path, key: Path, fault: str | None) -> int:
-    """``tally witness --once`` in a forked child (the CLI's own code, imports already
-    loaded), with the fault hook set or not; its exit code (-9: it SIGKILLed itself)."""
-
-    def body() -> None:
-        if fault is None:
-            os.environ.pop(FAULT_ENV, None)
-        else:
-            os.environ[FAULT_ENV] = fault
-        from service.cli import app
-
-        app(["witness", "--config", str(config), "--key-file", str(key), "--once"])
-
-    child = FORK.Process(target=body)
-    child.start()
-    child.join(timeout=60)
-    assert child.exitcode is not None, "the witness did not finish"
-    return child.exitcode
+def witness_once(config: Path, key: Path, fault: str | None = None) -> int:
+    done = tally("witness", "--config", str(config), "--key-file", str(key), "--once", fault=fault)
+    return done.returncode
 
 
 def test_witness_killed_between_verify_and_store_neither_cosigns_twice_nor_skips(
@@ -398,22 +409,22 @@ def test_witness_killed_between_verify_and_store_neither_cosigns_twice_nor_skips
 
     # killed after verifying and signing, before storing: nothing stored, nothing posted
     first = s.grow(2)
-    assert witness_child(config, key, "kill-after-verify") == -signal.SIGKILL
+    assert witness_once(config, key, "kill-after-verify") == -signal.SIGKILL
     assert stored() == [] and not cosignatures(s, signer)[first]
-    assert witness_child(config, key, None) == EXIT_OK
+    assert witness_once(config, key) == EXIT_OK
     [(size, line, posted)] = stored()
     assert (size, posted) == (first, True)
     assert cosignatures(s, signer)[first] == [line]
 
     # killed after storing, before posting: the restart posts the stored bytes, signs nothing
     second = s.grow(3)
-    assert witness_child(config, key, "kill-after-store") == -signal.SIGKILL
+    assert witness_once(config, key, "kill-after-store") == -signal.SIGKILL
     assert [(c[0], c[2]) for c in stored()] == [(first, True), (second, False)]
     assert not cosignatures(s, signer)[second]
-    assert witness_child(config, key, None) == EXIT_OK
+    assert witness_once(config, key) == EXIT_OK
     history = stored()
     assert [(c[0], c[2]) for c in history] == [(first, True), (second, True)]  # none skipped
     assert cosignatures(s, signer)[second] == [history[1][1]]  # the line stored before the kill
     # and a round with nothing new signs nothing
-    assert witness_child(config, key, None) == EXIT_OK
+    assert witness_once(config, key) == EXIT_OK
     assert stored() == history

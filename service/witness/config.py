@@ -18,7 +18,8 @@ witness operator writes (never learnt from the space on first contact)::
 
 ``origin`` may be given too; it must then equal the vkey's name (Tally's checkpoints
 name their origin after the note key, and :func:`~service.witness.note.open_checkpoint`
-requires it). ``tally witness --follow URL`` selects the tables whose ``url`` is URL;
+requires it). A Tally origin ``<space>/tally/<chain id>/<ledger>`` must name the pinned
+chain id and ledger. ``tally witness --follow URL`` selects the tables whose ``url`` is URL;
 a URL without a table is an error, not a new pin.
 """
 
@@ -34,6 +35,7 @@ from web3 import Web3
 
 from service.chain.config import NetworkConfig, load_network, rpc_network
 from service.errors import ConfigError
+from service.witness.cosignatures import ORIGIN_APP, origin_binds
 from service.witness.note import NoteError, NoteVerifier
 
 
@@ -144,11 +146,19 @@ def _space(label: str, table: Any, base: Path) -> PinnedSpace:
     assert ledger is not None
     if not Web3.is_address(ledger):
         raise ConfigError(f"{where}: ledger is not an address")
+    network = _network(table, where, base)
+    if f"/{ORIGIN_APP}/" in verifier.name and not origin_binds(
+        verifier.name, chain_id=network.chain_id, ledger=ledger
+    ):
+        raise ConfigError(
+            f"{where}: the vkey's origin {verifier.name!r} names another chain or ledger "
+            f"than chain {network.chain_id}, ledger {ledger}"
+        )
     return PinnedSpace(
         label=label,
         url=normalize_url(url),
         verifier=verifier,
-        network=_network(table, where, base),
+        network=network,
         ledger=Web3.to_checksum_address(ledger),
     )
 

@@ -214,7 +214,11 @@ def test_anchor_receipt_and_audits_against_anvil(
 
     report = _json_out(_invoke("audit", "log", *place, "--json"))
     assert report["ok"] is True
-    assert [c["check"] for c in report["checks"]] == ["checkpoint 0 root", "head"]
+    assert [c["check"] for c in report["checks"]] == [
+        "checkpoint 0 root",
+        "checkpoint 0 entries",
+        "head",
+    ]
 
     # the operator rewrites entry 1 and rebuilds its log: the auditor sees checkpoint 0 break
     forged = make_engine(f"sqlite:///{tmp_path}/forged.db")

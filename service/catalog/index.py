@@ -11,6 +11,7 @@ offers' latest versions, not withdrawn, newest leaf first, 20 a page.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any, Final
@@ -26,7 +27,7 @@ from service.catalog.models import (
     UsageCounterRow,
 )
 from service.errors import OfferNotFound
-from service.evidence.entries import Offer, decode_entry
+from service.evidence.entries import MAX_OFFER_DOCUMENT, Offer, decode_entry
 
 __all__ = [
     "PAGE_SIZE",
@@ -34,6 +35,7 @@ __all__ = [
     "get_offer",
     "offer_row",
     "rebuild",
+    "register_terms",
     "search",
     "tokens",
     "write_offer",
@@ -221,3 +223,27 @@ def offer_json(row: OfferRow) -> dict[str, Any]:
         "entryId": row.entry_id,
         "leafIndex": row.leaf_index,
     }
+
+
+def register_terms(*, session: Session, document: dict[str, Any]) -> tuple[str, str]:
+    """Store a terms document by its SHA-256 after checking it against the profile;
+    returns (``0x`` hash, canonical text). Idempotent; commits."""
+    from service.catalog.canonical import canonical_text
+    from service.catalog.terms import parse_terms
+    from service.errors import TermsUnsupported
+
+    try:
+        text = canonical_text(document)
+    except ValueError as exc:
+        raise TermsUnsupported(f"terms: {exc}") from None
+    if len(text.encode("utf-8")) > MAX_OFFER_DOCUMENT:
+        raise TermsUnsupported(f"terms: at most {MAX_OFFER_DOCUMENT} bytes")
+    parse_terms(text)
+    digest = "0x" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if session.get(TermsRow, digest) is None:
+        session.add(TermsRow(terms_hash=digest, document=text))
+        try:
+            session.commit()
+        except sa.exc.IntegrityError:  # registered concurrently: the same document
+            session.rollback()
+    return digest, text

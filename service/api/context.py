@@ -32,6 +32,7 @@ from service.api.limits import Limiter, make_limiter
 from service.chain.client import Chain
 from service.chain.config import deployment_path, load_deployment, load_network
 from service.chain.deploy import TallyContracts, attach, deploy_tally
+from service.chain.homespace import HomeSpaces
 from service.chain.keys import (
     NoteKeyMissing,
     dev_account,
@@ -70,6 +71,8 @@ class ServiceContext:
     limiter: Limiter
     operator: LocalAccount | None = None
     owns_engine: bool = False
+    # Foreign spaces whose providers cross-space agreements may name (T10; network config).
+    home_spaces: HomeSpaces | None = None
     # The log's note key (named after the origin) and the witnesses whose cosignatures
     # the space accepts (T10: GET /v1/log/checkpoint, POST /v1/log/cosignatures).
     note_signer: NoteSigner | None = None
@@ -94,6 +97,7 @@ def make_context(
     contracts: TallyContracts,
     operator: LocalAccount | None = None,
     owns_engine: bool = False,
+    home_spaces: HomeSpaces | None = None,
     note_signer: NoteSigner | None = None,
 ) -> ServiceContext:
     """A context over already-open parts (tests and tools build theirs this way).
@@ -124,6 +128,7 @@ def make_context(
         ),
         operator=operator,
         owns_engine=owns_engine,
+        home_spaces=home_spaces,
         note_signer=note_signer,
         witnesses=parse_witnesses(settings.witnesses),
         _chain_lock=lock,
@@ -172,5 +177,6 @@ def build_context(settings: Settings) -> ServiceContext:
         contracts=contracts,
         operator=operator,
         owns_engine=True,
+        home_spaces=HomeSpaces.from_network(network),
         note_signer=signer,
     )

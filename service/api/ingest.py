@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from service.api.metrics import EVIDENCE_ITEMS
+from service.chain.homespace import HomeSpaces
 from service.errors import BatchTooLarge, InvalidInput
 from service.evidence.directory import Directory
 from service.evidence.eip712 import Domain
@@ -49,8 +50,10 @@ def ingest_batch(
     directory: Directory,
     items: Sequence[Any],
     max_batch: int,
+    home_spaces: HomeSpaces | None = None,
 ) -> BatchOutcome:
-    """Parse and append a batch; see the module docstring."""
+    """Parse and append a batch; see the module docstring (``home_spaces``: the foreign
+    spaces cross-space agreements may name, :mod:`service.evidence.crossspace`)."""
     if len(items) > max_batch:
         raise BatchTooLarge(f"a batch holds at most {max_batch} entries, got {len(items)}")
     outcomes: list[ItemOutcome | None] = [None] * len(items)
@@ -66,7 +69,13 @@ def ingest_batch(
                 i, "rejected", code=err.code, message=err.message, errors=errors
             )
     if parsed:
-        results = append_entries(engine=engine, domain=domain, directory=directory, entries=parsed)
+        results = append_entries(
+            engine=engine,
+            domain=domain,
+            directory=directory,
+            entries=parsed,
+            home_spaces=home_spaces,
+        )
         for i, r in zip(where, results, strict=True):
             outcomes[i] = ItemOutcome(
                 i,

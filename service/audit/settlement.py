@@ -33,7 +33,10 @@ Checks, in order (the name is what the CLI and the JSON report give):
                      its part needs, replayed from the registry's events (``eth_getLogs``
                      up to that block: no archive node needed; suspension is not checked:
                      evidence signed before a suspension stays valid, and the audit
-                     cannot time it)
+                     cannot time it); a provider of a cross-space agreement instead is
+                     a registered, active provider in its home space's registry when
+                     the entry was appended (``home_registries``, the home spaces the
+                     auditor trusts: :mod:`service.audit.homespace`)
 ``agreement_policies`` every agreement with receipts in the period names the round's policy
                      hash (``Agreement.policyHash``): the parties signed for that policy
 ``published_payouts`` (only with a payout file) the file's payouts rebuild the on-chain
@@ -63,6 +66,7 @@ from typing import Any
 
 from web3.contract import Contract
 
+from service.audit.homespace import HomeRegistries
 from service.audit.receipt import AuditReport
 from service.audit.roles import RegistryHistory
 from service.audit.sources import EXPORT_FORMAT, EntrySource, ExportFileSource
@@ -75,16 +79,21 @@ from service.errors import (
     SettlementError,
     TallyError,
 )
-from service.evidence.anchor import OnChainCheckpoint, read_checkpoint
+from service.evidence.anchor import OnChainCheckpoint, read_all_checkpoints, read_checkpoint
 from service.evidence.directory import CONSUMER, PROVIDER, STATUS_NONE
 from service.evidence.eip712 import Domain, to_checksum_address
 from service.evidence.entries import (
     Agreement,
+    AgreementV2,
     CoalitionValues,
     ContributionDeclaration,
+    Offer,
+    OfferWithdrawal,
     QualityAttestation,
+    RevenueDeclaration,
     SignedEntry,
     UsageReceipt,
+    ValuationResult,
     decode_entry,
     entry_id,
     verify_many,
@@ -158,6 +167,8 @@ def _agreement_problem(entries: Sequence[SignedEntry]) -> str | None:
         if eid in ids:
             return f"leaf {index}: entry {_hex(eid)} appears twice in the log"
         ids.add(eid)
+        if isinstance(e, Offer | OfferWithdrawal):  # catalog entries name no agreement (T11)
+            continue
         if isinstance(e, Agreement):
             agreements.setdefault(
                 e.agreementId,
@@ -195,21 +206,39 @@ def _agreement_problem(entries: Sequence[SignedEntry]) -> str | None:
                 return f"{what}: {e.provider} is not a provider of the agreement"
         elif isinstance(e, CoalitionValues) and sorted(e.providers) != sorted(found.provider_list):
             return f"{what}: the coalition's providers are not the agreement's"
+        elif isinstance(e, ValuationResult) and sorted(e.providers) != sorted(found.provider_list):
+            return f"{what}: the valuation's providers are not the agreement's"  # T13
     return None
 
 
 class _Registry:
     """Roles at one block, replayed from the registry's events (``eth_getLogs`` from
     ``from_block`` up to ``block``: :class:`~service.audit.roles.RegistryHistory`), so a
-    node that keeps no historical state (not an archive node) serves the audit."""
+    node that keeps no historical state (not an archive node) serves the audit.
+
+    Providers of cross-space agreements are checked in their home space instead
+    (``homes``: the home spaces the auditor pinned; :mod:`service.audit.homespace`),
+    at the time the entry was appended (the ledger's checkpoints, read when first needed).
+    """
 
     def __init__(
-        self, chain: Chain, registry: Contract, block: int, *, from_block: int = 0
+        self,
+        chain: Chain,
+        registry: Contract,
+        block: int,
+        *,
+        from_block: int = 0,
+        homes: HomeRegistries | None = None,
+        ledger: Contract | None = None,
     ) -> None:
         fns = registry.functions
         self.auditor_role = bytes(chain.call(fns.AUDITOR_ROLE()))  # constants: latest state
         self.operator_role = bytes(chain.call(fns.OPERATOR_ROLE()))
         self._view = RegistryHistory(chain, registry, from_block=from_block).at(block)
+        self._chain = chain
+        self._ledger = ledger
+        self._homes = homes or HomeRegistries()
+        self._checkpoints: list[OnChainCheckpoint] | None = None
 
     def party(self, address: str) -> tuple[int, int]:
         """(roles bitmask, status) at the block."""
@@ -221,31 +250,70 @@ class _Registry:
     def with_role(self, address: str, bit: int) -> bool:
         return self._view.with_role(address, bit)
 
+    def home_problem(self, agreement: AgreementV2, address: str, leaf_index: int) -> str | None:
+        """Why ``address`` was not an active provider in ``agreement``'s home space when
+        leaf ``leaf_index`` was appended (None: it was)."""
+        if self._checkpoints is None:
+            self._checkpoints = (
+                [] if self._ledger is None else read_all_checkpoints(self._chain, self._ledger)
+            )
+        return self._homes.problem(
+            chain_id=agreement.homeChainId,
+            registry=agreement.homeRegistry,
+            address=address,
+            leaf_index=leaf_index,
+            checkpoints=self._checkpoints,
+        )
+
 
 def _role_problem(entries: Sequence[SignedEntry], registry: _Registry) -> str | None:
-    """The first entry whose parties lack their roles at the checkpoint block (or None)."""
+    """The first entry whose parties lack their roles at the checkpoint block (or None).
+
+    A provider of a cross-space agreement (T10) is checked in its home space instead:
+    registered, provider role and active there when the entry was appended."""
     consumers: dict[bytes, str] = {}
+    cross: dict[bytes, AgreementV2] = {}  # cross-space agreements by id
     for index, signed in enumerate(entries):
         e = signed.entry
         what = f"leaf {index} ({signed.entry_type_name})"
         needs: list[tuple[str, int, str]] = []  # (address, role bit, what it is)
+        home_providers: list[tuple[AgreementV2, str]] = []
         if isinstance(e, Agreement):
+            first = e.agreementId not in consumers
             consumers.setdefault(e.agreementId, e.consumer)
             needs.append((e.consumer, CONSUMER, "consumer"))
-            needs.extend((p, PROVIDER, "provider") for p in e.providers)
+            if isinstance(e, AgreementV2) and e.cross_space:
+                if first:
+                    cross[e.agreementId] = e
+                home_providers.extend((e, p) for p in e.providers)
+            else:
+                needs.extend((p, PROVIDER, "provider") for p in e.providers)
         elif isinstance(e, UsageReceipt):
-            needs += [(e.consumer, CONSUMER, "consumer"), (e.provider, PROVIDER, "provider")]
-        elif isinstance(e, QualityAttestation | CoalitionValues) and len(signed.signatures) != 1:
+            needs.append((e.consumer, CONSUMER, "consumer"))
+            if e.agreementId in cross:
+                home_providers.append((cross[e.agreementId], e.provider))
+            else:
+                needs.append((e.provider, PROVIDER, "provider"))
+        elif isinstance(e, Offer | OfferWithdrawal):  # T11: signed by its providers
+            needs.extend((p, PROVIDER, "provider") for p in e.providers)
+        elif isinstance(e, RevenueDeclaration):  # T11: signed by the agreement's consumer
+            if consumers.get(e.agreementId) != e.consumer:
+                return f"{what}: consumer {e.consumer} is not the agreement's consumer"
+            needs.append((e.consumer, CONSUMER, "consumer"))
+        elif (
+            isinstance(e, QualityAttestation | CoalitionValues | ValuationResult)
+            and len(signed.signatures) != 1
+        ):
             return f"{what}: {len(signed.signatures)} signers where one is expected"
         elif isinstance(e, QualityAttestation):
-            needs.append((e.provider, PROVIDER, "provider"))
+            _provider_need(e.agreementId, e.provider, cross, needs, home_providers)
             (attester,) = signed.signatures
             if attester == consumers.get(e.agreementId):
                 needs.append((attester, CONSUMER, "attester (consumer)"))
             elif not registry.has(registry.auditor_role, attester):
                 return f"{what}: attester {attester} is neither the consumer nor an auditor"
         elif isinstance(e, ContributionDeclaration):
-            needs.append((e.provider, PROVIDER, "provider"))
+            _provider_need(e.agreementId, e.provider, cross, needs, home_providers)
             for signer in signed.signatures:
                 if signer != e.provider and not registry.has(registry.operator_role, signer):
                     return f"{what}: countersigner {signer} is not an operator"
@@ -260,7 +328,25 @@ def _role_problem(entries: Sequence[SignedEntry], registry: _Registry) -> str | 
         for address, bit, role in needs:
             if not registry.with_role(address, bit):
                 return f"{what}: {role} {address} is not registered with that role"
+        for agreement, address in home_providers:
+            problem = registry.home_problem(agreement, address, index)
+            if problem is not None:
+                return f"{what}: provider {address} {problem}"
     return None
+
+
+def _provider_need(
+    agreement_id: bytes,
+    provider: str,
+    cross: Mapping[bytes, AgreementV2],
+    needs: list[tuple[str, int, str]],
+    home_providers: list[tuple[AgreementV2, str]],
+) -> None:
+    """A provider checked in its agreement's home space (cross-space) or here."""
+    if agreement_id in cross:
+        home_providers.append((cross[agreement_id], provider))
+    else:
+        needs.append((provider, PROVIDER, "provider"))
 
 
 # --- payouts ------------------------------------------------------------------------------
@@ -330,6 +416,7 @@ def audit_settlement(
     period: tuple[int, int] | None = None,
     workers: int | None = None,
     from_block: int = 0,
+    home_registries: HomeRegistries | None = None,
 ) -> SettlementAuditReport:
     """Recompute round ``round_id`` and check it against the chain (see the module doc).
 
@@ -338,8 +425,9 @@ def audit_settlement(
     ``period``: the statement's ``(start, end)`` to hold against the on-chain period (by
     default the payout file's ``period``); the recomputation uses the on-chain period.
     ``from_block``: where the vault's and the registry's events are read from for the
-    ``overlap`` and ``roles`` checks (the deployment block). Returns the report; raises
-    only when the chain cannot be read.
+    ``overlap`` and ``roles`` checks (the deployment block). ``home_registries``: the
+    home spaces (chain + trusted registry) whose providers cross-space agreements name.
+    Returns the report; raises only when the chain cannot be read.
     """
     report = SettlementAuditReport(subject=f"settlement round {round_id}")
     names_after_round = [
@@ -424,7 +512,15 @@ def audit_settlement(
     entries_ok = entries_ok and problem is None
     registry = chain.contract("ParticipantRegistry", str(chain.call(vault.functions.registry())))
     role_problem = _role_problem(
-        decoded, _Registry(chain, registry, cp.block_number, from_block=from_block)
+        decoded,
+        _Registry(
+            chain,
+            registry,
+            cp.block_number,
+            from_block=from_block,
+            homes=home_registries,
+            ledger=ledger,
+        ),
     )
     report.add(
         "roles",

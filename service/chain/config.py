@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from service.chain.artifacts import Profile
 from service.errors import ConfigError, DeploymentNotFound, NetworkNotFound
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,6 +69,21 @@ class KeySource(_Strict):
         return self
 
 
+class HomeSpaceRef(_Strict):
+    """A foreign data space whose providers this space accepts in cross-space agreements.
+
+    ``network`` names another chain-config network (a name in ``chain-config/`` or a
+    ``.toml`` path) for the home space's chain; ``registry`` is that space's
+    ParticipantRegistry. A provider's standing read there is reused for ``cache_s``
+    seconds (a suspension in the home space takes effect here within that time; 0 reads
+    the home registry for every batch).
+    """
+
+    network: Annotated[str, Field(min_length=1)]
+    registry: Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$")]
+    cache_s: Annotated[float, Field(ge=0, le=3_600)] = 10.0
+
+
 class NetworkConfig(_Strict):
     """One network: where it is, how deep to confirm, how to pay and sign."""
 
@@ -77,7 +93,13 @@ class NetworkConfig(_Strict):
     rpc_url: str | None = None
     chain_id: Annotated[int, Field(gt=0)]
     confirmations: NonNegInt = 0
-    evm_version: Literal["paris", "shanghai", "cancun", "prague"] = "paris"
+    evm_version: Literal["istanbul", "paris", "shanghai", "cancun", "prague"] = "paris"
+    # Which build of the contracts deploys here (service.chain.artifacts; one ABI): "legacy"
+    # (solc 0.8.11, istanbul) for FISCO BCOS-class EVMs, which cannot run the default build.
+    profile: Profile = "default"
+    # Whether transactions may carry the native coin. False on chains without one (FISCO
+    # BCOS): the client then refuses any transaction with a value before signing it.
+    value_transfers: bool = True
     start_block: NonNegInt = 0
     poll_interval_s: Annotated[float, Field(gt=0)] = 2.0
     max_block_range: Annotated[int, Field(ge=1)] = 2000
@@ -85,6 +107,9 @@ class NetworkConfig(_Strict):
     withdrawal_delay_s: NonNegInt = DEFAULT_WITHDRAWAL_DELAY_S
     gas: GasPolicy = GasPolicy()
     keys: KeySource
+    # Cross-space usage (T10): other spaces whose providers agreements here may name
+    # (``[[home_spaces]]`` tables; see :class:`HomeSpaceRef`).
+    home_spaces: tuple[HomeSpaceRef, ...] = ()
 
     @model_validator(mode="after")
     def _check(self) -> NetworkConfig:
@@ -92,6 +117,12 @@ class NetworkConfig(_Strict):
             raise ValueError("kind 'rpc' needs rpc_url")
         if self.kind == "rpc" and not str(self.rpc_url).startswith(("http://", "https://")):
             raise ValueError("rpc_url must be an http(s) URL")
+        if self.evm_version == "istanbul" and self.profile != "legacy":
+            raise ValueError(
+                "evm_version 'istanbul' needs profile 'legacy' (the default build targets paris)"
+            )
+        if self.evm_version == "istanbul" and self.gas.policy == "eip1559":
+            raise ValueError("gas.policy 'eip1559' needs a london or later EVM, not istanbul")
         if self.keys.source == "dev-mnemonic" and not self.is_dev:
             raise ValueError(
                 "keys.source 'dev-mnemonic' is only allowed on dev networks "
@@ -132,6 +163,14 @@ def load_network(name_or_path: str | Path, *, config_dir: Path | None = None) ->
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path.name}: not valid TOML: {err}") from None
     return parse_network(data, source=path.name)
+
+
+def at_rpc_url(network: NetworkConfig, rpc_url: str) -> NetworkConfig:
+    """``network`` (an ``rpc`` one) reached at another URL: a dev node on a free port, say."""
+    if network.kind != "rpc":
+        raise ConfigError(f"network {network.name} is {network.kind}: it has no rpc_url to replace")
+    data = network.model_dump(mode="json", exclude_unset=True)
+    return parse_network({**data, "rpc_url": rpc_url}, source=f"{network.name} at {rpc_url}")
 
 
 def rpc_network(rpc_url: str, *, chain_id: int, confirmations: int = 0) -> NetworkConfig:

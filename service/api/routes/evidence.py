@@ -34,6 +34,7 @@ def submit_evidence(body: EvidenceBatchIn, ctx: CtxDep, principal: PrincipalDep)
         directory=ctx.directory,
         items=[item.model_dump() for item in body.entries],
         max_batch=ctx.settings.max_batch,
+        home_spaces=ctx.home_spaces,
     )
     return BatchOut(
         accepted=outcome.count("accepted"),

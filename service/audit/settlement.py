@@ -2,8 +2,10 @@
 
 The chain is the trusted side: the SettlementVault holds the round (payout root, total,
 evidence checkpoint seq, policy hash) and the EvidenceLedger the checkpoint (tree size,
-root). The log entries come from an :class:`EntrySource` (an export file written by
-``tally log export``, or a database); the policy document from the auditor. Nothing the
+root). The log entries come from an :class:`~service.audit.sources.EntrySource` (a
+Tally API's public routes, an export file written by ``tally log export``, or the
+operator's database through :mod:`service.evidence.sources`); the policy document from
+the auditor. Nothing the
 operator serves is trusted: the entries must rebuild the anchored root, every signature
 is re-verified, and the payouts are recomputed by the same pure core the operator runs
 (:func:`service.settlement.engine.settle_entries`), this time from decoded entries.
@@ -49,13 +51,9 @@ Checks, in order (the name is what the CLI and the JSON report give):
 
 A check that cannot be meaningful after an earlier failure is reported as skipped (for
 instance no recomputation from a log that does not match the anchored root, or under a
-policy that is not the round's). :class:`EntrySource` is a two-method protocol; the
-export file and SQL sources are here, an HTTP source over the API implements the same.
-
-Log export file (``tally-log-export-v1``, JSON Lines): a header line
-``{"format", "seq", "tree_size", "root", "chain_id", "ledger"}`` and then one line per
-leaf in order, ``{"leaf_index": i, "entry_id": "0x…", "data": "<hex of the canonical
-bytes>"}``. The header is informational: the audit trusts the chain, not the header.
+policy that is not the round's). The sources (:mod:`service.audit.sources`: the API,
+the export file and its format) are one interface; a source that cannot give the
+entries, or gives a bad answer, fails ``log_entries`` with what went wrong.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -504,29 +504,29 @@ def parse_pricing(doc: Mapping[str, Any] | str | bytes) -> PricingModel:
     return _model(table, "", payment, nested=False)
 
 
-def describe(model: PricingModel) -> str:
-    """One line for the demo and the CLI: the model and its numbers."""
+def describe(model: PricingModel, fmt: Callable[[int], str] = str) -> str:
+    """One line for the demo and the CLI: the model and its numbers (amounts by ``fmt``)."""
     if isinstance(model, PerUnit):
-        return f"per unit {model.unit_price}"
+        return f"per unit {fmt(model.unit_price)}"
     if isinstance(model, Tiered):
         parts = [
-            f"{'<' + str(t.up_to) if t.up_to is not None else 'above'}: {t.unit_price}"
+            f"{'below ' + str(t.up_to) if t.up_to is not None else 'above'}: {fmt(t.unit_price)}"
             for t in model.tiers
         ]
-        return "tiered (" + ", ".join(parts) + ")"
+        return "tiered per unit (" + ", ".join(parts) + ")"
     if isinstance(model, Subscription):
         return (
-            f"subscription {model.fee}/period, {model.included_units} included, "
-            f"overage {model.overage_unit_price}"
+            f"subscription {fmt(model.fee)}/period, {model.included_units} included, "
+            f"overage {fmt(model.overage_unit_price)}"
         )
     if isinstance(model, RevenueShare):
-        return f"revenue share {model.share_bps} bps"
+        return f"revenue share {model.share_bps} bps of declared revenue"
     trial = []
     if model.free_units:
-        trial.append(f"{model.free_units} units")
+        trial.append(f"first {model.free_units} units")
     if model.free_days:
         trial.append(f"{model.free_days} days")
-    return f"free trial ({' / '.join(trial)}) then {describe(model.then)}"
+    return f"free trial ({' / '.join(trial)}) then {describe(model.then, fmt)}"
 
 
 def total_of(lines: Sequence[PriceLine]) -> int:

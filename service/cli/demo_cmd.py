@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from service.chain.client import Chain
-from service.chain.config import save_deployment
+from service.chain.config import at_rpc_url, load_network, save_deployment
 from service.db import create_schema, make_engine
 from service.demo.scenario import (
     audit_evidence,
@@ -42,6 +42,49 @@ def _method_of(result: RoundResult, agreement_id: str) -> str:
     return next(str(a.method) for a in result.agreements if a.agreement_id == agreement_id)
 
 
+def _print_catalog(engine: Any, evidence: Any, names: dict[str, str]) -> list[dict[str, Any]]:
+    """The catalog as ingest indexed it (GET /v1/catalog's rows), and the two receipts its
+    terms refused; returns the offers for summary.json."""
+    from sqlmodel import Session
+
+    from service.catalog.index import all_offers
+    from service.catalog.pricing import describe, parse_pricing
+
+    with Session(engine) as session:
+        offers = all_offers(session=session)
+    table = Table(title="Catalog: data products offered (signed Offers in the log)")
+    for col in ("offer", "providers", "pricing", "version"):
+        table.add_column(col, overflow="fold")
+    listed = []
+    for row in sorted(offers, key=lambda r: r.title):
+        providers = ", ".join(names.get(p.lower(), p[:10]) for p in row.providers.split(","))
+        pricing = describe(parse_pricing(row.pricing), _tokens)
+        table.add_row(row.title, providers, pricing, str(row.version))
+        listed.append({"offer_id": row.offer_id, "title": row.title, "pricing": pricing})
+    console.print(table)
+    for r in evidence.catalog.rejected:
+        mark = "[green]✓[/green]" if r["status"] == "rejected" else "[red]✗[/red]"
+        console.print(f"{mark} {r['offer']}: {r['why']} -> {r['code']}: {r['message']}")
+    return listed
+
+
+def _print_bills(right: RoundResult, names: dict[str, str]) -> None:
+    """Each agreement's bill in the statement: its pricing model and one row per rule."""
+    table = Table(title=f"Round {right.round_id}: bills by pricing model (amounts in DemoToken)")
+    for col in ("agreement", "consumer", "pricing / rule", "units", "amount"):
+        table.add_column(col, justify="right" if col in ("units", "amount") else "left")
+    for a in right.agreements:
+        who = names.get(a.consumer, a.consumer[:10])
+        table.add_row(f"{a.agreement_id[:10]}…", who, a.pricing, str(a.units), _tokens(a.revenue))
+        if a.pricing == "unit_price":
+            continue
+        for rule in a.bill_lines:
+            table.add_row(
+                "", "", f"  {rule.rule}: {rule.detail}", str(rule.units), _tokens(rule.amount)
+            )
+    console.print(table)
+
+
 def demo(
     receipts: Annotated[
         int, typer.Option(help="Dual-signed usage receipts to generate.", min=10)
@@ -55,6 +98,13 @@ def demo(
     rpc: Annotated[
         str | None, typer.Option(help="Run on this JSON-RPC node (anvil) instead.")
     ] = None,
+    network: Annotated[
+        str | None,
+        typer.Option(
+            help="Run on this chain-config network (its build profile, gas and value rules); "
+            "with --rpc, reached at that URL instead of its rpc_url."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the generated usage.")] = 7,
     audit_receipts: Annotated[
         int, typer.Option(help="Receipt documents the auditor checks on chain.", min=1)
@@ -63,7 +113,10 @@ def demo(
 ) -> None:
     """Run the data-space scenario: admit parties, sign usage, anchor, hand out receipts."""
     started = time.monotonic()
-    if rpc:
+    if network:
+        net = load_network(network)
+        chain = Chain.connect(at_rpc_url(net, rpc) if rpc else net)
+    elif rpc:
         from service.cli.chain_cmd import connect
 
         chain = connect(None, rpc)
@@ -116,6 +169,8 @@ def demo(
             progress=lambda n: bar.advance(task, n),
         )
 
+    names = {r.account.address.lower(): r.name for r in cast.everyone()}
+    catalog = _print_catalog(engine, evidence, names)
     cps = Table(title="Checkpoints anchored (each with an on-chain consistency proof)")
     for col in ("seq", "tree size", "root", "tx"):
         cps.add_column(col)
@@ -130,7 +185,7 @@ def demo(
     console.rule("[bold]Settlement: revenue split by contribution")
     settled = run_settlement(chain=chain, engine=engine, cast=cast, evidence=evidence, out=out)
     right = settled.right
-    names = {r.account.address.lower(): r.name for r in cast.everyone()}
+    _print_bills(right, names)
     st = Table(title=f"Round {right.round_id}: who gets what and why (amounts in DemoToken)")
     for col in ("payee", "method", "receipts", "units", "exact share", "payout"):
         st.add_column(col, justify="left" if col in ("payee", "method") else "right")
@@ -205,12 +260,22 @@ def demo(
         "evidence": {
             "entries": len(evidence.agreements)
             + len(evidence.contributions)
-            + len(evidence.receipts),
+            + len(evidence.receipts)
+            + evidence.catalog.entries,
             "receipts": len(evidence.receipts),
             "checkpoints": [
                 {"seq": c.seq, "tree_size": c.tree_size, "root": c.root, "tx_hash": c.tx_hash}
                 for c in evidence.checkpoints
             ],
+        },
+        "catalog": {
+            "offers": catalog,
+            "entries": evidence.catalog.entries,
+            "rejected": evidence.catalog.rejected,
+            "bills": {
+                a.agreement_id: {"pricing": a.pricing, "amount": str(a.revenue)}
+                for a in right.agreements
+            },
         },
         "settlement": {
             "round_id": right.round_id,
@@ -253,6 +318,7 @@ def demo(
         and not settled.wrong_audit_ok
         and settled.vault_balance == settled.vault_unallocated
         and settled.dispute.get("status_after") == "Cancelled"
+        and [r["status"] for r in evidence.catalog.rejected] == ["rejected", "rejected"]
     )
     if not ok:
         raise typer.Exit(1)

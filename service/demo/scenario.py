@@ -28,6 +28,7 @@ from service.audit.trust import TrustedDeployment
 from service.chain.client import Chain
 from service.chain.deploy import TallyContracts, deploy_tally
 from service.demo.api_client import ApiError, InProcessApi
+from service.demo.catalog import CatalogResult, catalog_policy_overrides, run_catalog
 from service.demo.model import coalition_values
 from service.evidence.anchor import anchor_once
 from service.evidence.directory import CONSUMER, PROVIDER, SERVICE
@@ -109,6 +110,7 @@ def demo_policy(cast: Cast) -> Policy:
             "mix": {"output": "1/2", "shapley": "3/10", "cost": "1/5"},
             "default_quality_bps": 8_000,
             "evaluator": cast.evaluator.account.address,
+            "agreements": catalog_policy_overrides(),  # the catalog's agreements: by output
         }
     )
 
@@ -122,6 +124,7 @@ class EvidenceResult:
     checkpoints: list[AnchorRow] = field(default_factory=list)
     contributions: list[SignedEntry] = field(default_factory=list)
     receipt_docs: list[dict[str, Any]] = field(default_factory=list)
+    catalog: CatalogResult = field(default_factory=CatalogResult)
 
 
 def setup_space(chain: Chain, cast: Cast, *, challenge_window_s: int) -> TallyContracts:
@@ -268,6 +271,13 @@ def run_evidence(
         ingest(agreements)
         result.contributions = contribution_entries(cast, agreements, domain, seed)
         ingest(result.contributions)
+        result.catalog = run_catalog(
+            cast=cast,
+            domain=domain,
+            policy_hash=demo_policy(cast).hash,
+            period=(PERIOD_START, PERIOD_END),
+            post=api.post_evidence,
+        )
         every = max(1, -(-len(signed) // max(1, checkpoints)))
         step = min(BATCH, every)
         since_anchor = 0

@@ -37,10 +37,12 @@ def test_demo_on_embedded_chain(tmp_path: Path) -> None:
         "DemoToken",
     }
     assert summary["evidence"]["receipts"] == 120
-    # + per insurer: one agreement, 4 quality attestations, 4 cost declarations, 1 coalition table
-    assert summary["evidence"]["entries"] == 120 + 2 * 10
+    # + per insurer: one agreement, 4 quality attestations, 4 cost declarations, 1 coalition
+    # table; + the catalog: 3 offers, 3 agreements, 10 + 8 + 4 receipts, 1 revenue declaration
+    assert summary["catalog"]["entries"] == 3 + 3 + 22 + 1
+    assert summary["evidence"]["entries"] == 120 + 2 * 10 + 29
     sizes = [c["tree_size"] for c in summary["evidence"]["checkpoints"]]
-    assert len(sizes) >= 2 and sizes == sorted(set(sizes)) and sizes[-1] == 140
+    assert len(sizes) >= 2 and sizes == sorted(set(sizes)) and sizes[-1] == 169
     audit = summary["audit"]
     assert audit["receipts_checked"] == 30 and audit["receipts_valid"] == 30
     assert audit["log_consistent"] is True
@@ -75,3 +77,32 @@ def test_demo_on_embedded_chain(tmp_path: Path) -> None:
     assert claimed == payouts and all(c["gas_used"] > 0 for c in summary["claims"])
     assert summary["vault"] == {"balance": "0", "unallocated": "0"}
     assert audit["settlement_match"] is True
+
+    # the catalog: three offers under three pricing models, billed by their formulas
+    catalog = summary["catalog"]
+    titles = {o["title"]: o["pricing"] for o in catalog["offers"]}
+    assert set(titles) == {
+        "EV battery telemetry",
+        "EV charging sessions",
+        "EV risk score, premium share",
+    }
+    assert titles["EV battery telemetry"].startswith("tiered")
+    assert titles["EV charging sessions"].startswith("free trial")
+    assert titles["EV risk score, premium share"].startswith("revenue share")
+    billed = sorted(
+        (b["pricing"], int(b["amount"]))
+        for b in catalog["bills"].values()
+        if b["pricing"] != "unit_price"
+    )
+    assert billed == [
+        ("free_trial", 300 * 10**15),  # 800 units, 500 free, 300 x 0.001
+        ("revenue_share", 6 * 10**18),  # 5% of the declared 120 tokens
+        ("tiered", 4 * 10**18),  # 1000 x 0.003 + 500 x 0.002
+    ]
+    # the two receipts the terms refuse, with the terms' codes
+    assert [(r["offer"], r["status"], r["code"]) for r in catalog["rejected"]] == [
+        ("battery-telemetry", "rejected", "quota_exceeded"),
+        ("charging-sessions", "rejected", "purpose_not_permitted"),
+    ]
+    assert "Catalog: data products offered" in result.output
+    assert "bills by pricing model" in result.output

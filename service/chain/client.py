@@ -251,17 +251,21 @@ class Chain:
 
     def contract(self, name: str, address: str) -> Contract:
         return self.w3.eth.contract(
-            address=Web3.to_checksum_address(address), abi=load_artifact(name).abi
+            address=Web3.to_checksum_address(address),
+            abi=load_artifact(name, self.network.profile).abi,
         )
 
     def deploy(self, name: str, *args: Any, sender: LocalAccount) -> tuple[Contract, TxReceipt]:
-        """Deploy artifact ``name`` with constructor ``args``; returns (contract, receipt)."""
-        art = load_artifact(name)
+        """Deploy artifact ``name`` (of the network's build profile) with constructor ``args``;
+        returns (contract, receipt)."""
+        art = load_artifact(name, self.network.profile)
         factory = self.w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
         constructor = factory.constructor(*args)
         try:
             tx = _retry(
-                lambda: constructor.build_transaction({"from": sender.address, "value": 0}),
+                lambda: constructor.build_transaction(
+                    {"from": sender.address, "value": Wei(0), **self._price_placeholder()}
+                ),
                 what=f"deploy {name}",
             )
         except _REVERTS as err:  # estimation reverted: nothing was sent
@@ -286,11 +290,13 @@ class Chain:
         is raised before anything is sent), so a transaction another thread sent just
         before is part of the state it is estimated on."""
         what = _fn_label(fn)
+        self._check_value(value, what=what)
         # a placeholder keeps build_transaction from estimating outside the lock
         params: TxParams = {
             "from": sender.address,
             "value": Wei(value),
             "gas": 1 if gas is None else gas,
+            **self._price_placeholder(),
         }
         try:
             tx = dict(_retry(lambda: fn.build_transaction(params), what=what))
@@ -313,7 +319,25 @@ class Chain:
 
     # --- sending ------------------------------------------------------------------------
 
+    def _check_value(self, value: int, *, what: str) -> None:
+        """Refuse, before anything is signed, a transaction carrying the native coin on a
+        network without value transfers (``value_transfers = false``: FISCO BCOS-style)."""
+        if value != 0 and not self.network.value_transfers:
+            raise ChainError(
+                f"{what}: network {self.network.name} has no value transfers "
+                f"(value_transfers = false) but the transaction carries {value} wei"
+            )
+
+    def _price_placeholder(self) -> TxParams:
+        """A ``gasPrice`` for web3's ``build_transaction`` on a network without EIP-1559
+        (replaced by :meth:`_fees` before signing): without one, web3 fills EIP-1559 fields
+        from the latest block's base fee, which a pre-london block does not have."""
+        return {} if self.network.gas.policy == "eip1559" else {"gasPrice": Wei(0)}
+
     def _fees(self) -> dict[str, int]:
+        """The price fields of a transaction: ``gasPrice`` alone (a legacy, type-0
+        transaction: the only kind a pre-london EVM takes) for the ``fixed`` and ``legacy``
+        policies, EIP-1559 fields for ``eip1559``."""
         gas = self.network.gas
         if gas.policy == "fixed":
             assert gas.fixed_gas_price_wei is not None
@@ -326,11 +350,13 @@ class Chain:
         return {"maxFeePerGas": base * gas.max_fee_multiplier + tip, "maxPriorityFeePerGas": tip}
 
     def _send(self, tx: dict[str, Any], *, sender: LocalAccount, what: str) -> TxReceipt:
+        self._check_value(int(tx.get("value", 0) or 0), what=what)
         slot = self._nonces.slot(self._node, self.chain_id, sender.address)
         with self._lock, slot.lock:
             tx.pop("gasPrice", None)
             tx.pop("maxFeePerGas", None)
             tx.pop("maxPriorityFeePerGas", None)
+            tx.pop("type", None)  # the price fields below decide it
             tx.pop("nonce", None)
             tx.update(_retry(self._fees, what=what))
             tx["from"] = sender.address

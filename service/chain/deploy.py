@@ -38,12 +38,12 @@ class TallyContracts:
     deployment: Deployment
 
 
-def _record(name: str, contract: Contract, receipt: TxReceipt) -> DeployedContract:
+def _record(chain: Chain, name: str, contract: Contract, receipt: TxReceipt) -> DeployedContract:
     return DeployedContract(
         address=contract.address,
         block=receipt["blockNumber"],
         tx_hash="0x" + bytes(receipt["transactionHash"]).hex(),
-        artifact_sha256=load_artifact(name).sha256,
+        artifact_sha256=load_artifact(name, chain.network.profile).sha256,
     )
 
 
@@ -68,7 +68,7 @@ def deploy_tally(
     records: dict[str, DeployedContract] = {}
 
     registry, rcpt = chain.deploy("ParticipantRegistry", admin.address, sender=admin)
-    records["ParticipantRegistry"] = _record("ParticipantRegistry", registry, rcpt)
+    records["ParticipantRegistry"] = _record(chain, "ParticipantRegistry", registry, rcpt)
     first_block = rcpt["blockNumber"]
 
     operator_role = chain.call(registry.functions.OPERATOR_ROLE())
@@ -76,13 +76,13 @@ def deploy_tally(
         chain.transact(registry.functions.grantRole(operator_role, operator), sender=admin)
 
     ledger, rcpt = chain.deploy("EvidenceLedger", registry.address, sender=admin)
-    records["EvidenceLedger"] = _record("EvidenceLedger", ledger, rcpt)
+    records["EvidenceLedger"] = _record(chain, "EvidenceLedger", ledger, rcpt)
 
     if token_address is None:
         token, rcpt = chain.deploy(
             "DemoToken", "Tally Demo Token", "TDT", admin.address, sender=admin
         )
-        records["DemoToken"] = _record("DemoToken", token, rcpt)
+        records["DemoToken"] = _record(chain, "DemoToken", token, rcpt)
     else:
         token = chain.contract(
             "DemoToken", token_address
@@ -98,7 +98,7 @@ def deploy_tally(
         delay_s,
         sender=admin,
     )
-    records["SettlementVault"] = _record("SettlementVault", vault, rcpt)
+    records["SettlementVault"] = _record(chain, "SettlementVault", vault, rcpt)
 
     deployment = Deployment(
         network=network or chain.network.name,

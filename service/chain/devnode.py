@@ -106,12 +106,20 @@ def wait_for_rpc(
     raise DevNodeError(f"no JSON-RPC answer from {url} after {timeout_s}s")
 
 
+# A node configured like FISCO BCOS-class consortium chains, for the legacy build profile:
+# the istanbul EVM (no PUSH0, BASEFEE, PREVRANDAO; no EIP-1559 or EIP-2930 transactions, no
+# EIP-2929 warm/cold gas) and gas price 0 (Anvil(**LEGACY_NODE)).
+LEGACY_NODE: dict[str, Any] = {"hardfork": "istanbul", "gas_price": 0}
+
+
 @dataclass
 class Anvil:
-    """One anvil process on 127.0.0.1."""
+    """One anvil process on 127.0.0.1 (``hardfork`` and ``gas_price``: see LEGACY_NODE)."""
 
     port: int = field(default_factory=free_port)
     accounts: int = 20
+    hardfork: str = "prague"
+    gas_price: int | None = None  # anvil's own default when None
     state_path: Path | None = None
     state_interval_s: int = 5
     no_mining: bool = False
@@ -132,8 +140,10 @@ class Anvil:
             "--accounts", str(self.accounts),
             "--mnemonic", DEV_MNEMONIC,
             "--base-fee", "0",
-            "--hardfork", "prague",
+            "--hardfork", self.hardfork,
         ]  # fmt: skip
+        if self.gas_price is not None:
+            cmd += ["--gas-price", str(self.gas_price)]
         if self.state_path is not None:
             cmd += ["--state", str(self.state_path), "--state-interval", str(self.state_interval_s)]
         if self.no_mining:

@@ -175,6 +175,10 @@ def test_api_source_follows_the_servers_pages(served: Served, hostile: HostilePr
             3, 10
         )
         assert len(source.inclusion_proof(5, 10)) == 4
+    with ApiSource(served.api, progress=True) as shown:  # the progress bar changes nothing
+        assert list(shown.entries(size=12)) == got
+    with pytest.raises(LogUnavailable, match="must start with http"):
+        ApiSource("file:///etc/passwd")
 
 
 def test_export_file_serves_the_tree_its_entries_make(served: Served, tmp_path: Path) -> None:

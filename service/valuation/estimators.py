@@ -387,8 +387,10 @@ def knn_shapley(
     The game is the KNN likelihood of the right label averaged over test points:
     ``u(S) = scale / T x sum_t (1/K) #{j among the min(K, |S|) nearest of S to t : y_j = y_t}``.
     Per test point, training points sorted by distance (ties by index, a stable sort) give
-    ``s_N = 1[y_N = y_t] / N`` and ``s_j = s_{j+1} + (1[y_j = y_t] - 1[y_{j+1} = y_t]) / K x
-    min(K, j) / j`` from the farthest to the nearest (positions ``j`` 1-based) - the recursion
+    ``s_N = 1[y_N = y_t] / max(K, N)`` (the paper's ``1/N`` assumes ``N >= K``; with fewer
+    points than K the game is additive and each point is worth ``1/K``) and
+    ``s_j = s_{j+1} + (1[y_j = y_t] - 1[y_{j+1} = y_t]) / K x min(K, j) / j`` from the
+    farthest to the nearest (positions ``j`` 1-based) - the recursion
     pyDVL's ``KNNShapleyValuation`` runs in floats. Distances are floats (numpy, Euclidean);
     only their order is used. A provider's value is the sum of its points' values (``owner[j]``
     is the provider of point ``j``): the Shapley value of the point game, aggregated, which is
@@ -398,7 +400,7 @@ def knn_shapley(
     if n_points == 0 or len(owner) != n_points or k < 1:
         raise ValuationError("KNN-Shapley needs training points, one owner each, and K >= 1")
     # exact integers over one common denominator D (faster than Fractions, same numbers)
-    denominator = math.lcm(n_points, k, *range(k, n_points))
+    denominator = math.lcm(max(k, n_points), k, *range(k, n_points))
     step = [denominator // max(k, j) for j in range(n_points)]
     point_totals = [0] * n_points
     for t in range(len(y_test)):
@@ -406,7 +408,7 @@ def knn_shapley(
         distance = np.einsum("ij,ij->i", diff, diff)
         order = [int(j) for j in np.argsort(distance, kind="stable")]
         match = [int(y_train[j] == y_test[t]) for j in order]
-        s = match[-1] * (denominator // n_points)
+        s = match[-1] * (denominator // max(k, n_points))
         point_totals[order[-1]] += s
         for j in range(n_points - 1, 0, -1):  # j is the 1-based position of order[j - 1]
             s += (match[j - 1] - match[j]) * step[j]

@@ -21,6 +21,7 @@ lives inside another process.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -42,6 +43,9 @@ from service.evidence.directory import PROVIDER, STATUS_ACTIVE, STATUS_NONE, STA
 
 __all__ = ["HomeSpace", "HomeSpaces", "HomeStanding", "home_key"]
 
+log = logging.getLogger(__name__)
+
+MAX_CACHED = 100_000  # standings kept per home space at most (cleared when it grows past)
 HOME_RPC_TIMEOUT_S = 5.0  # per request to a home chain (a slow home must not stall ingest)
 _STATUS = {STATUS_NONE: "unregistered", STATUS_ACTIVE: "active", STATUS_SUSPENDED: "suspended"}
 
@@ -94,33 +98,45 @@ class HomeSpace:
         return f"home space {self.network.name} (chain {self.chain_id}, registry {self.registry})"
 
     def _connected(self) -> Chain:
-        if self._chain is None:
-            self._chain = Chain.connect(self.network, accounts=[], timeout_s=HOME_RPC_TIMEOUT_S)
-        return self._chain
+        with self._lock:
+            chain = self._chain
+        if chain is None:
+            chain = Chain.connect(self.network, accounts=[], timeout_s=HOME_RPC_TIMEOUT_S)
+            with self._lock:
+                self._chain = chain
+        return chain
 
     def standing(self, address: str) -> HomeStanding:
         """``address`` in the home registry (cached for ``cache_s``);
-        :class:`HomeSpaceUnreachable` when the home chain cannot be read."""
+        :class:`HomeSpaceUnreachable` when the home chain cannot be read.
+
+        The lock guards the cache and the connection only: a slow or dead home chain
+        holds up the callers that need it, not the cache hits of other threads."""
         now = self._clock()
         with self._lock:
             hit = self._cache.get(address)
-            if hit is not None and now - hit.read_at < self.cache_s:
-                return hit
-            try:
-                chain = self._connected()
-                registry = chain.contract("ParticipantRegistry", self.registry)
-                roles, status, *_ = chain.call(registry.functions.participant(address))
-            except (ChainError, Web3Exception, OSError) as err:
+        if hit is not None and now - hit.read_at < self.cache_s:
+            return hit
+        try:
+            chain = self._connected()
+            registry = chain.contract("ParticipantRegistry", self.registry)
+            roles, status, *_ = chain.call(registry.functions.participant(address))
+        except (ChainError, Web3Exception, OSError) as err:
+            with self._lock:
                 self._chain = None  # reconnect (and re-probe the chain id) next time
-                text = err.message if isinstance(err, ChainError) else type(err).__name__
-                raise HomeSpaceUnreachable(
-                    f"{self.describe()} cannot be read now ({text}); nothing was stored, "
-                    "retry later"
-                ) from None
-            found = HomeStanding(address, int(roles), _STATUS.get(int(status), "unregistered"), now)
-            if self.cache_s > 0:
+            # the caller sees the error's code only: a node URL may carry an API key
+            reason = err.code if isinstance(err, ChainError) else type(err).__name__
+            log.warning("%s cannot be read: %s", self.describe(), err)
+            raise HomeSpaceUnreachable(
+                f"{self.describe()} cannot be read now ({reason}); nothing was stored, retry later"
+            ) from None
+        found = HomeStanding(address, int(roles), _STATUS.get(int(status), "unregistered"), now)
+        if self.cache_s > 0:
+            with self._lock:
+                if len(self._cache) >= MAX_CACHED:
+                    self._cache.clear()
                 self._cache[address] = found
-            return found
+        return found
 
     def require_provider(self, address: str, what: str = "provider") -> HomeStanding:
         """The standing of an active provider; :class:`ProviderNotActiveInHomeSpace` else."""

@@ -178,19 +178,26 @@ class Witness:
             proof=tuple(_hash(h, "a proof hash") for h in proof),
         )
 
-    def post(self, space: PinnedSpace, c: Cosigned) -> bool:
-        """Post a stored cosignature; ``True`` once the space acknowledged it."""
+    def post(self, space: PinnedSpace, c: Cosigned) -> str | None:
+        """Post a stored cosignature: ``None`` once the space acknowledged it, else why not.
+
+        :class:`Refused` when the space answers 4xx (it does not take this witness's
+        cosignature: not in its TALLY_WITNESSES, or another body); the row stays unposted
+        either way and is posted again next round."""
         payload = {"size": c.size, "cosignature": c.cosignature, "vkey": self.signer.vkey()}
         try:
             r = self.http.post(space.url + "/v1/log/cosignatures", json=payload)
         except httpx.HTTPError as err:
             log.warning("%s: posting cosignature %d failed: %s", space.url, c.size, err)
-            return False
+            return f"post failed ({type(err).__name__})"
         if r.status_code not in (200, 201):
-            log.warning("%s: cosignature %d refused: HTTP %d", space.url, c.size, r.status_code)
-            return False
+            reason = f"HTTP {r.status_code} {_error_code(r)}".strip()
+            log.warning("%s: cosignature %d not taken: %s", space.url, c.size, reason)
+            if 400 <= r.status_code < 500 and r.status_code != 429:
+                raise Refused(f"the space refused the cosignature of size {c.size}: {reason}")
+            return reason
         self.store.mark_posted(c.origin, c.size)
-        return True
+        return None
 
     def _chain(self, space: PinnedSpace) -> Chain:
         chain = self._chains.get(space.origin)
@@ -339,12 +346,24 @@ class Witness:
         )
         self.store.record_cosignature(c)
         _fault("after-store")
-        posted = self.post(space, c)
-        detail = f"size {cp.size} (ledger checkpoint {seq})" + ("" if posted else ", post pending")
-        if not posted:
+        failed = self.post(space, c)
+        detail = f"size {cp.size} (ledger checkpoint {seq})"
+        if failed is not None:
+            detail += f", post pending: {failed}"
             return RoundResult(space.origin, space.url, "unavailable", cp.size, detail)
         log.info("cosigned %s size %d", space.origin, cp.size)
         return RoundResult(space.origin, space.url, "cosigned", cp.size, detail)
+
+
+def _error_code(r: httpx.Response) -> str:
+    """The stable error code of a Tally API error answer, if it is one."""
+    try:
+        body = r.json()
+    except ValueError:
+        return ""
+    error = body.get("error") if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else ""
 
 
 def _body(note: str) -> bytes:

@@ -12,22 +12,35 @@ process):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+from prometheus_client.core import CounterMetricFamily
 
 from service.witness.follower import RoundResult
 from service.witness.store import WitnessStore
 
 
+class _SplitViews:
+    """``tally_witness_split_views_total`` as a counter, read from the kept proofs."""
+
+    def __init__(self, counts: dict[str, int]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "tally_witness_split_views",
+            "Split views caught (conflicting checkpoints kept as proofs).",
+            labels=["origin"],
+        )
+        for origin, count in sorted(self._counts.items()):
+            family.add_metric([origin], count)
+        yield family
+
+
 def write_metrics(path: Path, store: WitnessStore, results: list[RoundResult]) -> None:
     registry = CollectorRegistry()
-    split = Gauge(
-        "tally_witness_split_views_total",
-        "Split views caught (conflicting checkpoints kept as proofs).",
-        ["origin"],
-        registry=registry,
-    )
     size = Gauge(
         "tally_witness_cosigned_size",
         "Largest tree size this witness cosigned.",
@@ -47,8 +60,8 @@ def write_metrics(path: Path, store: WitnessStore, results: list[RoundResult]) -
         registry=registry,
     )
     origins = set(store.origins()) | {r.origin for r in results}
+    registry.register(_SplitViews({o: len(store.split_views(o)) for o in origins}))
     for origin in sorted(origins):
-        split.labels(origin).set(len(store.split_views(origin)))
         latest = store.latest(origin)
         if latest is not None:
             size.labels(origin).set(latest.size)

@@ -332,6 +332,11 @@ def test_witness_cosigns_two_growing_logs_then_catches_a_split_view(
             assert time.monotonic() < deadline, "no split view caught"
             time.sleep(0.2)
         assert not cosignatures(a, signer)[cosigned_size]  # the forked note is not cosigned
+        prom = (tmp_path / "witness.prom").read_text(encoding="utf-8")
+        assert "# TYPE tally_witness_split_views_total counter" in prom
+        assert metric(tmp_path / "witness.prom", "tally_witness_cosigned_size", origin_a) == (
+            cosigned_size
+        )
         # B is still witnessed while A is refused
         size_b = b.grow(3)
         wait_cosigned(b, signer, size_b)

@@ -55,6 +55,16 @@ KEYS: dict[str, tuple[str, ...]] = {
         "receipt_get_p99_ms",
         "baseline_rps",
     ),
+    "valuation": (
+        "providers",
+        "knn_tally_s",
+        "knn_pydvl_s",
+        "knn_ratio",
+        "perm_tolerance",
+        "perm_tally_calls",
+        "perm_pydvl_calls",
+        "perm_calls_ratio",
+    ),
 }
 
 #: Sizes per section: (quick, full).
@@ -72,6 +82,10 @@ SIZES: dict[str, tuple[dict[str, int], dict[str, int]]] = {
         {"evidence_posts": 64, "batch": 100, "receipt_gets": 2_000, "concurrency": 32},
         {"evidence_posts": 320, "batch": 100, "receipt_gets": 6_400, "concurrency": 32},
     ),
+    "valuation": (
+        {"providers": 50, "repeat": 3, "tolerance_pct": 20},
+        {"providers": 50, "repeat": 5, "tolerance_pct": 10},
+    ),
 }
 
 
@@ -86,7 +100,7 @@ def _merkle(size: dict[str, int]) -> dict[str, Any]:
 
 
 def _settlement(size: dict[str, int]) -> dict[str, Any]:
-    from service.settlement.bench import bench_settlement
+    from service.bench.settlement import bench_settlement
 
     with tempfile.TemporaryDirectory(prefix="tally-bench-settle-") as tmp:
         r = bench_settlement(size["receipts"], f"sqlite:///{tmp}/settle.db", repeat=size["repeat"])
@@ -95,7 +109,7 @@ def _settlement(size: dict[str, int]) -> dict[str, Any]:
 
 
 def _indexer(size: dict[str, int]) -> dict[str, Any]:
-    from service.indexer.bench import run_bench as indexer_bench
+    from service.bench.indexer import run_bench as indexer_bench
 
     r = indexer_bench(n_events=size["events"], repeat=size["repeat"])
     rates: dict[str, float] = r.pop("events_per_s")
@@ -140,11 +154,11 @@ def _claim(size: dict[str, int]) -> dict[str, Any]:
 
 def _api(size: dict[str, int]) -> dict[str, Any]:
     try:
-        from service.api.bench import bench_api
+        from service.bench.api import bench_api
     except ModuleNotFoundError as exc:
-        if exc.name not in ("service.api.bench", "service.api"):
+        if exc.name not in ("service.bench.api", "service.api"):
             raise
-        raise SectionMissing(f"service.api.bench is not there yet ({exc})") from None
+        raise SectionMissing(f"service.bench.api is not there yet ({exc})") from None
 
     db = os.environ.get("TALLY_BENCH_DATABASE_URL")
     workers = 2 if db else 1  # several API workers need PostgreSQL
@@ -182,6 +196,14 @@ def _api(size: dict[str, int]) -> dict[str, Any]:
     }
 
 
+def _valuation(size: dict[str, int]) -> dict[str, Any]:
+    from service.bench.valuation import bench_valuation
+
+    return bench_valuation(
+        providers=size["providers"], repeat=size["repeat"], tolerance_pct=size["tolerance_pct"]
+    )
+
+
 SECTIONS: dict[str, Callable[[dict[str, int]], dict[str, Any]]] = {
     "merkle": _merkle,
     "settlement": _settlement,
@@ -190,6 +212,7 @@ SECTIONS: dict[str, Callable[[dict[str, int]], dict[str, Any]]] = {
     "claim": _claim,
     "indexer": _indexer,
     "api": _api,
+    "valuation": _valuation,
 }
 
 

@@ -104,7 +104,7 @@ def test_runner_records_a_missing_module_and_a_failure_without_inventing_figures
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def missing(size: dict[str, int]) -> dict[str, Any]:
-        raise runner.SectionMissing("service.api.bench is not there yet")
+        raise runner.SectionMissing("service.bench.api is not there yet")
 
     def broken(size: dict[str, int]) -> dict[str, Any]:
         raise RuntimeError("boom")
@@ -119,3 +119,17 @@ def test_runner_records_a_missing_module_and_a_failure_without_inventing_figures
         assert data[name]["machine"]["cores"] >= 1
     with pytest.raises(ValueError, match="unknown sections"):
         runner.run_bench(quick=True, only=["nope"])
+
+
+def test_valuation_small_run_has_every_key_and_agrees_with_pydvl() -> None:
+    from service.bench.valuation import bench_valuation
+
+    r = bench_valuation(providers=12, repeat=1, tolerance_pct=40)
+    assert set(runner.KEYS["valuation"]) <= set(r)
+    assert r["providers"] == 12 and r["perm_tolerance"] == 0.4
+    _positive(r["knn_tally_s"], r["knn_pydvl_s"], r["knn_ratio"], r["perm_calls_ratio"])
+    assert r["knn_max_abs_diff"] < 1e-12  # the same KNN-Shapley values
+    assert r["perm_tally_calls"] == r["perm_tally_permutations"] * 12 + 1
+    assert r["perm_tally_distinct_calls"] <= r["perm_tally_calls"]
+    assert r["met"] == (r["met_knn_ratio"] and r["met_perm_calls_ratio"])
+    assert isinstance(r["goal"], float)

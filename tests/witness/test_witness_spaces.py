@@ -47,9 +47,10 @@ from service.evidence.anchor import anchor_once
 from service.evidence.merkle import leaf_hash
 from service.evidence.models import AnchorRow, LogEntry
 from service.evidence.tiles import MerkleLog, SqlTileStorage
-from service.witness.follower import EXIT_OK, EXIT_SPLIT_VIEW, FAULT_ENV
+from service.witness.follower import EXIT_OK, EXIT_REFUSED, EXIT_SPLIT_VIEW, FAULT_ENV
 from service.witness.note import (
     CosignatureV1Signer,
+    NoteSigner,
     NoteVerifier,
     open_checkpoint,
 )
@@ -433,3 +434,61 @@ def test_witness_killed_between_verify_and_store_neither_cosigns_twice_nor_skips
     # and a round with nothing new signs nothing
     assert witness_once(config, key) == EXIT_OK
     assert stored() == history
+
+
+def test_witness_refuses_a_foreign_key_an_unanchored_checkpoint_and_a_rollback(
+    spaces: dict[str, Served],
+    witness_key: tuple[Path, CosignatureV1Signer],
+    anvil: Anvil,
+    tmp_path: Path,
+) -> None:
+    """Each refused with exit code 4 and nothing cosigned: a note under another key than
+    the pinned one; a consistent checkpoint the operator's database claims is anchored
+    but the ledger does not hold; a note older than the one cosigned (a rollback)."""
+    key, _ = witness_key
+    s = spaces["b"]
+    impostor = NoteSigner(NoteVerifier.from_vkey(s.vkey).name, b"\x07" * 32)
+    honest_vkey, s.vkey = s.vkey, impostor.vkey()
+    wrong = write_config(tmp_path / "wrong.toml", [s], anvil.url)
+    s.vkey = honest_vkey
+    done = tally("witness", "--config", str(wrong), "--key-file", str(key), "--once")
+    assert done.returncode == EXIT_REFUSED and "no signature" in done.stdout, done.stdout
+
+    config = write_config(tmp_path / "witness.toml", [s], anvil.url)
+    run = ["witness", "--config", str(config), "--key-file", str(key), "--once"]
+    assert tally(*run).returncode == EXIT_OK
+    cosigned = int(s.note().split("\n")[1])
+    ingest(s.engine, s.space, [receipt(s.space, s.nonce + k + 1) for k in range(2)])  # type: ignore[arg-type]
+    s.nonce += 2
+    fake = AnchorRow(
+        seq=1_000,
+        tree_size=cosigned + 2,
+        root="0x" + "00" * 32,
+        chain_id=31337,
+        contract=s.space.contracts.ledger.address,
+        tx_hash="0x" + "00" * 32,
+        block_number=0,
+    )
+    table = AnchorRow.__table__  # type: ignore[attr-defined]
+    with s.engine.begin() as conn:
+        conn.execute(sa.insert(table).values(**fake.model_dump()))
+    try:
+        done = tally(*run)
+        assert done.returncode == EXIT_REFUSED, done.stdout
+        assert f"size {cosigned + 2} is not a checkpoint of ledger" in done.stdout
+    finally:
+        with s.engine.begin() as conn:
+            conn.execute(sa.delete(table).where(table.c.seq == 1_000))
+    with s.engine.begin() as conn:
+        latest = conn.execute(sa.select(table).order_by(table.c.seq.desc()).limit(1)).one()
+        conn.execute(sa.delete(table).where(table.c.seq == latest.seq))
+    try:
+        assert int(s.note().split("\n")[1]) < cosigned
+        done = tally(*run)
+        assert done.returncode == EXIT_REFUSED and "rollback" in done.stdout, done.stdout
+    finally:
+        with s.engine.begin() as conn:
+            conn.execute(sa.insert(table).values(**latest._asdict()))
+    store = WitnessStore(tmp_path / "witness.db")
+    assert [c.size for c in store.history(NoteVerifier.from_vkey(s.vkey).name)] == [cosigned]
+    store.close()

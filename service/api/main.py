@@ -21,7 +21,17 @@ from service.api.context import ServiceContext, build_context
 from service.api.deps import rate_limit
 from service.api.limits import BodyLimitMiddleware, JsonDepthMiddleware
 from service.api.metrics import MetricsMiddleware
-from service.api.routes import audit, auth, domain, evidence, log, ops, participants, rounds
+from service.api.routes import (
+    audit,
+    auth,
+    catalog,
+    domain,
+    evidence,
+    log,
+    ops,
+    participants,
+    rounds,
+)
 from service.api.schemas import ErrorOut
 from service.jsonsafe import limit_recursion
 from service.settings import Settings, load_settings
@@ -81,7 +91,7 @@ def create_app(
         app.state.ctx = context
     errors.install(app)
     limited = [Depends(rate_limit)]
-    for module in (auth, domain, evidence, log, participants, rounds, audit):
+    for module in (auth, domain, evidence, log, participants, rounds, audit, catalog):
         app.include_router(module.router, dependencies=limited)
     app.include_router(ops.router)
     app.add_middleware(JsonDepthMiddleware)  # inside the size limit: reads a bounded body

@@ -347,12 +347,12 @@ class Witness:
         self.store.record_cosignature(c)
         _fault("after-store")
         failed = self.post(space, c)
-        detail = f"size {cp.size} (ledger checkpoint {seq})"
+        where = f"on the ledger as checkpoint {seq}"
         if failed is not None:
-            detail += f", post pending: {failed}"
+            detail = f"cosigned ({where}), post pending: {failed}"
             return RoundResult(space.origin, space.url, "unavailable", cp.size, detail)
         log.info("cosigned %s size %d", space.origin, cp.size)
-        return RoundResult(space.origin, space.url, "cosigned", cp.size, detail)
+        return RoundResult(space.origin, space.url, "cosigned", cp.size, f"{where}, posted")
 
 
 def _error_code(r: httpx.Response) -> str:

@@ -596,3 +596,11 @@ class PurposeNotPermitted(InvalidInput):
 
     code = "purpose_not_permitted"
     status = 403
+
+
+class PrepaidExhausted(InvalidInput):
+    """A receipt under a prepaid offer would cost more than the consumer's vault balance
+    still covers (:mod:`service.catalog.billing`)."""
+
+    code = "prepaid_exhausted"
+    status = 402

@@ -501,7 +501,14 @@ def parse_pricing(doc: Mapping[str, Any] | str | bytes) -> PricingModel:
     payment = table.get("payment", "postpaid")
     if payment not in _PAYMENTS:
         raise _fail("payment", f"must be postpaid or prepaid, got {payment!r}")
-    return _model(table, "", payment, nested=False)
+    model = _model(table, "", payment, nested=False)
+    if payment == "prepaid" and isinstance(model, Subscription | RevenueShare):
+        raise _fail(
+            "payment",
+            f"prepaid is for per_unit, tiered and free_trial: a {model.model} bill is not "
+            "known per receipt (use postpaid)",
+        )
+    return model
 
 
 def describe(model: PricingModel, fmt: Callable[[int], str] = str) -> str:

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from service.catalog.billing import PrepaidGate
 from service.catalog.gate import TermsGate
 from service.chain.homespace import HomeSpaces
 from service.errors import (
@@ -362,6 +363,7 @@ def append_entries(
         pending = [entries[i] for i in range(len(entries)) if results[i] is None]
         checker = _Checker(session, directory, pending, cross)
         terms_gate = TermsGate(session, directory, pending)  # T11 catalog + terms hook
+        prepaid_gate = PrepaidGate(session, domain.chain_id)  # T11 prepaid balance hook
         ids = [encoded[i][1] for i in range(len(entries)) if results[i] is None]
         existing: dict[str, int] = dict(
             session.exec(
@@ -386,12 +388,14 @@ def append_entries(
             try:
                 checker.check(signed)
                 terms_gate.check(signed)
+                prepaid_gate.check(signed)
             except (InvalidInput, HomeSpaceUnreachable) as err:  # the latter: retry later
                 results[i] = _rejected(eid, err)
                 continue
             checker.remember(signed)
             index = size + len(new_leaves)
             terms_gate.remember(signed, eid, index)
+            prepaid_gate.remember(signed)
             rows.append(_row(signed, data, eid, index, now))
             if isinstance(signed.entry, Agreement):
                 agreements.append(_agreement_row(signed.entry, eid, index).model_dump())

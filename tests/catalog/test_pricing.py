@@ -258,11 +258,12 @@ MODELS: list[dict[str, Any]] = [
         "then": {"model": "per_unit", "unitPrice": "2000000000000000000"},
     },
     {"model": "subscription", "fee": 900, "includedUnits": 50, "overageUnitPrice": 4},
-    {"model": "revenue_share", "shareBps": 1500, "payment": "prepaid"},
+    {"model": "revenue_share", "shareBps": 1500},
+    {"model": "per_unit", "unitPrice": 5, "payment": "prepaid"},
 ]
 
 
-@pytest.mark.parametrize("doc", MODELS, ids=lambda d: d["model"])
+@pytest.mark.parametrize("doc", MODELS, ids=lambda d: d["model"] + "-" + d.get("payment", ""))
 def test_canonical_form_round_trips_and_is_plain_sorted_json(doc: dict[str, Any]) -> None:
     model = parse_pricing(doc)
     canonical = canonical_pricing_bytes(model)
@@ -340,6 +341,20 @@ def test_integers_and_decimal_strings_give_one_canonical_form() -> None:
             "pricing.shareBps: must be an integer in [1, 10000]",
         ),
         ({"model": "revenue_share", "shareBps": 10_001}, "pricing.shareBps"),
+        (
+            {"model": "revenue_share", "shareBps": 100, "payment": "prepaid"},
+            "pricing.payment: prepaid is for per_unit, tiered and free_trial",
+        ),
+        (
+            {
+                "model": "subscription",
+                "fee": 1,
+                "includedUnits": 0,
+                "overageUnitPrice": 1,
+                "payment": "prepaid",
+            },
+            "pricing.payment: prepaid is for",
+        ),
         ([1, 2], "pricing.(document): must be an object"),
         ("{not json", "pricing: not JSON"),
     ],

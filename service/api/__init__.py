@@ -14,5 +14,6 @@ Layout (routes are thin: parse, call a function of the modules below, return):
   :mod:`~service.api.health`: the service functions behind the routes (no FastAPI).
 - :mod:`~service.api.metrics`: Prometheus metrics; :mod:`~service.api.background`: the
   anchoring and indexing loops of ``tally serve``; :mod:`~service.api.process`: run
-  ``tally serve`` as a child process; :mod:`~service.api.bench`: the API benchmark.
+  ``tally serve`` as a child process (the API benchmark is
+  :mod:`service.bench.api`).
 """

@@ -33,13 +33,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from web3 import Web3
 
+from service.bench.indexer import BulkSender
 from service.chain.client import Chain
 from service.chain.deploy import TallyContracts
 from service.evidence.entries import SignedEntry
 from service.evidence.merkle import leaf_hash, root_from_leaf_hashes
 from service.evidence.models import LogEntry
 from service.evidence.tiles import MerkleLog, SqlTileStorage
-from service.indexer.bench import BulkSender
 from tests.api.test_serve import serve_env as api_serve_env
 from tests.evidence.test_crash import signed_receipts
 from tests.space import Space

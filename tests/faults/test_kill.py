@@ -34,6 +34,7 @@ from sqlmodel import Session, col, select
 
 import service.api.main
 import service.cli.serve_cmd  # noqa: F401
+from service.bench.indexer import BulkSender
 from service.chain.client import Chain
 from service.chain.config import Deployment, rpc_network
 from service.chain.deploy import deploy_tally
@@ -46,7 +47,6 @@ from service.evidence.log import append_entries
 from service.evidence.models import AnchorRow
 from service.evidence.tiles import MerkleLog, SqlTileStorage
 from service.indexer import handlers
-from service.indexer.bench import BulkSender
 from service.indexer.runner import Indexer
 from service.indexer.source import RpcSource
 from service.indexer.store import T_CURSORS

@@ -28,6 +28,7 @@ from web3 import HTTPProvider, Web3
 
 import service.chain.client as chain_client
 import tests.contracts.helpers as contract_helpers
+from service.bench.indexer import BulkSender
 from service.chain.client import Chain
 from service.chain.config import rpc_network
 from service.chain.deploy import deploy_tally
@@ -39,7 +40,6 @@ from service.evidence.directory import ChainDirectory
 from service.evidence.log import append_entries
 from service.evidence.models import AnchorRow
 from service.evidence.tiles import MerkleLog, SqlTileStorage
-from service.indexer.bench import BulkSender
 from service.indexer.runner import Indexer
 from service.indexer.source import Backoff, RpcSource
 from service.settlement import rounds

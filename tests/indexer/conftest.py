@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
+from service.bench.indexer import populate
 from service.chain.client import Chain
 from service.chain.config import Deployment, rpc_network, save_deployment
 from service.chain.deploy import deploy_tally
 from service.chain.devnode import Anvil, anvil_binary
 from service.errors import DevNodeError
-from service.indexer.bench import populate
 from service.indexer.runner import Indexer
 from service.indexer.source import RpcSource
 from tests.indexer.helpers import Bulk, Scenario, run_scenario

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from web3 import Web3
 
+from service.bench.indexer import Population
 from service.chain.artifacts import load_artifact
 from service.chain.client import Chain
 from service.chain.config import Deployment
@@ -18,7 +19,6 @@ from service.chain.deploy import TallyContracts, deploy_tally
 from service.db import create_schema, make_engine
 from service.evidence.merkle import consistency_proof, leaf_hash, root_from_leaf_hashes
 from service.indexer import handlers
-from service.indexer.bench import Population
 from service.indexer.runner import Indexer
 from service.indexer.source import RpcSource
 from service.settlement.payout_tree import PayoutTree, build_payout_tree

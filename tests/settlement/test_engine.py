@@ -22,6 +22,7 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from service.bench.settlement import bench_settlement
 from service.errors import ConfigError, NothingToSettle, PolicyMismatch, SettlementError
 from service.evidence.directory import ChainDirectory
 from service.evidence.entries import (
@@ -36,7 +37,6 @@ from service.evidence.entries import (
 )
 from service.evidence.log import append_entries
 from service.evidence.models import LogEntry
-from service.settlement.bench import bench_settlement
 from service.settlement.engine import RoundResult, compute_bills, compute_round, settle_entries
 from service.settlement.payout_tree import leaf_hash, verify_proof
 from service.settlement.policy import Policy, parse_policy

@@ -409,7 +409,7 @@ def run_bench(
     }
 
 
-if __name__ == "__main__":  # pragma: no cover - manual runs: python -m service.indexer.bench [N]
+if __name__ == "__main__":  # pragma: no cover - manual runs: python -m service.bench.indexer [N]
     import json
     import sys
 

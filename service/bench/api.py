@@ -17,7 +17,7 @@ load), p50 and p99 latency in milliseconds; ``post_evidence`` also gives entries
 second. The load generator runs on the same machine and takes CPU from the servers;
 ``cpus`` in the result says how many there were.
 
-``python -m service.api.bench [--requests N] [--concurrency 32] [--workers 2] [--db URL]
+``python -m service.bench.api [--requests N] [--concurrency 32] [--workers 2] [--db URL]
 [--json FILE]``; several workers need a PostgreSQL URL (``--db`` or
 ``TALLY_BENCH_DATABASE_URL``), one worker defaults to a SQLite file.
 """
@@ -411,7 +411,7 @@ class _NoopProcess(ServeProcess):
             sys.executable,
             "-m",
             "uvicorn",
-            "service.api.bench:noop_app",
+            "service.bench.api:noop_app",
             "--host",
             "127.0.0.1",
             "--port",

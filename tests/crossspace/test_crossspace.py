@@ -35,9 +35,12 @@ from service.settlement.rounds import deposit, finalize, propose
 from tests.api.conftest import TestClient, api_settings, bearer, get_token
 from tests.crossspace.conftest import HOME_CHAIN_ID, HomeSpaceA, start_home_space
 from tests.settlement.test_engine import P0, P1, T0, VALID_UNTIL, make_policy
+from tests.settlement.test_engine import agreement as local_agreement
+from tests.settlement.test_engine import receipt as local_receipt
 from tests.space import Space
 
 PRICE = 1000
+LOCAL_AG = b"\xb1" * 32  # an agreement among B's own participants
 WINDOW = 3_600  # tests/space.py's challenge window
 
 
@@ -314,20 +317,23 @@ def test_home_chain_down_rejects_with_a_retryable_code_and_a_retry_after_restart
             assert up["accepted"] == 1, up
             a.node.stop()  # A's chain goes away (its state is saved)
             receipt = cross_receipt(b, aid, provider, 1)
-            down = submit(receipt)
-            (item,) = down["results"]  # type: ignore[misc]
-            assert (down["accepted"], item["status"], item["code"]) == (
-                0,
-                "rejected",
-                "home_space_unreachable",
-            ), down
-            assert a.node.url not in str(item["message"])  # a node URL may carry a key
-            assert log_size(engine) == 1  # only the agreement: nothing of the receipt
+            local = [local_agreement(b, LOCAL_AG, providers=(0,))]
+            local.append(local_receipt(b, 1, provider=0, units=5, aid=LOCAL_AG))
+            down = submit(local[0], receipt, local[1])
+            results: list[dict[str, object]] = down["results"]  # type: ignore[assignment]
+            # per item: B's own evidence goes in, the cross-space receipt waits for A
+            assert [(r["status"], r["code"]) for r in results] == [
+                ("accepted", None),
+                ("rejected", "home_space_unreachable"),
+                ("accepted", None),
+            ], down
+            assert a.node.url not in str(results[1]["message"])  # a node URL may carry a key
+            assert log_size(engine) == 3  # the agreement and B's two: nothing of the receipt
             a.node.start()  # same port, same state
             retried = submit(receipt)
             (item,) = retried["results"]  # type: ignore[misc]
-            assert (item["status"], item["leaf_index"]) == ("accepted", 1), retried
-        assert log_size(engine) == 2
+            assert (item["status"], item["leaf_index"]) == ("accepted", 3), retried
+        assert log_size(engine) == 4
     finally:
         a.node.stop()
 

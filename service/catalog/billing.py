@@ -125,8 +125,10 @@ class PrepaidGate:
             found = None
             row = self._session.get(AgreementRow, aid)
             if row is not None:
-                data = self._session.exec(
-                    select(LogEntry.data).where(LogEntry.entry_id == row.entry_id)
+                data = self._session.exec(  # only an AgreementV2 can name an offer
+                    select(LogEntry.data).where(
+                        LogEntry.entry_id == row.entry_id, LogEntry.entry_type == "AgreementV2"
+                    )
                 ).first()
                 entry = None if data is None else decode_entry(data).entry
                 if isinstance(entry, AgreementV2):

@@ -37,6 +37,14 @@ order, each named (the name is what the CLI and the JSON report give):
                           registry's events (:mod:`service.audit.roles`: no archive node).
                           Suspension is not checked: evidence signed before a suspension
                           stays valid
+``witness_cosignatures``  with a witness policy (:class:`WitnessPolicy`: ``--witness VKEY``
+                          ``--min-witnesses K`` or ``--trust FILE``), offline too: the
+                          receipt's ``cosignatures`` note is a tlog-checkpoint of exactly
+                          the receipt's ``tree_size`` and ``root``, its origin names the
+                          receipt's chain id and ledger (``<space>/tally/<chain>/<ledger>``),
+                          and at least K of the pinned witnesses' tlog-cosignature/v1
+                          lines verify over it (a witness counts once; a line from a pinned
+                          key that does not verify counts for nothing)
 ========================  ==============================================================
 
 Nothing is taken from the document that can be recomputed: the canonical bytes, the
@@ -53,8 +61,10 @@ failure. :class:`Check` and :class:`AuditReport` are shared with :mod:`service.a
 from __future__ import annotations
 
 import hashlib
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from web3.contract import Contract
@@ -66,6 +76,7 @@ from service.audit.trust import TrustedDeployment
 from service.chain.client import Chain
 from service.errors import (
     CheckpointNotFound,
+    ConfigError,
     InvalidEntry,
     InvalidInput,
     TransactionReverted,
@@ -86,14 +97,30 @@ from service.evidence.entries import (
 from service.evidence.log import required_for
 from service.evidence.merkle import leaf_hash, verify_inclusion
 from service.evidence.receipts import RECEIPT_VERSION
+from service.witness.cosignatures import origin_binds
+from service.witness.note import (
+    MAX_NOTE_BYTES,
+    Checkpoint,
+    CosignatureV1Verifier,
+    NoteError,
+    NoteSignature,
+    NoteVerifier,
+    open_note,
+    parse_note,
+    verify_cosignature,
+)
 
 __all__ = [
     "CHAIN_CHECKS",
     "OFFLINE_CHECKS",
+    "WITNESS_CHECK",
     "AuditReport",
     "Check",
+    "WitnessPolicy",
     "audit_receipt",
 ]
+
+WITNESS_CHECK = "witness_cosignatures"
 
 OFFLINE_CHECKS = ("document", "signatures", "entry_id", "leaf", "inclusion")
 CHAIN_CHECKS = ("chain_id", "deployment", "checkpoint", "contract_inclusion", "anchor_tx", "roles")
@@ -622,19 +649,182 @@ def _chain_checks(
     _check_roles(report, chain, registry, history, signed, block)
 
 
+# --- witnesses ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WitnessPolicy:
+    """At least ``min_witnesses`` of these witness keys cosigned the receipt's checkpoint.
+
+    ``log_key``: optionally the space's own note key; then the note must also carry a
+    valid signature of it and the origin must be its name.
+    """
+
+    witnesses: tuple[CosignatureV1Verifier, ...]
+    min_witnesses: int
+    source: str  # what pinned it, for messages
+    log_key: NoteVerifier | None = None
+
+    def __post_init__(self) -> None:
+        if not self.witnesses:
+            raise ConfigError(f"{self.source}: a witness policy names at least one witness")
+        idents = [(w.name, w.key_id) for w in self.witnesses]
+        if len(set(idents)) != len(idents):
+            raise ConfigError(f"{self.source}: the same witness key is listed twice")
+        if not 1 <= self.min_witnesses <= len(self.witnesses):
+            raise ConfigError(
+                f"{self.source}: at least {self.min_witnesses} of {len(self.witnesses)} "
+                "witnesses can never hold (give 1..number of witnesses)"
+            )
+
+    @classmethod
+    def from_keys(
+        cls,
+        vkeys: Sequence[str],
+        min_witnesses: int | None = None,
+        *,
+        source: str = "--witness",
+        log_vkey: str | None = None,
+    ) -> WitnessPolicy:
+        """Witness vkeys (cosignature/v1, alg 0x04); ``min_witnesses`` defaults to 1."""
+        verifiers = []
+        for i, text in enumerate(vkeys):
+            try:
+                verifiers.append(CosignatureV1Verifier.from_vkey(text))
+            except NoteError as err:
+                raise ConfigError(f"{source}: witness {i + 1}: {err.message}") from None
+        log_key = None
+        if log_vkey is not None:
+            try:
+                log_key = NoteVerifier.from_vkey(log_vkey)
+            except NoteError as err:
+                raise ConfigError(f"{source}: log_vkey: {err.message}") from None
+        k = 1 if min_witnesses is None else min_witnesses
+        return cls(tuple(verifiers), k, source, log_key)
+
+    @classmethod
+    def from_file(cls, path: Path) -> WitnessPolicy:
+        """A TOML trust file::
+
+        witnesses = ["w1.example/w+1a2b3c4d+BK...", "w2.example/w+..."]
+        min_witnesses = 2
+        log_vkey = "space.example/tally/31337/0x...+5e6f7a8b+AT..."  # optional
+        """
+        where = f"trust file {path}"
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"no trust file {path}") from None
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+            raise ConfigError(f"{where}: not valid TOML: {err}") from None
+        unknown = set(data) - {"witnesses", "min_witnesses", "log_vkey"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        vkeys = data.get("witnesses")
+        if not isinstance(vkeys, list) or not all(isinstance(v, str) for v in vkeys):
+            raise ConfigError(f"{where}: witnesses must be a list of vkey strings")
+        k = data.get("min_witnesses", 1)
+        if type(k) is not int:
+            raise ConfigError(f"{where}: min_witnesses must be an integer")
+        log_vkey = data.get("log_vkey")
+        if log_vkey is not None and not isinstance(log_vkey, str):
+            raise ConfigError(f"{where}: log_vkey must be a vkey string")
+        return cls.from_keys(vkeys, k, source=where, log_vkey=log_vkey)
+
+
+def _witnessed_note(
+    doc: Mapping[str, Any], parsed: _Doc
+) -> tuple[Checkpoint, bytes, list[NoteSignature]] | str:
+    """The cosigned note's checkpoint, body and signature lines when it is of the
+    receipt's checkpoint; else why not."""
+    text = doc.get("cosignatures")
+    if text is None:
+        return "the receipt carries no cosigned checkpoint note (no 'cosignatures' field)"
+    if not isinstance(text, str) or len(text) > MAX_NOTE_BYTES:
+        return "cosignatures must be the text of a signed note"
+    try:
+        body, sigs = parse_note(text.encode("utf-8"))
+        checkpoint = Checkpoint.parse(body)
+    except NoteError as err:
+        return f"cosignatures: {err.message}"
+    if (checkpoint.size, checkpoint.root) != (parsed.tree_size, parsed.root):
+        return (
+            f"the cosigned note is of size {checkpoint.size} root {_hex(checkpoint.root)}; "
+            f"the receipt proves against size {parsed.tree_size} root {_hex(parsed.root)}"
+        )
+    if not origin_binds(checkpoint.origin, chain_id=parsed.chain_id, ledger=parsed.contract):
+        return (
+            f"the cosigned note's origin {checkpoint.origin!r} does not name the receipt's "
+            f"chain {parsed.chain_id} and ledger {parsed.contract.lower()}"
+        )
+    return checkpoint, body, sigs
+
+
+def _check_witnesses(
+    report: AuditReport, doc: Mapping[str, Any], parsed: _Doc, policy: WitnessPolicy
+) -> None:
+    found = _witnessed_note(doc, parsed)
+    if isinstance(found, str):
+        report.add(WITNESS_CHECK, False, found)
+        return
+    checkpoint, body, sigs = found
+    if policy.log_key is not None:
+        try:
+            if policy.log_key.name != checkpoint.origin:
+                raise NoteError(
+                    f"the origin {checkpoint.origin!r} is not the pinned log key's name"
+                )
+            open_note(body + b"\n" + "".join(s.line() for s in sigs).encode(), [policy.log_key])
+        except NoteError as err:
+            report.add(WITNESS_CHECK, False, f"the space's own signature: {err.message}")
+            return
+    valid: list[str] = []
+    bad: set[str] = set()
+    for witness in policy.witnesses:
+        times: list[int] = []
+        for sig in sigs:
+            if (sig.name, sig.key_id) != (witness.name, witness.key_id):
+                continue
+            try:
+                times.append(verify_cosignature(sig.line(), body, witness))
+            except NoteError:
+                bad.add(witness.name)
+        if times:
+            valid.append(f"{witness.name} (time {max(times)})")
+    k, n = policy.min_witnesses, len(policy.witnesses)
+    where = f"size {parsed.tree_size} root {_hex(parsed.root)} of {checkpoint.origin}"
+    invalid = f"; invalid line(s) from {', '.join(sorted(bad))}" if bad else ""
+    if len(valid) < k:
+        report.add(
+            WITNESS_CHECK,
+            False,
+            f"{len(valid)} of the {n} pinned witnesses ({policy.source}) cosigned {where}; "
+            f"at least {k} needed{invalid}",
+        )
+        return
+    report.add(
+        WITNESS_CHECK,
+        True,
+        f"{len(valid)} of the {n} pinned witnesses cosigned {where} (at least {k} needed): "
+        f"{', '.join(valid)}{invalid}",
+    )
+
+
 def audit_receipt(
     doc: Mapping[str, Any],
     *,
     chain: Chain | None,
     trusted: TrustedDeployment | None,
     history: RegistryHistory | None = None,
+    witnesses: WitnessPolicy | None = None,
 ) -> AuditReport:
     """Audit a receipt document; offline when ``chain`` is None.
 
     ``trusted`` is the deployment the auditor pinned; online without one the
     ``deployment`` check fails (the audit never passes against whatever ledger the
     receipt names). ``history``: a :class:`RegistryHistory` of the pinned registry to
-    reuse across many receipts (its logs are fetched once). Never raises for a bad
+    reuse across many receipts (its logs are fetched once). ``witnesses``: a witness
+    policy adds the ``witness_cosignatures`` check (offline too). Never raises for a bad
     receipt (that is a failed check); a node that cannot be reached raises
     :class:`~service.errors.RpcUnavailable`.
     """
@@ -645,7 +835,8 @@ def audit_receipt(
         parsed = _parse(doc)
     except InvalidInput as err:
         report.add("document", False, err.message)
-        for name in (*OFFLINE_CHECKS[1:], *(() if chain is None else CHAIN_CHECKS)):
+        extra = () if witnesses is None else (WITNESS_CHECK,)
+        for name in (*OFFLINE_CHECKS[1:], *extra, *(() if chain is None else CHAIN_CHECKS)):
             report.add(name, None, "skipped: the document is malformed")
         return report
     report.add(
@@ -655,19 +846,26 @@ def audit_receipt(
         f"{parsed.leaf_index} of {parsed.tree_size}, checkpoint {parsed.seq}",
     )
     signed, leaf = _offline_checks(report, parsed)
+    if witnesses is not None:
+        _check_witnesses(report, doc, parsed, witnesses)
     where = f"checkpoint {parsed.seq} at {parsed.contract} on chain {parsed.chain_id}"
+    cosigned = (
+        ""
+        if witnesses is None
+        else f"; cosigned by at least {witnesses.min_witnesses} pinned witness(es)"
+    )
     if chain is None:
         for name in CHAIN_CHECKS:
             report.add(name, None, "skipped: offline")
         report.summary = (
-            f"the {len(OFFLINE_CHECKS)} offline checks hold; OFFLINE: {where} was not "
-            f"checked on chain ({', '.join(CHAIN_CHECKS)} skipped)"
+            f"the {len(report.checks) - len(CHAIN_CHECKS)} offline checks hold{cosigned}; "
+            f"OFFLINE: {where} was not checked on chain ({', '.join(CHAIN_CHECKS)} skipped)"
         )
     else:
         _chain_checks(report, chain, parsed, signed, leaf, trusted, history)
         pinned = "" if trusted is None else f" (pinned by {trusted.source})"
         report.summary = (
             f"all {len(report.checks)} checks hold; the entry is in {where}{pinned}, "
-            "signed by registered parties"
+            f"signed by registered parties{cosigned}"
         )
     return report

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from service import jsonsafe
-from service.audit.receipt import AuditReport
+from service.audit.receipt import AuditReport, WitnessPolicy
 from service.audit.sources import ApiSource
 from service.audit.trust import TrustedDeployment
 from service.chain.client import Chain
@@ -178,23 +178,63 @@ def audit_receipt_cmd(
     offline: Annotated[
         bool, typer.Option("--offline", help="Skip the chain checks (and say so).")
     ] = False,
+    witness: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--witness",
+            help="A witness's cosignature/v1 vkey (repeatable): require its cosignature "
+            "over the receipt's checkpoint (check witness_cosignatures).",
+        ),
+    ] = None,
+    min_witnesses: Annotated[
+        int | None,
+        typer.Option("--min-witnesses", help="How many of the --witness keys (default 1)."),
+    ] = None,
+    trust: Annotated[
+        Path | None,
+        typer.Option(
+            "--trust",
+            help="TOML trust file: witnesses = [vkeys], min_witnesses = K, optional log_vkey.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Check a receipt: signatures, entry id, leaf, inclusion proof, on-chain checkpoint
-    of the pinned deployment, signers' roles in its registry."""
+    of the pinned deployment, signers' roles in its registry; with --witness/--trust, that
+    at least K pinned witnesses cosigned its checkpoint."""
     from service.audit.receipt import audit_receipt
 
     if sum((rpc is not None, network is not None, offline)) != 1:
         raise ConfigError("give exactly one of --rpc URL, --network NAME or --offline")
     if offline and (deployment is not None or ledger is not None):
         raise ConfigError("--offline checks nothing on chain: drop --deployment / --ledger")
+    policy = _witness_policy(witness, min_witnesses, trust)
     doc = _read_document(file)
     if offline:
-        _emit(audit_receipt(doc, chain=None, trusted=None), as_json=as_json, verbose=verbose)
+        report = audit_receipt(doc, chain=None, trusted=None, witnesses=policy)
+        _emit(report, as_json=as_json, verbose=verbose)
     chain = connect(network, rpc)
     trusted = _pin(chain, network, deployment, ledger)
-    _emit(audit_receipt(doc, chain=chain, trusted=trusted), as_json=as_json, verbose=verbose)
+    report = audit_receipt(doc, chain=chain, trusted=trusted, witnesses=policy)
+    _emit(report, as_json=as_json, verbose=verbose)
+
+
+def _witness_policy(
+    witness: list[str] | None, min_witnesses: int | None, trust: Path | None
+) -> WitnessPolicy | None:
+    """The witness policy of ``audit receipt``: --witness/--min-witnesses or --trust."""
+    from service.audit.receipt import WitnessPolicy
+
+    if trust is not None and (witness or min_witnesses is not None):
+        raise ConfigError("give --witness/--min-witnesses or --trust FILE, not both")
+    if trust is not None:
+        return WitnessPolicy.from_file(trust)
+    if not witness:
+        if min_witnesses is not None:
+            raise ConfigError("--min-witnesses needs --witness VKEY (or a --trust file)")
+        return None
+    return WitnessPolicy.from_keys(witness, min_witnesses)
 
 
 ApiOpt = Annotated[

@@ -39,6 +39,9 @@ from tests.api.conftest import TestClient, bearer, get_token, make_client
 from tests.api.test_log import code, fill
 from tests.space import Space
 
+# Storage tests run on SQLite and PostgreSQL; the rest (no storage difference) on SQLite.
+sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
 W1 = CosignatureV1Signer("witness-one.example/w", bytes([11]) * 32)
 W2 = CosignatureV1Signer("witness-two.example/w", bytes([12]) * 32)
 STRANGER = CosignatureV1Signer("stranger.example/w", bytes([13]) * 32)
@@ -87,11 +90,13 @@ def _body(ctx: ServiceContext, size: int, root_hex: str) -> bytes:
 # --- the served note ------------------------------------------------------------------------
 
 
+@sqlite_only
 def test_checkpoint_before_first_anchor_is_404(client: TestClient) -> None:
     r = client.get("/v1/log/checkpoint")
     assert (r.status_code, code(r)) == (404, "log_not_anchored")
 
 
+@sqlite_only
 def test_checkpoint_note_verifies_under_published_key_and_nacl(
     client: TestClient, ctx: ServiceContext, space: Space
 ) -> None:
@@ -115,6 +120,7 @@ def test_checkpoint_note_verifies_under_published_key_and_nacl(
     assert _note(client) == note
 
 
+@sqlite_only
 def test_checkpoint_follows_the_latest_anchor_not_the_log_head(
     client: TestClient, ctx: ServiceContext, space: Space
 ) -> None:
@@ -132,6 +138,7 @@ def test_checkpoint_follows_the_latest_anchor_not_the_log_head(
     assert Checkpoint.parse(parse_note(_note(client))[0]).size == 4
 
 
+@sqlite_only
 def test_rewritten_database_serves_another_root(
     client: TestClient, ctx: ServiceContext, space: Space, tmp_path: Any
 ) -> None:
@@ -159,6 +166,7 @@ def test_rewritten_database_serves_another_root(
         forked.dispose()
 
 
+@sqlite_only
 def test_note_key_is_refused_without_a_key(space: Space, engine: Engine) -> None:
     client, ctx = make_client(space, engine)
     ctx.note_signer = None
@@ -225,6 +233,7 @@ def test_replay_of_an_older_cosignature_is_refused(wclient: Any, space: Space) -
     assert newer.encode() in _note(client)
 
 
+@sqlite_only
 def test_forged_cosignature_is_refused(wclient: Any, space: Space) -> None:
     client, ctx = wclient
     row = _fill_and_anchor(client, ctx, space, 3)
@@ -242,6 +251,7 @@ def test_forged_cosignature_is_refused(wclient: Any, space: Space) -> None:
     assert _stored(ctx.engine) == 0
 
 
+@sqlite_only
 def test_cosignature_over_another_size_or_root_is_refused(wclient: Any, space: Space) -> None:
     client, ctx = wclient
     row = _fill_and_anchor(client, ctx, space, 3)
@@ -257,6 +267,7 @@ def test_cosignature_over_another_size_or_root_is_refused(wclient: Any, space: S
     assert _stored(ctx.engine) == 0
 
 
+@sqlite_only
 def test_cosignature_for_another_origin_is_refused(wclient: Any, space: Space) -> None:
     client, ctx = wclient
     row = _fill_and_anchor(client, ctx, space, 3)
@@ -270,6 +281,7 @@ def test_cosignature_for_another_origin_is_refused(wclient: Any, space: Space) -
     assert _stored(ctx.engine) == 0
 
 
+@sqlite_only
 def test_cosignature_from_unknown_witness_is_refused(wclient: Any, space: Space) -> None:
     client, ctx = wclient
     row = _fill_and_anchor(client, ctx, space, 3)
@@ -290,6 +302,7 @@ def test_cosignature_from_unknown_witness_is_refused(wclient: Any, space: Space)
     assert _stored(ctx.engine) == 0
 
 
+@sqlite_only
 def test_cosignature_from_the_future_is_refused(wclient: Any, space: Space) -> None:
     client, ctx = wclient
     row = _fill_and_anchor(client, ctx, space, 3)
@@ -299,6 +312,7 @@ def test_cosignature_from_the_future_is_refused(wclient: Any, space: Space) -> N
     assert _stored(ctx.engine) == 0
 
 
+@sqlite_only
 def test_malformed_cosignature_posts_are_refused(wclient: Any, space: Space) -> None:
     client, ctx = wclient
     row = _fill_and_anchor(client, ctx, space, 3)
@@ -319,6 +333,7 @@ def test_malformed_cosignature_posts_are_refused(wclient: Any, space: Space) -> 
     assert _stored(ctx.engine) == 0
 
 
+@sqlite_only
 def test_huge_cosignature_body_is_refused(wclient: Any, space: Space) -> None:
     client, ctx = wclient
     row = _fill_and_anchor(client, ctx, space, 3)
@@ -336,6 +351,7 @@ def test_huge_cosignature_body_is_refused(wclient: Any, space: Space) -> None:
     assert _stored(ctx.engine) == 0
 
 
+@sqlite_only
 def test_old_checkpoint_cosignature_stays_with_its_size(wclient: Any, space: Space) -> None:
     """A cosignature of size 3 is not served with (nor accepted for) size 4."""
     client, ctx = wclient
@@ -357,6 +373,7 @@ def test_old_checkpoint_cosignature_stays_with_its_size(wclient: Any, space: Spa
     assert (r.status_code, code(r)) == (422, "cosignature_invalid")
 
 
+@sqlite_only
 def test_receipt_carries_the_cosigned_note(wclient: Any, space: Space) -> None:
     client, ctx = wclient
     row = _fill_and_anchor(client, ctx, space, 3)

@@ -31,6 +31,11 @@ Checks, in order (``seq`` = the checkpoint's index on chain):
   are then skipped);
 - ``checkpoint <seq> decode`` (only when it fails): an entry below this checkpoint's size
   is not canonical TALLY-ENTRY-V1 bytes (the first such entry is named);
+- ``terms`` (when the log has receipts under usage terms): every UsageReceipt under an
+  AgreementV2 with usage terms, among the
+  anchored entries, is re-evaluated against those terms in leaf order
+  (:class:`~service.audit.terms.TermsAudit`): a receipt the terms forbid (over quota,
+  outside their validity, a purpose they do not permit) was let through by the operator;
 - ``head``: the log's current head (size, root) extends the last checkpoint.
 
 The operator's log is reached through a :class:`~service.audit.sources.LogSource`:
@@ -52,6 +57,7 @@ from web3.contract import Contract
 
 from service.audit.receipt import AuditReport
 from service.audit.sources import ConsistencySource, LogSource
+from service.audit.terms import TermsAudit
 from service.chain.client import Chain
 from service.errors import InvalidEntry, TallyError
 from service.evidence.anchor import OnChainCheckpoint, read_all_checkpoints
@@ -109,6 +115,7 @@ class _EntryWalk:
         self._entries: Iterator[tuple[int, bytes]] | None = None
         self._tree = CompactRange()
         self.broken: str | None = None  # why the entries cannot be read any further
+        self.terms = TermsAudit(documents=getattr(source, "terms_document", None))  # T11
 
     def advance(self, size: int) -> tuple[bytes | None, str | None]:
         """Read up to leaf ``size``: (the root of the first ``size`` entries, or None
@@ -137,6 +144,7 @@ class _EntryWalk:
                 if undecodable is None:
                     undecodable = _undecodable(index, data)
                 self._tree.append(leaf_hash(data))
+                self.terms.feed(index, data)
         except TallyError as err:
             self.broken = f"cannot read the entries: {err.message}"
             return None, undecodable
@@ -342,6 +350,8 @@ def audit_log(*, chain: Chain, ledger: Contract, proofs: LogSource) -> AuditRepo
         _check_root(report, proofs, cp, served_size)
         _check_entries(report, walk, cp, 0 if prev is None else prev.tree_size)
         prev = cp
+    if walk.broken is None and walk.terms.applies:  # usage terms re-evaluated (T11)
+        report.add("terms", not walk.terms.problems, walk.terms.summary())
     last = checkpoints[-1]
     if served_size < last.tree_size:
         report.add(

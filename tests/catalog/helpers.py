@@ -200,3 +200,9 @@ def ingest(engine: Engine, entries: list[SignedEntry]) -> list[ItemResult]:
 
 def codes(results: list[ItemResult]) -> list[str]:
     return [r.code or r.status for r in results]
+
+
+def resign(signed: SignedEntry, domain: Domain) -> SignedEntry:
+    """The same message signed by the same dev accounts in another deployment's domain."""
+    keys = {a.address: bytes(a.key) for a in ACCOUNTS}
+    return sign_entry(signed.entry, domain, [keys[s] for s in signed.signatures])

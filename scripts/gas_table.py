@@ -1,6 +1,6 @@
-"""Print a markdown table of the gas Tally's contracts use, measured on the embedded chain.
+"""Print a markdown table of the gas Tally's contracts use, per build profile and node.
 
-    .venv/bin/python scripts/gas_table.py [--payees 1000] [--seed 1]
+    .venv/bin/python scripts/gas_table.py [--payees 1000] [--seed 1] [--no-istanbul]
 
 Rows: deployment of every contract; anchoring checkpoints with consistency proofs of growing
 size; deposit, depositFor, withdrawal request and withdrawal; propose (one and three debits),
@@ -9,6 +9,12 @@ challenge, resolve (rejected, upheld), cancel, finalize, sweep; and the claims o
 the same claims on ``MinimalDistributor`` (a bare single-root distributor, same tree and
 recipients). Each claim is its own transaction, so every storage slot starts cold, as on a real
 chain. Gas is the receipt's ``gasUsed``; nothing here depends on timing.
+
+Columns: the default build on the embedded chain; the legacy build (solc 0.8.11, OpenZeppelin
+4.9, istanbul) on the same embedded chain, so the difference is the older compiler's alone; and
+(unless ``--no-istanbul``) the legacy build on anvil started like a FISCO BCOS-class node
+(``--hardfork istanbul --gas-price 0``: no EIP-2929 warm/cold pricing, EIP-2200 storage costs),
+the gas such a chain meters. The same operations run in the same order on each.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from service.bench.claims import (
     random_payouts,
 )
 from service.chain.client import Chain
+from service.chain.config import at_rpc_url, load_network
+from service.chain.devnode import LEGACY_NODE, Anvil
 from service.evidence import merkle
 from service.settlement.payout_tree import PayoutTree, build_payout_tree
 
@@ -52,6 +60,13 @@ class Row:
     operation: str
     gas: str
     note: str = ""
+
+
+COLUMNS = (
+    "default (0.8.30, paris)",
+    "legacy (0.8.11, istanbul build)",
+    "legacy on an istanbul node",
+)
 
 
 class Bench:
@@ -92,13 +107,8 @@ def summary(gas: Sequence[int]) -> str:
     return f"avg {statistics.fmean(gas):,.0f} / max {max(gas):,} / min {min(gas):,}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--payees", type=int, default=1_000)
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args(argv)
-
-    chain = Chain.embedded()
+def measure(chain: Chain, args: argparse.Namespace) -> list[Row]:
+    """Every row of the table, measured on ``chain`` (with its network's build profile)."""
     b = Bench(chain)
     registry = b.deploy("ParticipantRegistry", b.admin.address)
     ledger = b.deploy("EvidenceLedger", registry.address)
@@ -239,10 +249,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     receipt = b.tx(vault.functions.pause(), b.admin)
     b.add("pause", receipt["gasUsed"])
 
-    print("| operation | gas | note |")
-    print("|---|---:|---|")
-    for row in b.rows:
-        print(f"| {row.operation} | {row.gas} | {row.note} |")
+    return b.rows
+
+
+def _on_istanbul_node(args: argparse.Namespace) -> list[Row]:
+    node = Anvil(accounts=10, **LEGACY_NODE).start()
+    try:
+        network = at_rpc_url(load_network("anvil-legacy"), node.url)
+        return measure(Chain.connect(network), args)
+    finally:
+        node.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--payees", type=int, default=1_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-istanbul", action="store_true", help="skip the istanbul anvil column")
+    args = parser.parse_args(argv)
+
+    tables = [
+        measure(Chain.embedded(), args),
+        measure(Chain.embedded(profile="legacy"), args),
+    ]
+    if not args.no_istanbul:
+        tables.append(_on_istanbul_node(args))
+    for other in tables[1:]:
+        assert [r.operation for r in other] == [r.operation for r in tables[0]]
+
+    heads = COLUMNS[: len(tables)]
+    print("| operation | " + " | ".join(heads) + " | note |")
+    print("|---|" + "---:|" * len(heads) + "---|")
+    for rows in zip(*tables, strict=True):
+        cells = " | ".join(r.gas for r in rows)
+        print(f"| {rows[0].operation} | {cells} | {rows[0].note} |")
     return 0
 
 

@@ -46,7 +46,7 @@ from web3.exceptions import (
 from web3.providers.eth_tester import EthereumTesterProvider
 from web3.types import BlockIdentifier, TxParams, TxReceipt, Wei
 
-from service.chain.artifacts import decode_revert, load_artifact
+from service.chain.artifacts import Profile, decode_revert, load_artifact
 from service.chain.config import NetworkConfig, load_network
 from service.chain.keys import DEV_HD_PATH, DEV_MNEMONIC, dev_accounts
 from service.chain.rpc import probe_chain_id
@@ -215,15 +215,18 @@ class Chain:
     # --- construction -------------------------------------------------------------------
 
     @classmethod
-    def embedded(cls, *, accounts: int = EMBEDDED_ACCOUNTS) -> Chain:
-        """A fresh in-process chain whose funded accounts are the dev mnemonic's."""
+    def embedded(cls, *, accounts: int = EMBEDDED_ACCOUNTS, profile: Profile = "default") -> Chain:
+        """A fresh in-process chain whose funded accounts are the dev mnemonic's; with
+        ``profile="legacy"`` it deploys the legacy build (to price the older compiler on the
+        same EVM, as scripts/gas_table.py does)."""
         from eth_tester import EthereumTester, PyEVMBackend
 
         backend = PyEVMBackend.from_mnemonic(
             DEV_MNEMONIC, num_accounts=accounts, hd_path=DEV_HD_PATH
         )
         w3 = Web3(EthereumTesterProvider(EthereumTester(backend)))
-        return cls(w3, load_network("embedded"), accounts=dev_accounts(accounts))
+        network = load_network("embedded").model_copy(update={"profile": profile})
+        return cls(w3, network, accounts=dev_accounts(accounts))
 
     @classmethod
     def connect(

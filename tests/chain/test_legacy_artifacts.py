@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from service.chain.artifacts import (
+    PROFILES,
     Profile,
     artifact_names,
     build_dir,
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIMS = ROOT / "contracts" / "legacy" / "openzeppelin"
 
 PUSH1, PUSH32 = 0x60, 0x7F
+CHAINID = 0x46
 # Opcodes after istanbul (and so absent from FISCO BCOS-class EVMs): BASEFEE (london),
 # PREVRANDAO (paris; DIFFICULTY before, which nothing here reads either), PUSH0 (shanghai),
 # TLOAD, TSTORE, MCOPY, BLOBHASH, BLOBBASEFEE (cancun).
@@ -126,3 +128,13 @@ def test_revert_decoding_knows_the_shims_errors() -> None:
         "ERC20InsufficientAllowance",
         "OwnableUnauthorizedAccount",
     } <= names
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_no_contract_reads_chainid(profile: Profile) -> None:
+    """A chain without CHAINID (0x46) still runs both builds: nothing on chain reads it (the
+    EIP-712 domain of the evidence is computed and checked off chain; README "Networks")."""
+    for name in artifact_names(profile):
+        art = load_artifact(name, profile)
+        for code in (art.deployed_bytecode, art.bytecode):
+            assert CHAINID not in _opcodes(_code_without_metadata(code)), f"{profile}/{name}"

@@ -723,7 +723,7 @@ def audit_settlement_cmd(
         typer.Option(
             "--home-registry",
             help="The registry trusted on each home chain (--home-rpc ones first, then "
-            "--home-network); default: the audited network's [[home_spaces]].",
+            "--home-network); default: the audited network's home_spaces.",
         ),
     ] = None,
     home_from_block: Annotated[
@@ -734,7 +734,7 @@ def audit_settlement_cmd(
 
     Providers of cross-space agreements are checked in their home space's registry on
     its chain: --home-rpc/--home-network (and --home-registry), or by default every
-    [[home_spaces]] entry of --network's chain config."""
+    home_spaces entry of --network's chain config."""
     from service.audit.homespace import HomeRegistries, pin_homes
     from service.audit.settlement import audit_settlement
     from service.audit.sources import EntrySource, ExportFileSource, closing_source

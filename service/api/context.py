@@ -99,14 +99,17 @@ def make_context(
     owns_engine: bool = False,
     home_spaces: HomeSpaces | None = None,
     note_signer: NoteSigner | None = None,
+    dev_note_key: bool = True,
 ) -> ServiceContext:
     """A context over already-open parts (tests and tools build theirs this way).
 
     Without ``note_signer``, the dev operator (dev account 0) gets the dev chains' derived
-    note key (:func:`~service.chain.keys.dev_note_seed`); any other operator none.
+    note key (:func:`~service.chain.keys.dev_note_seed`) unless ``dev_note_key`` is False
+    (``build_context``: the network's key source decides); any other operator none.
     """
     domain = Domain(chain_id=chain.chain_id, verifying_contract=contracts.ledger.address)
-    if note_signer is None and operator is not None and operator.address == dev_account(0).address:
+    dev_operator = operator is not None and operator.address == dev_account(0).address
+    if note_signer is None and dev_note_key and dev_operator:
         origin = note_origin(settings, chain.chain_id, contracts.ledger.address)
         note_signer = NoteSigner(origin, dev_note_seed(origin))
     lock = threading.RLock()
@@ -179,4 +182,5 @@ def build_context(settings: Settings) -> ServiceContext:
         owns_engine=True,
         home_spaces=HomeSpaces.from_network(network),
         note_signer=signer,
+        dev_note_key=False,
     )

@@ -1,0 +1,98 @@
+"""A real ``tally serve`` signs its checkpoint with the note key from the network's key
+source (``env``: ``TALLY_NOTE_KEY``) and never writes the key text to its log, even at
+DEBUG; without a key it says so in one WARNING line and answers 503."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.api.process import ServeProcess
+from service.chain.config import save_deployment
+from service.chain.devnode import free_port
+from service.chain.keys import dev_account, new_note_skey
+from service.db import create_schema, make_engine
+from service.evidence.anchor import anchor_once
+from service.witness.cosignatures import space_origin
+from service.witness.note import NoteSigner, open_checkpoint
+from tests.api.conftest import SECRET
+from tests.evidence.test_log import agreement, ingest, receipt
+from tests.space import Space
+
+
+def _env(tmp: Path, space: Space, db_url: str, **extra: str) -> dict[str, str]:
+    network = tmp / "anvil-env.toml"
+    network.write_text(
+        f'name = "anvil-env"\nkind = "rpc"\ndev = true\nrpc_url = "{space.chain.network.rpc_url}"\n'
+        'chain_id = 31337\n\n[keys]\nsource = "env"\n',
+        encoding="utf-8",
+    )
+    deployment = tmp / "deployment.json"
+    save_deployment(space.contracts.deployment, deployment)
+    return {
+        "TALLY_ENV": "test",
+        "TALLY_NETWORK": str(network),
+        "TALLY_DEPLOYMENT_FILE": str(deployment),
+        "TALLY_DATABASE_URL": db_url,
+        "TALLY_DATA_DIR": str(tmp / "data"),
+        "TALLY_JWT_SECRET": SECRET,
+        "TALLY_RATE_LIMIT_PER_S": "0",
+        "TALLY_SPACE_NAME": "space-a.example",
+        "TALLY_LOG_LEVEL": "DEBUG",
+        "TALLY_OPERATOR_KEY": "0x" + bytes(dev_account(0).key).hex(),
+        **extra,
+    }
+
+
+@pytest.mark.anvil
+def test_serve_signs_with_the_env_note_key_and_never_logs_it(
+    anvil_space: Space, tmp_path: Path
+) -> None:
+    space = anvil_space
+    db_url = f"sqlite:///{tmp_path}/tally.db"
+    engine = make_engine(db_url)
+    create_schema(engine)
+    entries = [agreement(space), receipt(space, 1), receipt(space, 2)]
+    assert all(r.ok for r in ingest(engine, space, entries))  # type: ignore[attr-defined]
+    row = anchor_once(
+        engine=engine, chain=space.chain, ledger=space.contracts.ledger, operator=space.operator
+    )
+    engine.dispose()
+    assert row is not None
+    origin = space_origin(space="space-a.example", chain_id=31337, ledger=row.contract)
+    skey = new_note_skey(origin)
+    secret = skey.split("+", 4)[4]
+    log = tmp_path / "serve.log"
+    server = ServeProcess(
+        env=_env(tmp_path, space, db_url, TALLY_NOTE_KEY=skey), port=free_port(), log_path=log
+    ).start()
+    try:
+        r = httpx.get(server.url + "/v1/log/checkpoint", timeout=30)
+        assert r.status_code == 200, r.text
+        verifier = NoteSigner.from_skey(skey).verifier()
+        checkpoint, _ = open_checkpoint(r.content, verifier)
+        assert (checkpoint.origin, checkpoint.size, "0x" + checkpoint.root.hex()) == (
+            origin,
+            3,
+            row.root,
+        )
+        assert httpx.get(server.url + "/v1/log/key").json()["vkey"] == verifier.vkey()
+    finally:
+        server.stop()
+    text = log.read_text(encoding="utf-8", errors="replace")
+    assert "DEBUG" in text or "INFO" in text  # the log was written at all
+    assert secret not in text and skey not in text
+
+    # Without TALLY_NOTE_KEY: one WARNING at start, 503 note_key_unavailable, the rest served.
+    log2 = tmp_path / "serve2.log"
+    server = ServeProcess(env=_env(tmp_path, space, db_url), port=free_port(), log_path=log2)
+    server.start()
+    try:
+        r = httpx.get(server.url + "/v1/log/checkpoint", timeout=30)
+        assert (r.status_code, r.json()["error"]["code"]) == (503, "note_key_unavailable")
+        assert httpx.get(server.url + "/v1/log/checkpoints").status_code == 200
+    finally:
+        server.stop()
+    assert "no note key" in log2.read_text(encoding="utf-8", errors="replace")

@@ -47,7 +47,13 @@ from service.evidence.anchor import anchor_once
 from service.evidence.merkle import leaf_hash
 from service.evidence.models import AnchorRow, LogEntry
 from service.evidence.tiles import MerkleLog, SqlTileStorage
-from service.witness.follower import EXIT_OK, EXIT_REFUSED, EXIT_SPLIT_VIEW, FAULT_ENV
+from service.witness.follower import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_SPLIT_VIEW,
+    EXIT_UNAVAILABLE,
+    FAULT_ENV,
+)
 from service.witness.note import (
     CosignatureV1Signer,
     NoteSigner,
@@ -492,3 +498,17 @@ def test_witness_refuses_a_foreign_key_an_unanchored_checkpoint_and_a_rollback(
     store = WitnessStore(tmp_path / "witness.db")
     assert [c.size for c in store.history(NoteVerifier.from_vkey(s.vkey).name)] == [cosigned]
     store.close()
+
+
+def test_unreachable_space_is_a_transient_failure_not_a_refusal(
+    spaces: dict[str, Served],
+    witness_key: tuple[Path, CosignatureV1Signer],
+    anvil: Anvil,
+    tmp_path: Path,
+) -> None:
+    s = spaces["b"]
+    gone = Served("gone", s.space, s.engine, ServeProcess(env={}, port=free_port()), s.vkey)
+    config = write_config(tmp_path / "witness.toml", [gone], anvil.url)
+    done = tally("witness", "--config", str(config), "--key-file", str(witness_key[0]), "--once")
+    assert done.returncode == EXIT_UNAVAILABLE, done.stdout + done.stderr
+    assert done.stdout.startswith("unavailable"), done.stdout

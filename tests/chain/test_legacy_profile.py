@@ -105,7 +105,7 @@ def test_legacy_demo_passes_every_audit_on_the_istanbul_node(
 
     # FISCO-style transactions only: type 0, gas price 0, no value
     txs = [tx for tx in _all_transactions(w3) if tx["blockNumber"] >= first_block]
-    assert len(txs) > 50
+    assert len(txs) > 20  # deploys, roles, admissions, anchors, deposits, rounds, claims
     assert {(int(tx["type"]), tx["gasPrice"], tx["value"]) for tx in txs} == {(0, 0, 0)}
 
 

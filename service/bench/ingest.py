@@ -17,6 +17,11 @@ Then, in one run:
   two recoveries per receipt leave (goal >= 0.6).
 - ``receipts_per_s_all_cores``: the same receipts into another fresh file with
   recovery in ``verify_many``'s worker pool (all cores; pool started before timing).
+- ``receipts_per_s_without_terms`` / ``receipts_per_s_with_terms`` (T11): the first is
+  ``receipts_per_s`` (a plain Agreement); the second is ``n`` receipts of the same shape
+  under an AgreementV2 taking up an Offer whose ODRL terms the gate evaluates for each
+  receipt (a total and a daily quota, a purpose list, a validity window: the counters
+  read and written in the append transaction), one process, into a third fresh file.
 """
 
 from __future__ import annotations
@@ -36,7 +41,10 @@ from service.errors import TallyError
 from service.evidence.directory import CONSUMER, PROVIDER, ChainDirectory
 from service.evidence.eip712 import Domain
 from service.evidence.entries import (
+    ZERO_ADDRESS,
     Agreement,
+    AgreementV2,
+    Offer,
     SignedEntry,
     UsageReceipt,
     sign_entry,
@@ -48,6 +56,7 @@ __all__ = ["GOAL_RATIO", "bench_ingest"]
 
 GOAL_RATIO = 0.6
 AGREEMENT_ID = b"\xa1" * 32
+TERMS_AGREEMENT_ID = b"\xa2" * 32
 T0, T1 = 1_700_000_000, 1_800_000_000
 
 
@@ -95,18 +104,91 @@ class _Space:
         keys = [bytes(a.key) for a in (self.consumer, *self.providers)]
         return sign_entry(entry, self.domain, keys)
 
-    def receipts(self, n: int) -> list[SignedEntry]:
+    def offer_and_agreement(self) -> list[SignedEntry]:
+        """An Offer with ODRL terms and an AgreementV2 under them (T11)."""
+        from service.catalog.canonical import canonical_text, document_hash
+        from service.catalog.terms import CONTEXT, PROFILE
+
+        def count(limit: int, **extra: int) -> dict[str, Any]:
+            return {"leftOperand": "count", "operator": "lteq", "rightOperand": limit, **extra}
+
+        terms = {
+            "@context": CONTEXT,
+            "@type": "Set",
+            "profile": PROFILE,
+            "permission": [
+                {
+                    "action": "use",
+                    "constraint": [
+                        count(10**12),
+                        count(10**9, **{"tally:window": 86_400}),
+                        {"leftOperand": "dateTime", "operator": "gteq",
+                         "rightOperand": "2023-01-01T00:00:00Z"},
+                        {"leftOperand": "purpose", "operator": "isAnyOf",
+                         "rightOperand": ["research", "risk-assessment"]},
+                    ],
+                    "duty": [{"action": "compensate"}],
+                }
+            ],
+        }  # fmt: skip
+        providers = tuple(p.address for p in self.providers)
+        offer = Offer(
+            offerId=b"\x0f" * 32,
+            version=1,
+            providers=providers,
+            title="bench offer",
+            description="receipts under ODRL terms",
+            keywords="bench",
+            theme="bench",
+            license="bench",
+            formats="text/csv",
+            metadataHash=b"\x00" * 32,
+            metadataUrl="https://bench.example",
+            pricing=canonical_text(
+                {"model": "per_unit", "payment": "postpaid", "unitPrice": "1", "version": 1}
+            ),
+            terms=canonical_text(terms),
+            validFrom=T0,
+            validUntil=T1,
+        )
+        agreement = AgreementV2(
+            agreementId=TERMS_AGREEMENT_ID,
+            assetId=b"\xa5" * 32,
+            consumer=self.consumer.address,
+            providers=providers,
+            unitPrice=1,
+            policyHash=b"\x00" * 32,
+            validFrom=T0,
+            validUntil=T1,
+            offerId=offer.offerId,
+            offerVersion=1,
+            termsHash=document_hash(terms),
+            homeChainId=0,
+            homeRegistry=ZERO_ADDRESS,
+        )
+        keys = [bytes(a.key) for a in self.providers]
+        return [
+            sign_entry(offer, self.domain, keys),
+            sign_entry(agreement, self.domain, [bytes(self.consumer.key), *keys]),
+        ]
+
+    def receipts(
+        self, n: int, *, agreement_id: bytes = AGREEMENT_ID, purpose: str | None = None
+    ) -> list[SignedEntry]:
+        from service.catalog.terms import purpose_nonce
+
         out = []
-        for nonce in range(n):
-            provider = self.providers[nonce % len(self.providers)]
+        for counter in range(n):
+            nonce = purpose_nonce(purpose, counter)
+            provider = self.providers[counter % len(self.providers)]
             entry = UsageReceipt(
-                agreementId=AGREEMENT_ID,
+                agreementId=agreement_id,
                 consumer=self.consumer.address,
                 provider=provider.address,
-                units=1 + nonce % 97,
-                periodStart=T0 + 10 + nonce,
-                periodEnd=T0 + 70 + nonce,
-                detailHash=nonce.to_bytes(32, "big"),
+                units=1 + counter % 97,
+                periodStart=T0 + 10 + counter,
+                periodEnd=T0 + 70 + counter,
+                detailHash=counter.to_bytes(32, "big"),
                 nonce=nonce,
             )
             keys = [bytes(self.consumer.key), bytes(provider.key)]
@@ -116,7 +198,7 @@ class _Space:
 
 def _ingest_seconds(
     space: _Space,
-    agreement: SignedEntry,
+    agreement: SignedEntry | list[SignedEntry],
     receipts: list[SignedEntry],
     *,
     batch: int,
@@ -129,9 +211,10 @@ def _ingest_seconds(
         create_schema(engine)
         directory = ChainDirectory(space.chain, space.registry)
         kwargs: dict[str, Any] = {"engine": engine, "domain": space.domain, "directory": directory}
-        first = append_entries(entries=[agreement], workers=1, **kwargs)
-        if first[0].status != "accepted":
-            raise IngestRejected(f"the agreement was not accepted: {first[0]}")
+        setup = agreement if isinstance(agreement, list) else [agreement]
+        first = append_entries(entries=setup, workers=1, **kwargs)
+        if any(r.status != "accepted" for r in first):
+            raise IngestRejected(f"the agreement was not accepted: {first}")
         t0 = time.perf_counter()
         results = []
         for pos in range(0, len(receipts), batch):
@@ -170,6 +253,8 @@ def bench_ingest(
     space = _Space()
     agreement = space.agreement()
     receipts = space.receipts(n)
+    terms_setup = space.offer_and_agreement()
+    terms_receipts = space.receipts(n, agreement_id=TERMS_AGREEMENT_ID, purpose="research")
     jobs = [
         (r.digest(), sig[:64] + bytes((sig[64] - 27,)))
         for r in receipts
@@ -183,6 +268,9 @@ def bench_ingest(
             space, agreement, receipts, batch=batch, workers=1, url=f"sqlite:///{tmp}/one.db"
         )
         recover_s = _recover_seconds(jobs)
+        terms_s = _ingest_seconds(
+            space, terms_setup, terms_receipts, batch=batch, workers=1, url=f"sqlite:///{tmp}/t.db"
+        )
         all_s: float | None = None
         if all_cores and cores > 1:
             # start the pool before timing: its startup is paid once per process
@@ -213,4 +301,6 @@ def bench_ingest(
         "met": ratio >= GOAL_RATIO,
         "workers_all_cores": cores,
         "receipts_per_s_all_cores": round(n / all_s, 1) if all_s else None,
+        "receipts_per_s_without_terms": round(receipts_per_s, 1),
+        "receipts_per_s_with_terms": round(n / terms_s, 1),
     }

@@ -28,7 +28,14 @@ log = logging.getLogger(__name__)
 
 #: The keys T8 requires in each section, in display order.
 KEYS: dict[str, tuple[str, ...]] = {
-    "ingest": ("receipts_per_s", "sig_recover_limit_per_s", "ratio", "receipts_per_s_all_cores"),
+    "ingest": (
+        "receipts_per_s",
+        "sig_recover_limit_per_s",
+        "ratio",
+        "receipts_per_s_all_cores",
+        "receipts_per_s_without_terms",  # T11: the same run, usage terms not / enforced
+        "receipts_per_s_with_terms",
+    ),
     "merkle": ("append_s", "hashlib_loop_s", "pymerkle_s", "ratio"),
     "anchor": (
         "gas_per_checkpoint",

@@ -36,6 +36,9 @@ def test_ingest_small_run_accepts_every_receipt_and_reports_finite_rates(tmp_pat
     assert r["goal"] == 0.6 and r["met"] == (r["ratio"] >= 0.6)
     if r["workers_all_cores"] > 1:
         _positive(r["receipts_per_s_all_cores"])
+    # T11: the same receipts under usage terms (every one accepted, or the bench raises)
+    _positive(r["receipts_per_s_with_terms"])
+    assert r["receipts_per_s_without_terms"] == r["receipts_per_s"]
 
 
 def test_merkle_small_run_agrees_with_the_plain_loop_and_pymerkle(tmp_path: Path) -> None:

@@ -43,7 +43,10 @@ cumulative) and the period's RevenueDeclarations; the offer version is the Offer
 AgreementV2 names (in the log below ``S``). Fee ``floor(R x fee_bps / 10000)`` to the
 policy's operator; the rest apportioned among the agreement's providers by the
 weights of the agreement's method (:mod:`service.settlement.methods`) with the
-largest-remainder rule. A zero revenue pays nobody and needs no weights.
+largest-remainder rule. A zero revenue pays nobody and needs no weights. With a policy's
+``[points]`` table, providers also get contribution points from the same weights and high
+contributors a rebate of the fee (:mod:`service.settlement.points`; the operator's line
+and ``fee`` are then the fee less the rebates).
 
 Every agreement with receipts in the period must name the round's policy: its signed
 ``Agreement.policyHash`` must equal the policy's hash, else the round is refused with
@@ -101,6 +104,7 @@ from service.settlement.methods import (
     operator_fee,
 )
 from service.settlement.payout_tree import PayoutTree, build_payout_tree
+from service.settlement.points import agreement_points, fee_rebates
 from service.settlement.policy import AgreementPolicy, Policy
 
 __all__ = [
@@ -573,6 +577,11 @@ class RoundResult:
                     "units": sum(line.units for line in lines),
                     "lines": [_line_json(line) for line in lines],
                 }
+                | (
+                    {"points": sum(int(line.factors.get("points", 0)) for line in lines)}
+                    if self.policy.points is not None
+                    else {}
+                )
             )
         return {
             "format": STATEMENT_FORMAT,
@@ -818,6 +827,13 @@ def _settle_agreement(
     else:
         amounts = dict.fromkeys(terms.providers, 0)
         shares = dict.fromkeys(terms.providers, Fraction(0))
+    points: dict[str, int] = {}
+    rebates: dict[str, int] = {}
+    if policy.points is not None and weights is not None:
+        points = agreement_points(policy.points, revenue=revenue, weights=weights)
+        rebates = fee_rebates(policy.points, fee=fee, points=points, weights=weights)
+        amounts = {p: v + rebates.get(p, 0) for p, v in amounts.items()}
+    net_fee = fee - sum(rebates.values())
 
     lines: list[PayoutLine] = []
     for p in terms.providers:
@@ -836,6 +852,9 @@ def _settle_agreement(
                 factors["mix"][name] = component
         else:
             factors = _basic_factors(rule.method, p, inputs, rule.params, coalition_leaf)
+        if policy.points is not None:
+            factors["points"] = points.get(p, 0)
+            factors["fee_rebate"] = str(rebates.get(p, 0))
         lines.append(
             PayoutLine(
                 agreement_id=aid,
@@ -856,10 +875,11 @@ def _settle_agreement(
             role="operator",
             receipts=0,
             units=0,
-            factors={"fee_bps": policy.operator_fee_bps, "revenue": str(revenue)},
+            factors={"fee_bps": policy.operator_fee_bps, "revenue": str(revenue)}
+            | ({"rebated": str(fee - net_fee)} if policy.points is not None else {}),
             weight=None,
             exact_share=Fraction(revenue * policy.operator_fee_bps, 10_000),
-            payout=fee,
+            payout=net_fee,
         )
     )
     return AgreementSettlement(
@@ -869,7 +889,7 @@ def _settle_agreement(
         receipts=receipts,
         units=units,
         revenue=revenue,
-        fee=fee,
+        fee=net_fee,
         method=rule.method,
         lines=tuple(lines),
         pricing=bill.pricing,

@@ -32,6 +32,11 @@ Schema (version 1)::
     output = "1/2"                       # method -> exact coefficient (need not sum to 1)
     cost = "1/2"
 
+    [points]                             # optional: contribution points (积分) and the
+    unit = "10000000000000000"           #   operator-fee rebate of high contributors
+    threshold = 100                      #   (see service.settlement.points; written out
+    fee_discount_bps = 5000              #   only when present: older hashes unchanged)
+
     [agreements."0x<64 hex>"]            # optional per-agreement override of any of
     method = "shapley"                   #   method, default_quality_bps, risk_multipliers,
                                          #   default_risk_tier, mix
@@ -72,6 +77,7 @@ from service import jsonsafe
 from service.errors import InvalidPolicy
 from service.evidence.eip712 import parse_address
 from service.settlement.methods import BASIC_METHODS, BPS, Method, MethodParams
+from service.settlement.points import PointsRule
 
 __all__ = [
     "POLICY_VERSION",
@@ -100,6 +106,7 @@ _TOP_KEYS: Final = frozenset(
         "risk_multipliers",
         "mix",
         "agreements",
+        "points",
     }
 )
 _OVERRIDE_KEYS: Final = frozenset(
@@ -143,6 +150,8 @@ class Policy:
     """Lower-case agreement id (0x + 64 hex) -> the policy for that agreement."""
     document: Mapping[str, Any] = field(default_factory=dict)
     """The normalized document (what is canonicalized and hashed)."""
+    points: PointsRule | None = None
+    """Contribution points and fee rebates (:mod:`service.settlement.points`); None: off."""
 
     def for_agreement(self, agreement_id: str) -> AgreementPolicy:
         """The method and parameters for ``agreement_id`` (0x hex, any case)."""
@@ -334,6 +343,26 @@ def _check_usable(rule: AgreementPolicy, where: str, evaluator: str | None) -> N
 # --- parsing ----------------------------------------------------------------------------------
 
 
+def _points(value: object) -> PointsRule:
+    body = _table(value, "points")
+    known = {"unit", "threshold", "fee_discount_bps"}
+    extra = sorted(set(body) - known)
+    if extra:
+        raise _fail(f"points.{extra[0]}", f"unknown field (known: {', '.join(sorted(known))})")
+    if "unit" not in body:
+        raise _fail("points.unit", "is required: the revenue (token smallest units) per point")
+    raw = body["unit"]
+    if type(raw) is int or (isinstance(raw, str) and raw.isascii() and raw.isdigit()):
+        unit = int(raw)
+    else:
+        raise _fail("points.unit", f"must be a positive integer or decimal string, got {raw!r}")
+    if not 1 <= unit < 2**256:
+        raise _fail("points.unit", f"must be in [1, 2**256), got {unit}")
+    threshold = _int(body.get("threshold", 0), "points.threshold", low=0, high=2**63 - 1)
+    discount = _int(body.get("fee_discount_bps", 0), "points.fee_discount_bps", low=0, high=BPS)
+    return PointsRule(unit=unit, threshold=threshold, fee_discount_bps=discount)
+
+
 def parse_policy(document: Mapping[str, Any]) -> Policy:
     """Validate a parsed policy document (from TOML or JSON) and normalize it."""
     doc = _table(document, "(policy)")
@@ -398,6 +427,9 @@ def parse_policy(document: Mapping[str, Any]) -> Policy:
     }
     if evaluator is not None:
         normalized["evaluator"] = evaluator
+    points = _points(doc["points"]) if "points" in doc else None
+    if points is not None:
+        normalized["points"] = points.document()
     if params.default_risk_tier is not None:
         normalized["default_risk_tier"] = params.default_risk_tier
     del normalized_params  # the top level is written out in full above
@@ -409,6 +441,7 @@ def parse_policy(document: Mapping[str, Any]) -> Policy:
         require_operator_countersign=countersign,
         overrides=overrides,
         document=normalized,
+        points=points,
     )
 
 

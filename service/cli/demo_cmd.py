@@ -17,14 +17,19 @@ from service.chain.client import Chain
 from service.chain.config import at_rpc_url, load_network, save_deployment
 from service.db import create_schema, make_engine
 from service.demo.scenario import (
+    VALUATIONS,
+    Cast,
+    EvidenceResult,
     audit_evidence,
     build_receipts,
     cast_of,
     run_evidence,
     setup_space,
+    valuation_cast,
     write_receipts,
 )
 from service.demo.settle import RIGHT_ROUND, WRONG_ROUND, run_settlement
+from service.evidence.entries import ValuationResult
 from service.settlement.engine import RoundResult
 
 console = Console()
@@ -83,6 +88,67 @@ def _print_bills(right: RoundResult, names: dict[str, str]) -> None:
                 "", "", f"  {rule.rule}: {rule.detail}", str(rule.units), _tokens(rule.amount)
             )
     console.print(table)
+    points = [
+        f"{names.get(p['account'].lower(), p['account'][:10])} {p['points']}"
+        for p in right.statement()["participants"]
+        if p.get("points")
+    ]
+    if points:
+        console.print(
+            "contribution points (积分) this round, from the same weights: "
+            + ", ".join(points)
+            + "; high contributors (300+ on an agreement) got half their share of its fee back"
+        )
+
+
+def _demo_cast(chain: Chain, providers: int, valuation: str | None) -> Cast:
+    """The default cast, or T13's: ``providers`` providers paid by ``valuation``."""
+    if valuation is None:
+        if providers != 4:
+            raise typer.BadParameter(
+                "--providers other than 4 needs --valuation", param_hint="--providers"
+            )
+        return cast_of(chain)
+    if valuation not in VALUATIONS:
+        raise typer.BadParameter(f"one of {', '.join(VALUATIONS)}", param_hint="--valuation")
+    return valuation_cast(chain, providers=providers, valuation=valuation)
+
+
+def _print_valuations(evidence: EvidenceResult, names: dict[str, str]) -> None:
+    """T13: what the evaluator signed, per agreement (the round splits by it)."""
+    for run in evidence.valuations:
+        entry = run.signed.entry
+        assert isinstance(entry, ValuationResult)
+        est = run.estimate
+        title = (
+            f"ValuationResult {run.document['method']} for agreement "
+            f"0x{entry.agreementId.hex()[:8]}…: {entry.utilityCalls} utility calls, "
+            f"{est.samples} samples, {est.status}"
+        )
+        table = Table(title=title)
+        for col in ("provider", "value (bps)", "std error (bps)"):
+            table.add_column(col, justify="left" if col == "provider" else "right")
+        ranked = sorted(
+            zip(entry.providers, entry.values, entry.stderrs, strict=True), key=lambda r: -r[1]
+        )
+        for address, value, stderr in ranked[:5] + ranked[-3:] if len(ranked) > 8 else ranked:
+            table.add_row(names.get(address.lower(), address[:10]), str(value), str(stderr))
+        console.print(table)
+        console.print(
+            f"(top 5 and bottom 3 of {len(ranked)}; negative values are clipped to 0 in the split)"
+            if len(ranked) > 8
+            else "(negative values are clipped to 0 in the split)"
+        )
+
+
+def _write_valuations(evidence: EvidenceResult, out: Path) -> None:
+    """T13: each agreement's valuation.json, what ``tally audit valuation`` re-runs."""
+    for run in evidence.valuations:
+        entry = run.signed.entry
+        assert isinstance(entry, ValuationResult)
+        path = out / f"valuation-0x{entry.agreementId.hex()[:8]}.json"
+        path.write_text(json.dumps(run.to_json(), indent=2) + "\n")
+        console.print(f"wrote {path} (check it: tally audit valuation {path} --db ...)")
 
 
 def demo(
@@ -110,6 +176,17 @@ def demo(
         int, typer.Option(help="Receipt documents the auditor checks on chain.", min=1)
     ] = 200,
     as_json: Annotated[bool, typer.Option("--json", help="Print summary.json at the end.")] = False,
+    providers: Annotated[
+        int,
+        typer.Option(help="Providers of the EV score (other than 4 needs --valuation).", min=1),
+    ] = 4,
+    valuation: Annotated[
+        str | None,
+        typer.Option(
+            help="Pay providers by a data valuation (tally evaluate): banzhaf, shapley "
+            "(permutation), loo or knn, instead of the default mix.",
+        ),
+    ] = None,
 ) -> None:
     """Run the data-space scenario: admit parties, sign usage, anchor, hand out receipts."""
     started = time.monotonic()
@@ -131,7 +208,7 @@ def demo(
 
     console.rule("[bold]Tally demo: EV insurance pricing in a trusted data space")
     console.print(f"chain: {chain.network.name} (id {chain.chain_id})   database: {db_path}")
-    cast = cast_of(chain)
+    cast = _demo_cast(chain, providers, valuation)
     contracts = setup_space(chain, cast, challenge_window_s=60)
     save_deployment(contracts.deployment, out / "deployment.json")
 
@@ -171,6 +248,8 @@ def demo(
 
     names = {r.account.address.lower(): r.name for r in cast.everyone()}
     catalog = _print_catalog(engine, evidence, names)
+    _print_valuations(evidence, names)
+    _write_valuations(evidence, out)
     cps = Table(title="Checkpoints anchored (each with an on-chain consistency proof)")
     for col in ("seq", "tree size", "root", "tx"):
         cps.add_column(col)

@@ -28,7 +28,12 @@ from service.audit.trust import TrustedDeployment
 from service.chain.client import Chain
 from service.chain.deploy import TallyContracts, deploy_tally
 from service.demo.api_client import ApiError, InProcessApi
-from service.demo.catalog import CatalogResult, catalog_policy_overrides, run_catalog
+from service.demo.catalog import (
+    CatalogResult,
+    catalog_policy_overrides,
+    demo_points,
+    run_catalog,
+)
 from service.demo.model import coalition_values
 from service.evidence.anchor import anchor_once
 from service.evidence.directory import CONSUMER, PROVIDER, SERVICE
@@ -47,6 +52,7 @@ from service.evidence.models import AnchorRow
 from service.evidence.receipts import build_receipt
 from service.evidence.sources import SqlLogSource
 from service.settlement.policy import Policy, parse_policy
+from service.valuation.run import ValuationRun
 
 PERIOD_START = 1_767_225_600  # 2026-01-01T00:00:00Z
 PERIOD_END = PERIOD_START + 31 * 86_400
@@ -69,6 +75,9 @@ class Cast:
     insurers: list[Role]
     evaluator: Role
     arbiter: Role  # holds ARBITER_ROLE: rules on disputed settlement rounds
+    valuation: str | None = None
+    """T13: the ``tally evaluate`` method the providers are paid by (``--valuation``), else
+    None (the default story: a mix with exact Shapley over 4 providers)."""
 
     def everyone(self) -> list[Role]:
         return [
@@ -101,6 +110,8 @@ def cast_of(chain: Chain) -> Cast:
 def demo_policy(cast: Cast) -> Policy:
     """Mix of output (units x quality), Shapley (model accuracy) and input cost; every
     agreement names its hash (the rounds settle only agreements that name their policy)."""
+    if cast.valuation is not None:
+        return valuation_policy(cast)
     return parse_policy(
         {
             "version": 1,
@@ -111,6 +122,7 @@ def demo_policy(cast: Cast) -> Policy:
             "default_quality_bps": 8_000,
             "evaluator": cast.evaluator.account.address,
             "agreements": catalog_policy_overrides(),  # the catalog's agreements: by output
+            "points": demo_points(),  # contribution points (积分) and fee rebates
         }
     )
 
@@ -124,6 +136,7 @@ class EvidenceResult:
     checkpoints: list[AnchorRow] = field(default_factory=list)
     contributions: list[SignedEntry] = field(default_factory=list)
     receipt_docs: list[dict[str, Any]] = field(default_factory=list)
+    valuations: list[ValuationRun] = field(default_factory=list)
     catalog: CatalogResult = field(default_factory=CatalogResult)
 
 
@@ -172,6 +185,8 @@ def contribution_entries(
 ) -> list[SignedEntry]:
     """Quality attestations (by each insurer), input-cost declarations (by each provider)
     and the evaluator's coalition values from a real model fit, per agreement."""
+    if cast.valuation is not None:
+        return []  # paid by the evaluator's ValuationResult instead (valuation_entries)
     out: list[SignedEntry] = []
     providers = sorted(cast.providers, key=lambda r: r.account.address.lower())
     values = coalition_values(providers=len(providers), seed=seed)
@@ -213,6 +228,8 @@ def make_receipts(
     """``count`` dual-signed receipts; providers serve in uneven shares (seeded)."""
     rng = random.Random(seed)
     weights = [0.4, 0.25, 0.15, 0.2]  # battery data is what the score needs most
+    if len(cast.providers) != len(weights):  # --providers N (T13): even shares
+        weights = [1.0] * len(cast.providers)
     out = []
     for n in range(count):
         i = n % len(cast.insurers)
@@ -270,7 +287,14 @@ def run_evidence(
     try:
         ingest(agreements)
         result.contributions = contribution_entries(cast, agreements, domain, seed)
-        ingest(result.contributions)
+        if result.contributions:  # none when a valuation pays (T13)
+            ingest(result.contributions)
+        if cast.valuation is not None:
+            cp = anchor_once(engine=engine, chain=chain, ledger=contracts.ledger, operator=op)
+            if cp is not None:  # the valuation's seed comes from this checkpoint
+                result.checkpoints.append(cp)
+            result.valuations = valuation_entries(engine, cast, agreements)
+            ingest([run.signed for run in result.valuations])
         result.catalog = run_catalog(
             cast=cast,
             domain=domain,
@@ -349,3 +373,77 @@ def audit_evidence(*, engine: Engine, chain: Chain, result: EvidenceResult) -> E
         log_consistent=log_report.ok,
         log_verdict=log_report.verdict,
     )
+
+
+# --- T13: paid by a data valuation (tally demo --providers N --valuation METHOD) --------------
+
+VALUATIONS: dict[str, tuple[str, str]] = {
+    "banzhaf": ("msr-banzhaf", "service.valuation.examples:logreg_utility"),
+    "shapley": ("permutation-shapley", "service.valuation.examples:logreg_utility"),
+    "loo": ("leave-one-out", "service.valuation.examples:logreg_utility"),
+    "knn": ("knn-shapley", "service.valuation.examples:knn_utility"),
+}
+"""``--valuation`` choice -> (method, utility entry point) of ``tally evaluate``."""
+VALUATION_PARAMS: dict[str, Any] = {
+    "rel_tolerance": "1/10",
+    "min_samples": 32,
+    "max_utility_calls": 400,
+}
+"""The demo's parameters: a 400-call budget keeps the run to seconds."""
+
+
+def valuation_cast(chain: Chain, *, providers: int, valuation: str) -> Cast:
+    """The default cast with ``providers`` providers in all (the first four as in the story,
+    the rest dev accounts 10, 11, ...; they sign off chain and need no ether)."""
+    from service.chain.keys import dev_account
+
+    if valuation not in VALUATIONS:
+        raise ValueError(f"--valuation is one of {', '.join(VALUATIONS)}, got {valuation!r}")
+    cast = cast_of(chain)
+    extra = [
+        Role(f"data provider {i + 1}", dev_account(10 + i - 4), PROVIDER)
+        for i in range(4, providers)
+    ]
+    cast.providers = [*cast.providers[:providers], *extra]
+    cast.valuation = valuation
+    return cast
+
+
+def valuation_policy(cast: Cast) -> Policy:
+    """Split by the evaluator's ValuationResult (negative values clipped to 0)."""
+    return parse_policy(
+        {
+            "version": 1,
+            "operator": cast.operator.account.address,
+            "operator_fee_bps": 250,
+            "method": "valuation",
+            "evaluator": cast.evaluator.account.address,
+            "agreements": catalog_policy_overrides(),  # the catalog's agreements: by output
+            "points": demo_points(),  # contribution points (积分) and fee rebates
+        }
+    )
+
+
+def valuation_entries(
+    engine: Engine, cast: Cast, agreements: list[SignedEntry]
+) -> list[ValuationRun]:
+    """``tally evaluate`` for every agreement (the log must hold a checkpoint covering them)."""
+    from service.valuation.run import evaluate, params_document
+
+    assert cast.valuation is not None
+    method, utility = VALUATIONS[cast.valuation]
+    document = params_document(method, utility, VALUATION_PARAMS)
+    runs = []
+    with Session(engine) as session:
+        for agreement in agreements:
+            assert isinstance(agreement.entry, Agreement)
+            runs.append(
+                evaluate(
+                    session=session,
+                    agreement_id=agreement.entry.agreementId,
+                    period=(PERIOD_START, PERIOD_END),
+                    document=document,
+                    evaluator_key=bytes(cast.evaluator.account.key),
+                )
+            )
+    return runs

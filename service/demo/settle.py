@@ -78,6 +78,17 @@ def shift_to_operator(payouts: dict[str, int], victim: str, operator: str) -> di
     return wrong
 
 
+def _victim(cast: Cast, base: RoundResult) -> str:
+    """Whose payout the wrong round moves: the battery maker's, unless a valuation paid it
+    nothing (T13: a negative value clipped to 0), then the best-paid provider's."""
+    first = cast.providers[0].account.address
+    if base.payouts.get(first.lower(), 0) > 0 or cast.valuation is None:
+        return first
+    providers = {p.account.address.lower(): p.account.address for p in cast.providers}
+    paid = [a for a in sorted(base.payouts, key=lambda a: -base.payouts[a]) if a in providers]
+    return providers[paid[0]] if paid else first
+
+
 def run_settlement(
     *, chain: Chain, engine: Engine, cast: Cast, evidence: EvidenceResult, out: Path
 ) -> SettlementOutcome:
@@ -124,9 +135,7 @@ def run_settlement(
 
     # 1. a wrong round: the battery maker's payout shifted to the operator
     base = compute(WRONG_ROUND)
-    wrong_payouts = shift_to_operator(
-        dict(base.payouts), cast.providers[0].account.address, op.address
-    )
+    wrong_payouts = shift_to_operator(dict(base.payouts), _victim(cast, base), op.address)
     wrong = replace(
         base,
         payouts=wrong_payouts,

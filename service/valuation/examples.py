@@ -18,8 +18,8 @@ other numbers fails the utility-hash check instead of silently disagreeing.
 
 - :data:`knn_utility`: KNN likelihood of the right label (K = 5, 20 test points), one point per
   provider - the game KNN-Shapley values exactly (Jia et al. 2019).
-- :data:`logreg_utility`: accuracy of a scikit-learn ``LogisticRegression`` (lbfgs, fixed
-  iterations) on 200 test points, 6 points per provider - a real fit per call.
+- :data:`logreg_utility`: accuracy of a scikit-learn ``LogisticRegression`` (newton-cholesky,
+  deterministic) on 200 test points, 6 points per provider - a real fit per call.
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ class LogisticAccuracy(ShardedTask):
             guess = int(labels[0]) if len(rows) else 0
             predicted = np.full(len(y_test), guess)
         else:
-            model = LogisticRegression(max_iter=200, tol=1e-6)
+            model = LogisticRegression(solver="newton-cholesky")  # exact Newton: 2 ms a fit
             predicted = model.fit(x_train[rows], labels).predict(x_test)
         right = int((predicted == y_test).sum())
         return 10_000 * right // self.test_points

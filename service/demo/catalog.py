@@ -46,6 +46,7 @@ __all__ = [
     "OfferSpec",
     "catalog_agreement_ids",
     "catalog_policy_overrides",
+    "demo_points",
     "offer_specs",
     "run_catalog",
 ]
@@ -149,6 +150,13 @@ def offer_specs() -> list[OfferSpec]:
 def catalog_agreement_ids() -> list[bytes]:
     """The catalog agreements' ids (the policy names them before they are signed)."""
     return [keccak256(f"catalog/{spec.name}".encode()) for spec in offer_specs()]
+
+
+def demo_points() -> dict[str, Any]:
+    """The demo space's contribution points: one point per 0.01 token of revenue; 300
+    points on an agreement make a high contributor, who gets back half its share of that
+    agreement's operator fee (:mod:`service.settlement.points`)."""
+    return {"unit": str(10**16), "threshold": 300, "fee_discount_bps": 5000}
 
 
 def catalog_policy_overrides() -> dict[str, Any]:

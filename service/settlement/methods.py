@@ -18,6 +18,7 @@ Methods (the policy's ``method``):
   policy's evaluator (T13, :mod:`service.valuation`), in bps, clipped at 0: a provider whose
   data lowered the model's score (a negative value) gets weight 0, i.e. nothing, and is charged
   nothing; the rest is split in proportion to the positive values (the rule of ``shapley``).
+  It is a method on its own: a ``mix`` does not combine it (yet).
 - ``mix``: ``sum over methods m of alpha_m x (w_m,i / sum_j w_m,j)``: each method's weights are
   first normalized to shares of 1, then mixed with the policy's coefficients ``alpha_m``.
 
@@ -62,7 +63,7 @@ BPS = 10_000
 """Basis points in one whole: fees and quality scores are given in bps."""
 
 Method = Literal["output", "cost", "risk", "shapley", "mix", "valuation"]
-BASIC_METHODS: tuple[str, ...] = ("output", "cost", "risk", "shapley", "valuation")
+BASIC_METHODS: tuple[str, ...] = ("output", "cost", "risk", "shapley")
 """The methods a ``mix`` can combine (a mix of mixes is not a method)."""
 
 _HEX = frozenset("0123456789abcdef")

@@ -13,6 +13,8 @@ import multiprocessing
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from service.catalog.models import UsageCounterRow
@@ -43,7 +45,17 @@ def test_two_processes_never_exceed_the_quota(_postgres_database: str) -> None:
     url = _postgres_database
     engine = make_engine(url)
     create_schema(engine)
-    with engine.begin() as conn:  # the run's database: start from an empty log
+    try:
+        _race(url, engine)
+    finally:  # the run's database is shared: leave an empty schema, as db_url does
+        engine.dispose()
+        with make_engine(url, pool=False).begin() as conn:
+            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+            conn.execute(sa.text("CREATE SCHEMA public"))
+
+
+def _race(url: str, engine: Engine) -> None:
+    with engine.begin() as conn:  # start from an empty log
         for table in reversed(LogEntry.metadata.sorted_tables):
             conn.execute(table.delete())
     assert codes(ingest(engine, [offer(terms=TERMS), agreement_v2(terms=TERMS)])) == [
@@ -72,4 +84,3 @@ def test_two_processes_never_exceed_the_quota(_postgres_database: str) -> None:
         ]
         (counter,) = s.exec(select(UsageCounterRow)).all()
     assert sum(u or 0 for u in units) == QUOTA == counter.units
-    engine.dispose()

@@ -227,3 +227,52 @@ def test_sql_and_decoded_entries_agree_on_priced_agreements(engine: Engine) -> N
     )
     assert [b.total for b in bills] == [370]
     assert bills == by_sql.bills
+
+
+def test_tally_bill_shows_each_pricing_model_with_a_line_per_rule(
+    engine: Engine, db_url: str, space: Any
+) -> None:
+    """`tally bill --json` over the anchored log: the tiered, free-trial and revenue-share
+    agreements of one consumer, each with its rule lines, and the human table too."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from service.cli import app
+    from service.evidence.anchor import anchor_once
+
+    tiered = {
+        "model": "tiered",
+        "tiers": [{"upTo": 100, "unitPrice": 10}, {"upTo": None, "unitPrice": 6}],
+    }
+    trial = {"model": "free_trial", "freeUnits": 100, "then": {"model": "per_unit", "unitPrice": 9}}
+    entries: list[SignedEntry] = []
+    for name, model in (("battery", tiered), ("charging", trial)):
+        text = canonical_pricing_bytes(parse_pricing(model)).decode()
+        entries += [offer(name, pricing=text), agreement(name, agreement=name)]
+        entries += [
+            receipt(100 * len(entries) + i, units=n, agreement=name, start=T0 + day * DAY + 60)
+            for i, (day, n) in enumerate(HISTORY)
+        ]
+    assert {r.status for r in ingest(engine, entries)} == {"accepted"}
+    anchor_once(
+        engine=engine, chain=space.chain, ledger=space.contracts.ledger, operator=space.operator
+    )
+    args = ["bill", "--from", str(P0), "--to", str(P1), "--db", db_url]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    (bill,) = json.loads(result.output)["bills"]
+    lines = {line["pricing"]: line for line in bill["agreements"]}
+    # tiered: cumulative 90..145 -> 10 x 10 + 45 x 6 = 370; trial: 90 free before, then
+    # 10 free and 45 x 9 = 405
+    assert {k: v["amount"] for k, v in lines.items()} == {"tiered": "370", "free_trial": "405"}
+    assert [r["rule"] for r in lines["tiered"]["lines"]] == ["tier", "tier"]
+    assert [(r["rule"], r["units"]) for r in lines["free_trial"]["lines"]] == [
+        ("free_trial", 10),
+        ("per_unit", 45),
+    ]
+    assert bill["total"] == "775"
+    table = CliRunner().invoke(app, args)
+    assert table.exit_code == 0, table.output
+    for shown in ("tiered", "free_trial", "tier", "per_unit", "total owed: 775"):
+        assert shown in table.output, shown

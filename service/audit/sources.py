@@ -380,6 +380,16 @@ class ApiSource:
             what = _request(path, {k.rstrip("_"): v for k, v in params.items()})
             raise LogUnavailable(f"{self.describe()}: {what}: {err}") from None
 
+    def terms_document(self, terms_hash: str) -> str | None:
+        """A usage-terms document by SHA-256 (``GET /v1/catalog/terms/{hash}``, T11); None
+        when the API does not serve it. Untrusted: the terms audit checks its hash."""
+        try:
+            doc = self._get(f"/v1/catalog/terms/{terms_hash}")
+        except LogUnavailable:
+            return None
+        text = doc.get("terms") if isinstance(doc, dict) else None
+        return text if isinstance(text, str) else None
+
     # --- the tree ------------------------------------------------------------------------
 
     def head(self) -> tuple[int, bytes]:

@@ -125,6 +125,17 @@ class SqlLogSource:
                 f"cannot read the log from {self.describe()}: {type(err).__name__}"
             ) from None
 
+    def terms_document(self, terms_hash: str) -> str | None:
+        """A usage-terms document by SHA-256 from the catalog (T11: narrowed terms are not
+        log entries; :class:`service.audit.terms.TermsAudit` checks the hash)."""
+        from service.catalog.index import terms_document
+
+        try:
+            with Session(self._engine) as session:
+                return terms_document(session=session, terms_hash=terms_hash)
+        except SQLAlchemyError:
+            return None
+
 
 def write_log_export(*, engine: Engine, seq: int, out: Path) -> dict[str, Any]:
     """Write leaves ``0 .. tree_size(seq) - 1`` of the operator's log to ``out``

@@ -116,3 +116,34 @@ def test_operator_lets_through_an_over_quota_receipt(
     assert failed.name == "terms"
     assert f"leaf 3 (UsageReceipt 0x{resign(late, space.domain).id().hex()}" in failed.detail
     assert "quota_exceeded" in failed.detail and "15 units used + 10 > 20" in failed.detail
+
+
+def test_operator_lets_through_a_receipt_beyond_narrowed_terms_audited_over_the_api(
+    engine: Engine, space: Space, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Narrowed terms are not log entries: the auditor fetches them (SQL source, or the
+    public API through ``ApiSource``), checks their hash, and re-evaluates with them."""
+    from sqlmodel import Session
+
+    from service.audit.sources import ApiSource
+    from service.catalog.index import register_terms
+    from tests.audit.http import serve_api
+
+    narrowed = terms_doc(count(8), purpose("research"))
+    with Session(engine) as s:
+        register_terms(session=s, document=narrowed)
+    setup = [offer(terms=TERMS), agreement(terms=narrowed)]
+    assert (
+        _ingest(engine, space, [*setup, receipt(1, units=5, purpose_code="research")])
+        == ["accepted"] * 3
+    )
+    monkeypatch.setattr(TermsGate, "check", lambda self, signed: None)
+    assert _ingest(engine, space, [receipt(2, units=5, purpose_code="research")]) == ["accepted"]
+    report = _audit(engine, space)  # the SQL source serves the registered document
+    assert report.first_failure.name == "terms"  # type: ignore[attr-defined]
+    assert "5 units used + 5 > 8 allowed" in report.first_failure.detail  # type: ignore[attr-defined]
+    with serve_api(space, engine) as url, ApiSource(url) as source:
+        over_api = audit_log(chain=space.chain, ledger=space.contracts.ledger, proofs=source)
+    failed = over_api.first_failure
+    assert failed is not None and failed.name == "terms"
+    assert "leaf 3 " in failed.detail and "5 units used + 5 > 8 allowed" in failed.detail

@@ -705,11 +705,22 @@ def _line_json(line: PayoutLine) -> dict[str, Any]:
 
 
 def bills_csv(bills: Sequence[Bill]) -> str:
-    """One row per consumer and agreement."""
+    """One row per consumer and agreement (``rules``: its bill lines as compact JSON)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(
-        ["consumer", "agreement_id", "receipts", "units", "unit_price", "amount", "consumer_total"]
+        [
+            "consumer",
+            "agreement_id",
+            "receipts",
+            "units",
+            "unit_price",
+            "amount",
+            "consumer_total",
+            "pricing",
+            "payment",
+            "rules",
+        ]
     )
     for bill in bills:
         for line in bill.lines:
@@ -722,6 +733,9 @@ def bills_csv(bills: Sequence[Bill]) -> str:
                     line.unit_price,
                     line.amount,
                     bill.total,
+                    line.pricing,
+                    line.payment,
+                    json.dumps([rule.to_json() for rule in line.rules], separators=(",", ":")),
                 ]
             )
     return out.getvalue()

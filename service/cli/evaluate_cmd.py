@@ -20,10 +20,22 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from service.cli.chain_cmd import DbOpt
+from service.cli.chain_cmd import DbOpt, DeploymentOpt, NetworkOpt, RpcOpt
 from service.errors import ConfigError, InvalidInput
 
 console = Console(stderr=True)
+
+
+def _onchain_checkpoints(
+    network: str | None, rpc: str | None, deployment: Path | None
+) -> list[Any]:
+    from service.cli.chain_cmd import connect, contracts_for
+    from service.evidence.anchor import read_all_checkpoints
+    from service.valuation.run import Checkpoint
+
+    chain = connect(network, rpc)
+    ledger = contracts_for(chain, deployment).ledger
+    return [Checkpoint(c.tree_size, c.root) for c in read_all_checkpoints(chain, ledger)]
 
 
 def _agreement_id(value: str) -> bytes:
@@ -152,12 +164,18 @@ def audit_valuation_cmd(
         str | None, typer.Option(help="The evaluator the policy names (checked if given).")
     ] = None,
     db: DbOpt = None,
+    network: NetworkOpt = None,
+    rpc: RpcOpt = None,
+    deployment: DeploymentOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Print every check before the verdict.")
     ] = False,
 ) -> None:
-    """Re-run a ValuationResult from the log and its document; PASS when equal bit for bit."""
+    """Re-run a ValuationResult from the log and its document; PASS when equal bit for bit.
+
+    With --network or --rpc the seed's checkpoint is also checked against the EvidenceLedger.
+    """
     from sqlmodel import Session
 
     from service.cli.evidence_cmd import _emit
@@ -173,6 +191,7 @@ def audit_valuation_cmd(
         document, signed_json = doc["valuation"], doc["signed_entry"]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise InvalidInput(f"{file} is not a valuation.json: {err}") from None
+    onchain = _onchain_checkpoints(network, rpc, deployment) if network or rpc else None
     engine = make_engine(db or get_settings().database_url)
     with Session(engine) as session:
         binding = log_binding(session)
@@ -181,6 +200,6 @@ def audit_valuation_cmd(
         domain = Domain(chain_id=binding[0], verifying_contract=parse_address(binding[1]))
         signed = SignedEntry.from_json(signed_json, domain=domain)
         report = audit_valuation(
-            session=session, signed=signed, document=document, evaluator=evaluator
+            session=session, signed=signed, document=document, evaluator=evaluator, onchain=onchain
         )
     _emit(report, as_json=as_json, verbose=verbose)

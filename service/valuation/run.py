@@ -31,7 +31,7 @@ table still asks the auditor to trust the evaluator's training runs; re-running 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Final
@@ -306,13 +306,16 @@ def audit_valuation(
     document: Mapping[str, Any],
     evaluator: str | None = None,
     utility: Callable[[tuple[int, ...]], int] | None = None,
+    onchain: Sequence[Checkpoint] | None = None,
 ) -> AuditReport:
     """Re-run a ValuationResult from its document and the log; every check is named.
 
     Checks, in order: ``entry-type``, ``signature`` (one evaluator; ``evaluator`` when given),
-    ``agreement`` (in the log; exactly its providers), ``params-hash``, ``utility-hash``,
-    ``checkpoint`` (the seed rule's checkpoint), ``seed``, then the re-run: ``utility-calls``,
-    ``values`` and ``stderrs`` equal bit for bit.
+    ``params-hash``, ``agreement`` (in the log; exactly its providers), ``utility-hash``,
+    ``checkpoint`` (the seed rule's checkpoint), ``checkpoint-on-chain`` (when ``onchain``,
+    the EvidenceLedger's checkpoints, is given: the seed rule applied to them picks the same
+    size and root; else skipped), ``seed``, then the re-run: ``utility-calls``, ``values`` and
+    ``stderrs`` equal bit for bit.
     """
     report = AuditReport(subject=f"valuation {'0x' + signed.id().hex()[:16]}…")
     report.summary = "the valuation re-runs to the same values bit for bit"
@@ -367,6 +370,24 @@ def audit_valuation(
         f"first anchored checkpoint covering the agreement has size {checkpoint.size}",
     ):
         return report
+    if onchain is None:
+        report.add("checkpoint-on-chain", None, "no chain given (--network/--rpc): not checked")
+    else:
+        covering = next(
+            (c for c in sorted(onchain, key=lambda c: c.size) if c.size > agreement.leaf_index),
+            None,
+        )
+        if not report.add(
+            "checkpoint-on-chain",
+            covering == checkpoint,
+            "the EvidenceLedger's first checkpoint covering the agreement: "
+            + (
+                "none"
+                if covering is None
+                else f"size {covering.size}, root 0x{covering.root.hex()}"
+            ),
+        ):
+            return report
     seed = derive_seed(
         checkpoint=checkpoint,
         agreement_id=entry.agreementId,

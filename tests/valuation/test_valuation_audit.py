@@ -15,15 +15,17 @@ from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from service.cli import app
-from service.evidence.anchor import anchor_once
+from service.evidence.anchor import anchor_once, read_all_checkpoints
 from service.evidence.entries import SignedEntry, ValuationResult, sign_entry
+from service.evidence.models import AnchorRow
 from service.settlement.policy import Policy
 from service.valuation.estimators import ValuationError
 from service.valuation.examples import logreg_utility
 from service.valuation.run import (
+    Checkpoint,
     ValuationRun,
     audit_valuation,
     evaluate,
@@ -277,3 +279,43 @@ def test_budget_too_small_for_exact_shapley_is_refused(engine: Engine, space: Sp
     with pytest.raises(ValuationError, match="needs 8 utility calls"):
         _evaluate(engine, space, document)
     assert dataclasses.is_dataclass(ValuationRun)
+
+
+def _onchain(space: Space) -> list[Checkpoint]:
+    return [
+        Checkpoint(c.tree_size, c.root)
+        for c in read_all_checkpoints(space.chain, space.contracts.ledger)
+    ]
+
+
+def test_seed_checkpoint_is_checked_against_the_evidence_ledger(
+    engine: Engine, space: Space
+) -> None:
+    _logged(engine, space)
+    run = _evaluate(engine, space)
+    with Session(engine) as session:
+        report = audit_valuation(
+            session=session, signed=run.signed, document=BANZHAF, onchain=_onchain(space)
+        )
+    assert report.ok, report.verdict
+    assert next(c for c in report.checks if c.name == "checkpoint-on-chain").ok is True
+
+
+def test_rewritten_anchor_row_fails_the_on_chain_checkpoint_check(
+    engine: Engine, space: Space
+) -> None:
+    """The attack: the operator's database shows another root, so that the evaluator's seed
+    (derived from it) is one they picked; the ledger's root gives it away."""
+    _logged(engine, space)
+    with Session(engine) as session:
+        row = session.exec(select(AnchorRow)).one()
+        row.root = "0x" + "ab" * 32
+        session.add(row)
+        session.commit()
+    run = _evaluate(engine, space)
+    with Session(engine) as session:
+        report = audit_valuation(
+            session=session, signed=run.signed, document=BANZHAF, onchain=_onchain(space)
+        )
+    assert report.first_failure is not None
+    assert report.first_failure.name == "checkpoint-on-chain"

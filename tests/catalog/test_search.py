@@ -100,3 +100,16 @@ def test_a_new_version_replaces_the_indexed_text(catalog: Engine) -> None:
 
 def test_tokens_are_lowercase_letter_digit_runs() -> None:
     assert tokens("EV_Battery-2026, kWh/h 数据") == ["ev", "battery", "2026", "kwh", "h", "数据"]
+
+
+def test_chinese_and_accented_text_search_the_same(engine: Engine) -> None:
+    batch = [
+        offer("cn", title="动力电池 数据目录", description="充电 记录", keywords="电池"),
+        offer("fr", title="Données de recharge", description="bornes électriques"),
+    ]
+    assert codes(ingest(engine, batch)) == ["accepted", "accepted"]
+    assert _titles(engine, q="电池") == ["动力电池 数据目录"]  # a keyword token
+    assert _titles(engine, q="动力") == ["动力电池 数据目录"]  # prefix of a token run
+    assert _titles(engine, q="données") == ["Données de recharge"]
+    assert _titles(engine, q="ÉLECTRIQUES") == ["Données de recharge"]
+    assert _titles(engine, q="donnees") == []  # diacritics are kept, on both databases

@@ -241,3 +241,43 @@ def test_accepted_units_never_exceed_any_quota(
             used[k] = used.get(k, 0) + units
     assert sum(v for (w, _), v in used.items() if w == 0) <= total
     assert all(v <= daily for (w, _), v in used.items() if w == DAY)
+
+
+limits = st.integers(0, 10_000)
+
+
+@given(
+    total=limits,
+    daily=limits,
+    codes=st.sets(st.sampled_from(PURPOSES), min_size=1),
+    cut_total=st.integers(0, 10_000),
+    cut_daily=st.integers(0, 10_000),
+    keep=st.integers(0, 8),
+)
+@settings(max_examples=150)
+def test_narrowing_is_exactly_never_allowing_more(
+    total: int, daily: int, codes: set[str], cut_total: int, cut_daily: int, keep: int
+) -> None:
+    """A candidate with lower-or-equal limits and a subset of purposes narrows the
+    offer; raising any limit or adding a purpose does not."""
+    offer = _t(count(total), count(daily, DAY), purpose(*sorted(codes)))
+    subset = sorted(codes)[: max(1, keep % (len(codes) + 1))]
+    tighter = (min(total, cut_total), min(daily, cut_daily))
+    check_narrows(offer, _t(count(tighter[0]), count(tighter[1], DAY), purpose(*subset)))  # type: ignore[arg-type]
+    with pytest.raises(TermsNotNarrower):
+        check_narrows(offer, _t(count(total + 1), count(daily, DAY), purpose(*subset)))  # type: ignore[arg-type]
+    with pytest.raises(TermsNotNarrower):
+        check_narrows(offer, _t(count(total), count(daily + 1, DAY), purpose(*subset)))  # type: ignore[arg-type]
+    extra = [p for p in PURPOSES if p not in codes]
+    if extra:
+        with pytest.raises(TermsNotNarrower):
+            check_narrows(offer, _t(count(total), count(daily, DAY), purpose(*subset, extra[0])))  # type: ignore[arg-type]
+
+
+def test_receipt_with_an_unknown_purpose_code_is_refused() -> None:
+    """A nonce whose top bits name no purpose of the profile (a forged code)."""
+    t = parse_terms(terms_doc(purpose(*PURPOSES)))
+    forged = (len(PURPOSES) + 5) << 48
+    assert purpose_of_nonce(forged) == f"#{len(PURPOSES) + 5}"
+    with pytest.raises(PurposeNotPermitted, match="#14"):
+        evaluate(t, units=1, period_start=T0, period_end=T0 + 1, nonce=forged, used={})

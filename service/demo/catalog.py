@@ -65,8 +65,10 @@ class OfferSpec:
     title: str
     description: str
     keywords: str
-    providers: tuple[int, ...]
-    """Indices into ``cast.providers``."""
+    providers: tuple[str, ...]
+    """Provider names in the cast (``()``: every provider); a name the cast lacks (a demo
+    run with other providers) falls back to the first provider for the first name and
+    the last provider for the others."""
     insurer: int
     """Index into ``cast.insurers``."""
     pricing: dict[str, Any]
@@ -101,7 +103,7 @@ def offer_specs() -> list[OfferSpec]:
             title="EV battery telemetry",
             description="State of health, charge cycles and thermal events per vehicle, hourly",
             keywords="ev,battery,telemetry,state-of-health",
-            providers=(0,),
+            providers=("battery maker",),
             insurer=0,
             pricing={
                 "model": "tiered",
@@ -122,7 +124,7 @@ def offer_specs() -> list[OfferSpec]:
             title="EV charging sessions",
             description="Charging sessions (time, energy, fast or slow) per vehicle",
             keywords="ev,charging,sessions",
-            providers=(3,),
+            providers=("charging network",),
             insurer=1,
             pricing={
                 "model": "free_trial",
@@ -137,7 +139,7 @@ def offer_specs() -> list[OfferSpec]:
             title="EV risk score, premium share",
             description="The EV risk score, paid as a share of the premiums priced with it",
             keywords="ev,risk,score,insurance",
-            providers=(0, 1, 2, 3),
+            providers=(),
             insurer=1,
             pricing={"model": "revenue_share", "shareBps": 500},
             constraints=(_purposes("insurance-pricing"),),
@@ -231,6 +233,15 @@ def _receipt(
     return sign_entry(entry, domain, _keys([insurer, provider]))
 
 
+def _indices(cast: Cast, names: tuple[str, ...]) -> set[int]:
+    """Positions in ``cast.providers`` of the named providers (see :attr:`OfferSpec.providers`)."""
+    if not names:
+        return set(range(len(cast.providers)))
+    known = {role.name: i for i, role in enumerate(cast.providers)}
+    fallback = [0] + [len(cast.providers) - 1] * (len(names) - 1)
+    return {known.get(name, fallback[k]) for k, name in enumerate(names)}
+
+
 def run_catalog(
     *,
     cast: Cast,
@@ -251,7 +262,8 @@ def run_catalog(
         range(len(cast.providers)), key=lambda i: cast.providers[i].account.address.lower()
     )
     for spec, aid in zip(specs, ids, strict=True):
-        chosen = [i for i in by_address if i in spec.providers]
+        wanted = _indices(cast, spec.providers)
+        chosen = [i for i in by_address if i in wanted]
         providers = [cast.providers[i].account for i in chosen]
         insurer = cast.insurers[spec.insurer].account
         offer = _offer(spec, providers, domain, start, end)

@@ -13,6 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -276,3 +278,58 @@ def test_tally_bill_shows_each_pricing_model_with_a_line_per_rule(
     assert table.exit_code == 0, table.output
     for shown in ("tiered", "free_trial", "tier", "per_unit", "total owed: 775"):
         assert shown in table.output, shown
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    days=st.lists(st.tuples(st.integers(0, 29), st.integers(1, 80)), min_size=1, max_size=8),
+    which=st.sampled_from(["per_unit", "tiered", "free_trial", "subscription"]),
+)
+def test_pool_is_the_sum_of_bills_and_the_unit_walk_for_random_usage(
+    days: list[tuple[int, int]], which: str
+) -> None:
+    """Random receipts over 30 days, billed for days 10..20; the reference walks units."""
+    models: dict[str, dict[str, Any]] = {
+        "per_unit": {"model": "per_unit", "unitPrice": 7},
+        "tiered": {
+            "model": "tiered",
+            "tiers": [{"upTo": 50, "unitPrice": 9}, {"upTo": None, "unitPrice": 4}],
+        },
+        "free_trial": {
+            "model": "free_trial",
+            "freeUnits": 60,
+            "freeDays": 12,
+            "then": {"model": "per_unit", "unitPrice": 5},
+        },
+        "subscription": {
+            "model": "subscription",
+            "fee": 300,
+            "includedUnits": 40,
+            "overageUnitPrice": 2,
+        },
+    }
+    starts = [(T0 + d * DAY + 60, n) for d, n in days]
+    seen = 0
+    before = 0  # billable units before the round (free trial) / cumulative units (tiered)
+    expected = 0
+    in_round = 0
+    for start, n in sorted(starts):
+        for _ in range(n):
+            free = seen < 60 and start < T0 + 12 * DAY
+            if P0 <= start < P1:
+                in_round += 1
+                if which == "per_unit":
+                    expected += 7
+                elif which == "tiered":
+                    expected += 9 if seen < 50 else 4
+                elif which == "free_trial" and not free:
+                    expected += 5
+            seen += 1
+    if which == "subscription":
+        expected = 300 + 2 * max(0, in_round - 40)
+    del before
+    entries = [*priced(models[which]), *usage(*days)]
+    if not in_round:
+        return  # nothing billed in the round: NothingToSettle, covered above
+    result = settle(entries)
+    assert result.pool == sum(b.total for b in result.bills) == expected

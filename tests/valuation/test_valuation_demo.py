@@ -1,8 +1,5 @@
 """``tally demo --providers N --valuation banzhaf``: settles by the evaluator's MSR Banzhaf
-values, and the valuation files it writes pass ``tally audit valuation`` on its log.
-
-The test runs 16 providers to stay inside the suite's time budget (40, the README's command,
-is the same code path with more accounts; it takes about a minute on this machine)."""
+values, and the valuation files it writes pass ``tally audit valuation`` on its log."""
 
 from __future__ import annotations
 
@@ -25,11 +22,11 @@ def _tally(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
 
 
 @pytest.mark.slow
-def test_demo_with_16_providers_settles_by_banzhaf_and_audits(
+def test_demo_with_40_providers_settles_by_banzhaf_and_audits(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "demo"
-    args = ["demo", "--providers", "16", "--valuation", "banzhaf", "--receipts", "40",
+    args = ["demo", "--providers", "40", "--valuation", "banzhaf", "--receipts", "40",
             "--checkpoints", "1", "--audit-receipts", "5", "--out", str(out)]  # fmt: skip
     code, printed = _tally(capsys, *args)
     assert code == 0, printed[-2000:]
@@ -40,7 +37,7 @@ def test_demo_with_16_providers_settles_by_banzhaf_and_audits(
     for path in files:
         doc = json.loads(path.read_text())
         assert doc["valuation"]["method"] == "msr-banzhaf"
-        assert len(doc["values_bps"]) == 16
+        assert len(doc["values_bps"]) == 40
         code, verdict = _tally(
             capsys, "audit", "valuation", str(path), "--db", f"sqlite:///{out / 'tally.db'}"
         )

@@ -310,7 +310,6 @@ def test_pool_is_the_sum_of_bills_and_the_unit_walk_for_random_usage(
     }
     starts = [(T0 + d * DAY + 60, n) for d, n in days]
     seen = 0
-    before = 0  # billable units before the round (free trial) / cumulative units (tiered)
     expected = 0
     in_round = 0
     for start, n in sorted(starts):
@@ -327,7 +326,6 @@ def test_pool_is_the_sum_of_bills_and_the_unit_walk_for_random_usage(
             seen += 1
     if which == "subscription":
         expected = 300 + 2 * max(0, in_round - 40)
-    del before
     entries = [*priced(models[which]), *usage(*days)]
     if not in_round:
         return  # nothing billed in the round: NothingToSettle, covered above

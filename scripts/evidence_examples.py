@@ -145,10 +145,11 @@ def examples() -> dict[str, SignedEntry]:
         "ContributionDeclaration-cost": sign_entry(cost, DOMAIN, _keys(PROVIDER_B)),
         "ContributionDeclaration-risk": sign_entry(risk, DOMAIN, _keys(PROVIDER_A, OPERATOR)),
         "CoalitionValues": sign_entry(coalition, DOMAIN, _keys(EVALUATOR)),
+        # the Offer precedes the AgreementV2 that takes it up (the log accepts them in order)
+        "Offer": sign_entry(_offer(), DOMAIN, _keys(PROVIDER_A)),
         "AgreementV2": sign_entry(offer_agreement, DOMAIN, _keys(CONSUMER, PROVIDER_A)),
         "RevenueDeclaration": sign_entry(revenue, DOMAIN, _keys(CONSUMER)),
         "ValuationResult": sign_entry(_valuation(providers), DOMAIN, _keys(EVALUATOR)),
-        "Offer": sign_entry(_offer(), DOMAIN, _keys(PROVIDER_A)),
         "OfferWithdrawal": sign_entry(
             OfferWithdrawal(
                 offerId=_h("offer: charging-sessions"), version=2, providers=(PROVIDER_A.address,)

@@ -22,7 +22,7 @@ from service.evidence.tiles import bench_append
 
 __all__ = ["GOAL_RATIO", "bench_merkle", "pymerkle_seconds"]
 
-GOAL_RATIO = 0.8
+GOAL_RATIO = 0.9
 
 
 class BenchMismatch(TallyError):

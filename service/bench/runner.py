@@ -26,7 +26,8 @@ __all__ = ["KEYS", "SECTIONS", "SIZES", "run_bench", "run_section"]
 
 log = logging.getLogger(__name__)
 
-#: The keys T8 requires in each section, in display order.
+#: The keys T8 (and T12: ``all_cores_vs_one``, ``receipt_get_vs_baseline``,
+#: ``workers_vs_one``, the ``scale`` section) require in each section, in display order.
 KEYS: dict[str, tuple[str, ...]] = {
     "ingest": (
         "receipts_per_s",
@@ -61,6 +62,8 @@ KEYS: dict[str, tuple[str, ...]] = {
         "receipt_get_rps",
         "receipt_get_p99_ms",
         "baseline_rps",
+        "receipt_get_vs_baseline",
+        "workers_vs_one",
     ),
     "valuation": (
         "providers",
@@ -71,6 +74,16 @@ KEYS: dict[str, tuple[str, ...]] = {
         "perm_tally_calls",
         "perm_pydvl_calls",
         "perm_calls_ratio",
+    ),
+    "scale": (
+        "database",
+        "sizes_n",
+        "k_append",
+        "k_inclusion_p50",
+        "k_consistency_p50",
+        "k_settle",
+        "k_database_bytes",
+        "settle_peak_rss_mib_max",
     ),
 }
 
@@ -93,7 +106,19 @@ SIZES: dict[str, tuple[dict[str, int], dict[str, int]]] = {
         {"providers": 50, "repeat": 3, "tolerance_pct": 20},
         {"providers": 50, "repeat": 5, "tolerance_pct": 10},
     ),
+    "scale": (
+        {"small": 10_000, "medium": 30_000},
+        {"small": 100_000, "medium": 1_000_000, "large": 10_000_000},
+    ),
 }
+
+
+#: T12 goals computed here (the section modules carry their own).
+GOAL_ALL_CORES = 1.7  # ingest: all cores / one process
+GOAL_GET_VS_BASELINE = 0.6  # GET /v1/receipts/{id} req/s / bare no-op endpoint
+GOAL_EVIDENCE_P99_MS = 1_000.0  # POST /v1/evidence p99 at 32 clients
+GOAL_WORKERS = 1.6  # api receipts/s: 2 workers on PostgreSQL / 1 worker
+GOAL_HTTP_VS_IN_PROCESS = 0.8  # api receipts/s through HTTP / in-process ingest
 
 
 class SectionMissing(Exception):
@@ -141,7 +166,14 @@ def _indexer(size: dict[str, int]) -> dict[str, Any]:
 def _ingest(size: dict[str, int]) -> dict[str, Any]:
     from service.bench.ingest import bench_ingest
 
-    return bench_ingest(size["receipts"], batch=size["batch"])
+    r = bench_ingest(size["receipts"], batch=size["batch"])
+    all_cores = r.get("receipts_per_s_all_cores")
+    scaling = round(float(all_cores) / float(r["receipts_per_s"]), 3) if all_cores else None
+    return r | {
+        "all_cores_vs_one": scaling,
+        "goal_all_cores_vs_one": GOAL_ALL_CORES,
+        "met_all_cores_vs_one": scaling is not None and scaling >= GOAL_ALL_CORES,
+    }
 
 
 def _anchor(size: dict[str, int]) -> dict[str, Any]:
@@ -169,14 +201,19 @@ def _api(size: dict[str, int]) -> dict[str, Any]:
 
     db = os.environ.get("TALLY_BENCH_DATABASE_URL")
     workers = 2 if db else 1  # several API workers need PostgreSQL
-    r = bench_api(
-        requests=size["evidence_posts"],
-        receipt_requests=size["receipt_gets"],
-        concurrency=size["concurrency"],
-        batch=size["batch"],
-        workers=workers,
-        database_url=db,
-    )
+
+    def load(workers: int) -> dict[str, Any]:
+        return bench_api(
+            requests=size["evidence_posts"],
+            receipt_requests=size["receipt_gets"],
+            concurrency=size["concurrency"],
+            batch=size["batch"],
+            workers=workers,
+            database_url=db,
+        )
+
+    r = load(workers)
+    one_worker: dict[str, Any] | None = load(1)["post_evidence"] if workers > 1 else None
     post, get = r["post_evidence"], r["get_receipt"]
     noop_get, noop_post = r["noop_get"], r["noop_post"]
     errors = post["errors"] + get["errors"] + noop_get["errors"] + noop_post["errors"]
@@ -199,8 +236,34 @@ def _api(size: dict[str, int]) -> dict[str, Any]:
         "baseline_post_rps": noop_post["rps"],
         "receipt_get_vs_baseline": round(get["rps"] / noop_get["rps"], 3),
         "evidence_vs_baseline_post": round(post["rps"] / noop_post["rps"], 3),
+        "goal_receipt_get_vs_baseline": GOAL_GET_VS_BASELINE,
+        "met_receipt_get_vs_baseline": get["rps"] / noop_get["rps"] >= GOAL_GET_VS_BASELINE,
+        "goal_evidence_p99_ms": GOAL_EVIDENCE_P99_MS,
+        "met_evidence_p99_ms": post["p99_ms"] <= GOAL_EVIDENCE_P99_MS,
+        # receipts/s, same load on one worker (PostgreSQL only: None on SQLite)
+        "workers_vs_one": (
+            round(post["rps"] / one_worker["rps"], 3) if one_worker is not None else None
+        ),
+        "goal_workers_vs_one": GOAL_WORKERS,
+        "met_workers_vs_one": (
+            one_worker is not None and post["rps"] / one_worker["rps"] >= GOAL_WORKERS
+        ),
         "detail": r,
     }
+
+
+def _cross_section(out: dict[str, Any]) -> None:
+    """Ratios between sections of one run: receipts/s through POST /v1/evidence vs
+    in-process ingest (both sections must have run without error)."""
+    api, ingest = out.get("api", {}), out.get("ingest", {})
+    if "error" in api or "error" in ingest or not api or not ingest:
+        return
+    http = api.get("evidence_entries_per_s")
+    if http:
+        ratio = round(float(http) / float(ingest["receipts_per_s"]), 3)
+        api["evidence_vs_in_process"] = ratio
+        api["goal_evidence_vs_in_process"] = GOAL_HTTP_VS_IN_PROCESS
+        api["met_evidence_vs_in_process"] = ratio >= GOAL_HTTP_VS_IN_PROCESS
 
 
 def _valuation(size: dict[str, int]) -> dict[str, Any]:
@@ -209,6 +272,14 @@ def _valuation(size: dict[str, int]) -> dict[str, Any]:
     return bench_valuation(
         providers=size["providers"], repeat=size["repeat"], tolerance_pct=size["tolerance_pct"]
     )
+
+
+def _scale(size: dict[str, int]) -> dict[str, Any]:
+    from service.bench.scale import bench_scale
+
+    r = bench_scale(sorted(size.values()))
+    goal = float(r["goal_settle_peak_rss_mib"])
+    return r | {"goal": goal, "met": float(r["settle_peak_rss_mib_max"]) <= goal}
 
 
 SECTIONS: dict[str, Callable[[dict[str, int]], dict[str, Any]]] = {
@@ -220,6 +291,7 @@ SECTIONS: dict[str, Callable[[dict[str, int]], dict[str, Any]]] = {
     "indexer": _indexer,
     "api": _api,
     "valuation": _valuation,
+    "scale": _scale,
 }
 
 
@@ -270,6 +342,7 @@ def run_bench(
         if progress:
             progress(name, pos, len(names), None)
         out[name] = run_section(name, quick=quick)
+        _cross_section(out)
         out["run"]["seconds"] = round(time.perf_counter() - t0, 1)
         if json_path is not None:
             write_json(out, json_path)

@@ -622,7 +622,7 @@ def bench_append(n: int, url: str) -> dict[str, float | int | str]:
     loops building the same tree, in this process. Uses a fresh ``log_id`` and deletes it
     afterwards; a 1-leaf append to a scratch log first keeps SQL compilation out of it.
 
-    ``ratio`` = plain loop from the same leaf hashes / store (the goal is >= 0.8);
+    ``ratio`` = plain loop from the same leaf hashes / store (the goal is >= 0.9);
     ``ratio_vs_entries`` = plain loop from the entry bytes (leaf hashing included, which
     the store's caller does before appending) / store. Each plain loop runs before and
     after the append and its faster run counts.

@@ -16,6 +16,7 @@ from service.bench.anchor import bench_anchor
 from service.bench.claims import bench_claims
 from service.bench.ingest import bench_ingest
 from service.bench.merkle import bench_merkle
+from service.bench.scale import fit_exponent
 from service.cli import app
 
 
@@ -33,7 +34,7 @@ def test_ingest_small_run_accepts_every_receipt_and_reports_finite_rates(tmp_pat
     )
     # one receipt costs at least its two recoveries: the ratio cannot pass 1 by much
     assert r["ratio"] < 1.5
-    assert r["goal"] == 0.6 and r["met"] == (r["ratio"] >= 0.6)
+    assert r["goal"] == 0.7 and r["met"] == (r["ratio"] >= 0.7)
     if r["workers_all_cores"] > 1:
         _positive(r["receipts_per_s_all_cores"])
     # T11: the same receipts under usage terms (every one accepted, or the bench raises)
@@ -45,7 +46,7 @@ def test_merkle_small_run_agrees_with_the_plain_loop_and_pymerkle(tmp_path: Path
     r = bench_merkle(3_000, work_dir=tmp_path)
     _positive(r["append_s"], r["hashlib_loop_s"], r["ratio"])
     assert r["leaves"] == 3_000 and len(r["root"]) == 64
-    assert r["met"] == (r["ratio"] >= r["goal"] == 0.8)
+    assert r["met"] == (r["ratio"] >= r["goal"] == 0.9)
     if importlib.util.find_spec("pymerkle") is None:
         assert r["pymerkle_s"] is None and "pymerkle_error" in r
     else:  # the root was checked against pymerkle's inside
@@ -82,15 +83,17 @@ def test_cli_writes_every_key_with_sizes_machine_and_goals(
     monkeypatch.setitem(runner.SIZES, "anchor", (small_anchor, small_anchor))
     small_settle = {"receipts": 1_000, "repeat": 1}
     monkeypatch.setitem(runner.SIZES, "settlement", (small_settle, small_settle))
+    small_scale = {"small": 300, "medium": 900}
+    monkeypatch.setitem(runner.SIZES, "scale", (small_scale, small_scale))
     out = tmp_path / "f.json"
     args = ["bench", "--quick", "--json", str(out)]
-    for name in ("merkle", "anchor", "settlement"):
+    for name in ("merkle", "anchor", "settlement", "scale"):
         args += ["--only", name]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["run"]["quick"] is True
-    assert data["run"]["sections"] == ["merkle", "settlement", "anchor"]
+    assert data["run"]["sections"] == ["merkle", "settlement", "anchor", "scale"]
     for name in data["run"]["sections"]:
         section = data[name]
         assert "error" not in section, section
@@ -100,6 +103,15 @@ def test_cli_writes_every_key_with_sizes_machine_and_goals(
         assert isinstance(section["goal"], float) and isinstance(section["met"], bool)
     assert data["settlement"]["receipts"] == 1_000
     _positive(data["settlement"]["ratio"])
+    scale = data["scale"]
+    assert scale["sizes_n"] == [300, 900] and len(scale["rows"]) == 2
+    for row in scale["rows"]:  # each child measured its own figures; the pools agreed
+        _positive(row["append_s"], row["inclusion_p99_ms"], row["consistency_p99_ms"])
+        _positive(row["settle_s"], row["settle_peak_rss_mib"], row["database_bytes"])
+        assert row["inclusion_p99_ms"] >= row["inclusion_p50_ms"]
+    big, small = scale["rows"][1], scale["rows"][0]
+    assert int(big["settle_pool"]) > int(small["settle_pool"])
+    assert isinstance(scale["k_append"], float) and isinstance(scale["k_settle"], float)
     assert "ratio" in result.output and "anchor" in result.output
 
 
@@ -136,3 +148,25 @@ def test_valuation_small_run_has_every_key_and_agrees_with_pydvl() -> None:
     assert r["perm_tally_calls"] <= r["perm_tally_evaluations"]  # the memo only saves calls
     assert r["met"] == (r["met_knn_ratio"] and r["met_perm_calls_ratio"])
     assert isinstance(r["goal"], float)
+
+
+def test_fit_exponent_recovers_the_power_of_a_known_curve() -> None:
+    sizes = [10_000, 100_000, 1_000_000]
+    assert fit_exponent(sizes, [3e-6 * n for n in sizes]) == 1.0
+    assert fit_exponent(sizes, [0.5 for _ in sizes]) == 0.0
+    assert fit_exponent(sizes, [2e-9 * n**2 for n in sizes]) == 2.0
+    assert fit_exponent([10, 10], [1.0, 2.0]) is None  # one distinct size fits nothing
+    assert fit_exponent(sizes, [1.0, 0.0, 2.0]) is None
+
+
+def test_ingest_and_api_ratios_across_sections_of_one_run() -> None:
+    out: dict[str, Any] = {
+        "ingest": {"receipts_per_s": 1_000.0},
+        "api": {"evidence_entries_per_s": 850.0},
+    }
+    runner._cross_section(out)
+    assert out["api"]["evidence_vs_in_process"] == 0.85
+    assert out["api"]["met_evidence_vs_in_process"] is True
+    failed = {"ingest": {"error": "boom"}, "api": {"evidence_entries_per_s": 850.0}}
+    runner._cross_section(failed)
+    assert "evidence_vs_in_process" not in failed["api"]  # never against a failed section

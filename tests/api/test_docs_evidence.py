@@ -167,7 +167,7 @@ def test_documented_codes_are_real_error_codes() -> None:
         for cls in vars(errors).values()
         if isinstance(cls, type) and issubclass(cls, errors.TallyError)
     }
-    assert len(documented) == 9
+    assert len(documented) >= 9  # the table parsed (T9 documented nine codes; more came later)
     assert documented <= codes, documented - codes
 
 

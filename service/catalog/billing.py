@@ -28,12 +28,14 @@ Postpaid (pay as you go, 先用后付) usage is not checked here: its bill is du
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from service.catalog.models import OfferVersionRow
-from service.catalog.pricing import PricingModel, UsageWindow, parse_pricing
+from service.catalog.pricing import DAY, FreeTrial, PricingModel, UsageWindow, parse_pricing
 from service.errors import PrepaidExhausted
 from service.evidence.entries import (
     ZERO_BYTES32,
@@ -70,15 +72,47 @@ def outstanding(
 
 
 class _Prepaid:
-    """One prepaid agreement: its model, consumer, start and receipt history."""
+    """One prepaid agreement: its model, consumer, start and receipt history, folded into
+    segments.
 
-    __slots__ = ("consumer", "history", "model", "valid_from")
+    A model's bill over ``[S, FOREVER)`` depends on a receipt's start only through two
+    flags: before ``S`` or not, and (a free trial with days) before the trial's end or
+    not. So the history is kept as units per segment between those boundaries, each
+    segment's units placed at its lower bound: the bill is the same as over the
+    receipts one by one (within a segment the free-unit allowance is used up in any order
+    to the same total), and a check costs O(1) however long the agreement has run.
+    """
+
+    __slots__ = ("boundaries", "consumer", "history", "model", "valid_from")
 
     def __init__(self, model: PricingModel, consumer: str, valid_from: int) -> None:
         self.model = model
         self.consumer = consumer
         self.valid_from = valid_from
-        self.history: list[tuple[int, int]] | None = None  # loaded on first use
+        self.boundaries: tuple[int, ...] = ()
+        self.history: dict[int, int] | None = None  # segment lower bound -> units; lazy
+
+    def bind(self, settled_until: int) -> None:
+        """Fix the segment boundaries for this batch (``S`` and the trial's end)."""
+        bounds = {settled_until}
+        if isinstance(self.model, FreeTrial) and self.model.free_days:
+            bounds.add(self.valid_from + self.model.free_days * DAY)
+        self.boundaries = tuple(sorted(b for b in bounds if b > 0))
+
+    def segment(self, start: int) -> int:
+        """The lower bound of the segment holding ``start`` (0 below every boundary)."""
+        low = 0
+        for bound in self.boundaries:
+            if start >= bound:
+                low = bound
+        return low
+
+    def receipts(self, extra: tuple[int, int] | None = None) -> list[tuple[int, int]]:
+        held = dict(self.history or {})
+        if extra is not None:
+            key = self.segment(extra[0])
+            held[key] = held.get(key, 0) + extra[1]
+        return sorted(held.items())
 
 
 class PrepaidGate:
@@ -148,14 +182,20 @@ class PrepaidGate:
             ]
         return self._consumers[consumer]
 
-    def _history(self, aid: str, prepaid: _Prepaid) -> list[tuple[int, int]]:
+    def _history(self, aid: str, prepaid: _Prepaid) -> dict[int, int]:
+        """The agreement's receipts folded into segments, summed by the database."""
         if prepaid.history is None:
+            prepaid.bind(self._settled_until())
+            start = col(LogEntry.period_start)
+            segment: Any = sa.literal(0)
+            for bound in prepaid.boundaries:  # ascending: the last match is the segment
+                segment = sa.case((start >= bound, sa.literal(bound)), else_=segment)
             rows = self._session.execute(
-                select(col(LogEntry.period_start), func.sum(col(LogEntry.units)))
+                select(segment, func.sum(col(LogEntry.units)))
                 .where(LogEntry.entry_type == "UsageReceipt", LogEntry.agreement_id == aid)
-                .group_by(col(LogEntry.period_start))
+                .group_by(segment)
             ).all()
-            prepaid.history = [(int(s), int(n)) for s, n in rows]
+            prepaid.history = {int(low): int(n) for low, n in rows}
         return prepaid.history
 
     def _balance(self, consumer: str) -> int:
@@ -188,9 +228,8 @@ class PrepaidGate:
         for aid in self._consumer_agreements(consumer):
             prepaid = self._agreements[aid]
             assert prepaid is not None
-            receipts = list(self._history(aid, prepaid))
-            if extra is not None and extra[0] == aid:
-                receipts.append(extra[1])
+            self._history(aid, prepaid)
+            receipts = prepaid.receipts(extra[1] if extra is not None and extra[0] == aid else None)
             total += outstanding(
                 prepaid.model,
                 receipts=receipts,
@@ -232,11 +271,14 @@ class PrepaidGate:
             prepaid = self._of_entry(e)
             self._agreements[aid] = prepaid
             if prepaid is not None:
-                prepaid.history = []
+                prepaid.bind(self._settled_until())
+                prepaid.history = {}
                 self._consumer_agreements(e.consumer)
                 if aid not in self._consumers[e.consumer]:
                     self._consumers[e.consumer].append(aid)
         elif isinstance(e, UsageReceipt):
             prepaid = self._agreements.get(_hex(e.agreementId))
             if prepaid is not None:
-                self._history(_hex(e.agreementId), prepaid).append((e.periodStart, e.units))
+                held = self._history(_hex(e.agreementId), prepaid)
+                key = prepaid.segment(e.periodStart)
+                held[key] = held.get(key, 0) + e.units

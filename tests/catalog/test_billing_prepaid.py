@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
@@ -134,3 +136,35 @@ def test_postpaid_offer_is_not_checked_against_the_balance(engine: Engine) -> No
     text = canonical_pricing_bytes(parse_pricing({"model": "per_unit", "unitPrice": 10})).decode()
     ingest(engine, [offer(pricing=text), agreement()])
     assert codes(ingest(engine, [receipt(1, units=500)])) == ["accepted"]  # due at round end
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    receipts=st.lists(st.tuples(st.integers(T0, T0 + 40 * DAY), st.integers(0, 50)), max_size=15),
+    settled=st.sampled_from([0, T0 + 5 * DAY, T0 + 20 * DAY]),
+    free_units=st.integers(0, 300),
+    free_days=st.integers(0, 30),
+    tiered=st.booleans(),
+)
+def test_folded_history_bills_like_the_receipts_one_by_one(
+    receipts: list[tuple[int, int]], settled: int, free_units: int, free_days: int, tiered: bool
+) -> None:
+    """The gate keeps units per segment (before / after the settled bound and the trial's
+    end); the outstanding bill must equal the one over every receipt."""
+    from service.catalog.billing import _Prepaid, outstanding
+    from service.catalog.pricing import FreeTrial, PerUnit, Tier, Tiered
+
+    base: Any = Tiered((Tier(70, 9), Tier(None, 2))) if tiered else PerUnit(7)
+    model = FreeTrial(free_units, free_days, base) if free_units or free_days else base
+    folded = _Prepaid(model, CONSUMER_ACCT.address, T0)
+    folded.bind(settled)
+    folded.history = {}
+    for start, units in receipts[:-1] if receipts else []:
+        key = folded.segment(start)
+        folded.history[key] = folded.history.get(key, 0) + units
+    extra = receipts[-1] if receipts else None
+    raw = outstanding(model, receipts=receipts, settled_until=settled, valid_from=T0)
+    assert (
+        outstanding(model, receipts=folded.receipts(extra), settled_until=settled, valid_from=T0)
+        == raw
+    )

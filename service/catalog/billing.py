@@ -126,6 +126,8 @@ class PrepaidGate:
         self._consumers: dict[str, list[str]] = {}  # consumer -> its prepaid agreements
         self._balances: dict[str, int] = {}
         self._settled: int | None = None
+        self._owed_now: dict[str, int] = {}  # consumer -> outstanding, kept up to date
+        self._if_accepted: tuple[str, int] | None = None  # the last check's (consumer, O)
 
     # --- reads ------------------------------------------------------------------------
 
@@ -238,6 +240,21 @@ class PrepaidGate:
             )
         return total
 
+    def _marginal(self, aid: str, prepaid: _Prepaid, receipt: tuple[int, int]) -> int:
+        """What ``receipt`` adds to the agreement's outstanding bill."""
+        self._history(aid, prepaid)
+        settled = self._settled_until()
+
+        def owed(extra: tuple[int, int] | None) -> int:
+            return outstanding(
+                prepaid.model,
+                receipts=prepaid.receipts(extra),
+                settled_until=settled,
+                valid_from=prepaid.valid_from,
+            )
+
+        return owed(receipt) - owed(None)
+
     # --- the hook ---------------------------------------------------------------------
 
     def check(self, signed: SignedEntry) -> None:
@@ -250,8 +267,11 @@ class PrepaidGate:
         if prepaid is None:
             return
         balance = self._balance(e.consumer)
-        before = self._owed(e.consumer)
-        after = self._owed(e.consumer, (aid, (e.periodStart, e.units)))
+        before = self._owed_now.get(e.consumer)
+        if before is None:
+            before = self._owed_now[e.consumer] = self._owed(e.consumer)
+        after = before + self._marginal(aid, prepaid, (e.periodStart, e.units))
+        self._if_accepted = (e.consumer, after)
         if after > balance:
             raise PrepaidExhausted(
                 f"prepaid balance exhausted: outstanding prepaid usage {before} + this "
@@ -279,6 +299,10 @@ class PrepaidGate:
         elif isinstance(e, UsageReceipt):
             prepaid = self._agreements.get(_hex(e.agreementId))
             if prepaid is not None:
+                if self._if_accepted is not None and self._if_accepted[0] == e.consumer:
+                    self._owed_now[e.consumer] = self._if_accepted[1]
+                else:  # pragma: no cover - remember always follows its check
+                    self._owed_now.pop(e.consumer, None)
                 held = self._history(_hex(e.agreementId), prepaid)
                 key = prepaid.segment(e.periodStart)
                 held[key] = held.get(key, 0) + e.units

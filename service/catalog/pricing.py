@@ -26,8 +26,11 @@ model              fields
 Every document also has ``"version": 1`` and ``"payment"``: ``"postpaid"`` (pay as you
 go, 先用后付: the bill is due at round end and taken from the vault then) or
 ``"prepaid"`` (usage must be covered by the consumer's vault balance before it is used:
-ingest refuses a receipt whose cost would exceed it, ``prepaid_exhausted``). Both default
-to those values when absent; the canonical form writes them out.
+ingest refuses a receipt whose cost would exceed it, ``prepaid_exhausted``; see
+:mod:`service.catalog.billing`. Only for ``per_unit``, ``tiered`` and ``free_trial``: a
+subscription's or a revenue share's bill is not known per receipt). Both default to those
+values when absent; the canonical form writes them out. A free trial's allowance is
+counted per agreement (one consumer under one offer version).
 
 Formulas (``u`` = the agreement's units in the period, ``c`` = the agreement's
 cumulative units before the period, all receipts counted by their ``periodStart``):

@@ -50,6 +50,11 @@ from service.witness.note import CosignatureV1Verifier, NoteSigner
 
 log = logging.getLogger(__name__)
 
+REQUEST_THREADS = 16
+"""Threads that run the synchronous routes of one worker (anyio's default is 40), and the
+database connections kept open for them: on 2 cores more threads only contend for the
+GIL and the log lock, and each one needs a pooled connection or it reconnects per request."""
+
 EMBEDDED_WARNING = (
     "embedded network: deploying a fresh contract set in this process; its chain state "
     "(participants, checkpoints, rounds, deposits) is lost on restart, and the log "
@@ -163,7 +168,7 @@ def build_context(settings: Settings) -> ServiceContext:
     else:
         path = settings.deployment_file or deployment_path(network.name)
         contracts = attach(chain, load_deployment(path))
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pool_size=REQUEST_THREADS)
     create_schema(engine)
     bind_log(engine=engine, chain_id=chain.chain_id, ledger=contracts.ledger.address)
     origin = note_origin(settings, chain.chain_id, contracts.ledger.address)

@@ -13,11 +13,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from anyio import to_thread
 from fastapi import Depends, FastAPI
 
 from service.api import errors
 from service.api.background import BackgroundLoops
-from service.api.context import ServiceContext, build_context
+from service.api.context import REQUEST_THREADS, ServiceContext, build_context
 from service.api.deps import rate_limit
 from service.api.limits import BodyLimitMiddleware, JsonDepthMiddleware
 from service.api.metrics import MetricsMiddleware
@@ -68,6 +69,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # as many route threads as pooled connections (see REQUEST_THREADS)
+        to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
         ctx = context if context is not None else build_context(conf)
         app.state.ctx = ctx
         loops = BackgroundLoops(ctx, anchor_every_s=conf.anchor_every_s, index=conf.index_follow)

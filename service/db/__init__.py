@@ -34,8 +34,18 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str, *, echo: bool = False, pool: bool = True) -> Engine:
-    """An engine for ``url``; SQLite files get WAL + foreign keys, their folder is created."""
+def make_engine(
+    url: str, *, echo: bool = False, pool: bool = True, pool_size: int | None = None
+) -> Engine:
+    """An engine for ``url``; SQLite files get WAL + foreign keys, their folder is created.
+
+    ``pool_size``: connections kept open (and 4 more opened when all are busy). A server
+    sizes it to its request threads: SQLAlchemy's default (5 + 10 overflow) makes the
+    threads beyond 5 open and close a connection per request (SQLite pragmas, PostgreSQL
+    login), and those beyond 15 wait.
+    """
+    sizing = {} if pool_size is None else {"pool_size": pool_size, "max_overflow": 4}
+    options = {"poolclass": NullPool} if not pool else sizing
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -48,16 +58,14 @@ def make_engine(url: str, *, echo: bool = False, pool: bool = True) -> Engine:
             url,
             echo=echo,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-            **({} if pool else {"poolclass": NullPool}),
+            **options,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if backend == "postgresql":
         if parsed.get_driver_name() != "psycopg":
             raise ConfigError("PostgreSQL URLs must use the psycopg driver: postgresql+psycopg://…")
-        return create_engine(
-            url, echo=echo, pool_pre_ping=True, **({} if pool else {"poolclass": NullPool})
-        )
+        return create_engine(url, echo=echo, pool_pre_ping=True, **options)
     raise ConfigError(f"unsupported database backend {backend!r} (use sqlite or postgresql)")
 
 

@@ -15,7 +15,9 @@ connection each, opened before the clock starts):
 Each figure: requests, errors, requests per second (over the wall time of the whole
 load), p50 and p99 latency in milliseconds; ``post_evidence`` also gives entries per
 second. The load generator runs on the same machine and takes CPU from the servers;
-``cpus`` in the result says how many there were.
+``cpus`` in the result says how many there were. ``serve_peak_rss_mib``: the peak
+resident set (``VmHWM``) of each ``tally serve`` process (supervisor and workers, by
+pid) after both loads.
 
 ``python -m service.bench.api [--requests N] [--concurrency 32] [--workers 2] [--db URL]
 [--json FILE]``; several workers need a PostgreSQL URL (``--db`` or
@@ -257,6 +259,28 @@ def _wait_anchored(url: str, size: int, timeout_s: float = 120.0) -> None:
 # --- the run ---------------------------------------------------------------------------------
 
 
+def group_peak_rss_mib(pgid: int) -> dict[str, float] | None:
+    """Peak resident set (``VmHWM``) of each live process in group ``pgid`` (``tally
+    serve``'s supervisor and workers), by pid; None where ``/proc`` is not there."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    out: dict[str, float] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[2]) != pgid:  # field 5: process group
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    out[entry.name] = round(int(line.split()[1]) / 1024, 1)
+        except (OSError, ValueError, IndexError):
+            continue  # the process ended while we read it
+    return out
+
+
 def bench_api(
     *,
     requests: int = 320,
@@ -359,6 +383,8 @@ def bench_api(
                 [("GET", f"/v1/receipts/{rng.choice(ids)}", None) for _ in range(receipt_requests)],
                 concurrency=concurrency,
             )
+            assert api.proc is not None
+            serve_rss = group_peak_rss_mib(api.proc.pid)  # after both loads, before the stop
             api.stop()
 
             noop_proc = _NoopProcess(
@@ -397,6 +423,7 @@ def bench_api(
         "database": url_db.split(":", 1)[0],
         "signing_seconds": round(signing_s, 2),
         "post_evidence": post_summary,
+        "serve_peak_rss_mib": serve_rss,
         "noop_post": noop_post_result.summary() | {"body_bytes": len(bodies[0])},
         "get_receipt": get.summary(),
         "noop_get": noop_get_result.summary(),

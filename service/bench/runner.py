@@ -64,6 +64,7 @@ KEYS: dict[str, tuple[str, ...]] = {
         "baseline_rps",
         "receipt_get_vs_baseline",
         "workers_vs_one",
+        "serve_peak_rss_mib",
     ),
     "valuation": (
         "providers",
@@ -118,6 +119,7 @@ GOAL_ALL_CORES = 1.7  # ingest: all cores / one process
 GOAL_GET_VS_BASELINE = 0.6  # GET /v1/receipts/{id} req/s / bare no-op endpoint
 GOAL_EVIDENCE_P99_MS = 1_000.0  # POST /v1/evidence p99 at 32 clients
 GOAL_WORKERS = 1.6  # api receipts/s: 2 workers on PostgreSQL / 1 worker
+GOAL_SERVE_RSS_MIB = 400.0  # peak RSS of any tally serve process during the API load
 GOAL_HTTP_VS_IN_PROCESS = 0.8  # api receipts/s through HTTP / in-process ingest
 
 
@@ -215,6 +217,7 @@ def _api(size: dict[str, int]) -> dict[str, Any]:
     r = load(workers)
     one_worker: dict[str, Any] | None = load(1)["post_evidence"] if workers > 1 else None
     post, get = r["post_evidence"], r["get_receipt"]
+    serve_rss = max(r["serve_peak_rss_mib"].values()) if r.get("serve_peak_rss_mib") else None
     noop_get, noop_post = r["noop_get"], r["noop_post"]
     errors = post["errors"] + get["errors"] + noop_get["errors"] + noop_post["errors"]
     if errors:
@@ -238,6 +241,9 @@ def _api(size: dict[str, int]) -> dict[str, Any]:
         "evidence_vs_baseline_post": round(post["rps"] / noop_post["rps"], 3),
         "goal_receipt_get_vs_baseline": GOAL_GET_VS_BASELINE,
         "met_receipt_get_vs_baseline": get["rps"] / noop_get["rps"] >= GOAL_GET_VS_BASELINE,
+        "serve_peak_rss_mib": serve_rss,  # the largest process of tally serve
+        "goal_serve_peak_rss_mib": GOAL_SERVE_RSS_MIB,
+        "met_serve_peak_rss_mib": serve_rss is not None and serve_rss <= GOAL_SERVE_RSS_MIB,
         "goal_evidence_p99_ms": GOAL_EVIDENCE_P99_MS,
         "met_evidence_p99_ms": post["p99_ms"] <= GOAL_EVIDENCE_P99_MS,
         # receipts/s, same load on one worker (PostgreSQL only: None on SQLite)

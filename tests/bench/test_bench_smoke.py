@@ -170,3 +170,28 @@ def test_ingest_and_api_ratios_across_sections_of_one_run() -> None:
     failed = {"ingest": {"error": "boom"}, "api": {"evidence_entries_per_s": 850.0}}
     runner._cross_section(failed)
     assert "evidence_vs_in_process" not in failed["api"]  # never against a failed section
+
+
+def test_group_peak_rss_reads_every_process_of_a_group() -> None:
+    import subprocess
+    import sys
+
+    from service.bench.api import group_peak_rss_mib
+
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; b = bytearray(64 << 20); print(1, flush=True); input()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,  # its own process group, as tally serve's
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"1\n"  # 64 MiB held
+        rss = group_peak_rss_mib(child.pid)
+        assert rss is not None and set(rss) == {str(child.pid)}  # not the test's own group
+        assert rss[str(child.pid)] >= 64
+    finally:
+        child.communicate(b"\n")

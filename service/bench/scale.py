@@ -67,8 +67,15 @@ def fit_exponent(sizes: Sequence[int], values: Sequence[float]) -> float | None:
 
 
 def _peak_rss_mib() -> float:
-    """This process's peak resident set (Linux reports KiB)."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    """This process's peak resident set: ``VmHWM``, which starts afresh at ``execve``
+    (``ru_maxrss`` does not: a spawned child would report its parent's peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:

@@ -186,12 +186,12 @@ def audit_valuation_cmd(
     from service.settings import get_settings
     from service.valuation.run import audit_valuation
 
+    onchain = _onchain_checkpoints(network, rpc, deployment) if network or rpc else None
     try:
         doc = json.loads(file.read_text())
         document, signed_json = doc["valuation"], doc["signed_entry"]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise InvalidInput(f"{file} is not a valuation.json: {err}") from None
-    onchain = _onchain_checkpoints(network, rpc, deployment) if network or rpc else None
     engine = make_engine(db or get_settings().database_url)
     with Session(engine) as session:
         binding = log_binding(session)

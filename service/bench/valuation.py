@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from service.valuation.estimators import Game, knn_shapley, permutation_shapley
+from service.valuation.estimators import Game, knn_shapley_of, permutation_shapley
 from service.valuation.examples import knn_utility
 from service.valuation.utility import mask_utility
 
@@ -48,15 +48,7 @@ def _knn_times(n: int, repeat: int) -> tuple[float, float, float]:
     pydvl_values = np.zeros(n)
     for _ in range(repeat):
         t0 = time.perf_counter()
-        est = knn_shapley(
-            x_train=task.x_train,
-            y_train=task.y_train,
-            owner=task.owner,
-            x_test=task.x_test,
-            y_test=task.y_test,
-            k=task.k,
-            n_providers=n,
-        )
+        est = knn_shapley_of(task, n)
         tally_best = min(tally_best, time.perf_counter() - t0)
         tally_values = np.array([float(v) for v in est.values]) / 10_000
         t0 = time.perf_counter()

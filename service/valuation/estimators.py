@@ -42,7 +42,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -50,6 +50,9 @@ from numpy.typing import NDArray
 from service.errors import TallyError
 from service.settlement.shapley import MAX_EXACT_PROVIDERS, shapley_values
 from service.valuation.stream import SeedStream
+
+if TYPE_CHECKING:
+    from service.valuation.examples import KnnTask
 
 __all__ = [
     "METHOD_IDS",
@@ -59,6 +62,7 @@ __all__ = [
     "ValuationError",
     "exact_shapley",
     "knn_shapley",
+    "knn_shapley_of",
     "leave_one_out",
     "msr_banzhaf",
     "permutation_shapley",
@@ -420,3 +424,19 @@ def knn_shapley(
         values[p] += point_values[j] * factor
     zero = tuple(Fraction(0) for _ in range(n_providers))
     return Estimate(tuple(values), zero, 1, 0, "exact")
+
+
+def knn_shapley_of(task: KnnTask, n_providers: int) -> Estimate:
+    """:func:`knn_shapley` of a utility's ``knn_task(n)`` arrays, for ``n_providers``.
+
+    One place unpacks the task, so the CLI, the bench and the tests value the same arrays.
+    """
+    return knn_shapley(
+        x_train=task.x_train,
+        y_train=task.y_train,
+        owner=task.owner,
+        x_test=task.x_test,
+        y_test=task.y_test,
+        k=task.k,
+        n_providers=n_providers,
+    )

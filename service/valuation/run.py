@@ -51,7 +51,7 @@ from service.valuation.estimators import (
     Game,
     ValuationError,
     exact_shapley,
-    knn_shapley,
+    knn_shapley_of,
     leave_one_out,
     msr_banzhaf,
     permutation_shapley,
@@ -207,15 +207,7 @@ def estimate(
         if not callable(task_of):
             raise ValuationError("knn-shapley needs a utility with knn_task(n) (a KNN utility)")
         task = task_of(n)
-        return knn_shapley(
-            x_train=task.x_train,
-            y_train=task.y_train,
-            owner=task.owner,
-            x_test=task.x_test,
-            y_test=task.y_test,
-            k=task.k,
-            n_providers=n,
-        )
+        return knn_shapley_of(task, n)
     finally:
         if cache is not None:
             cache.close()

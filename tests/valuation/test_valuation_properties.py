@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from service.valuation.estimators import (
     Game,
     exact_shapley,
-    knn_shapley,
+    knn_shapley_of,
     msr_banzhaf,
     permutation_shapley,
 )
@@ -83,15 +83,7 @@ def test_additivity_value_of_a_sum_is_the_sum_of_values(pair: tuple[list[int], l
 @given(st.integers(min_value=2, max_value=30))
 def test_knn_shapley_is_efficient(n: int) -> None:
     task = knn_utility.knn_task(n)
-    values = knn_shapley(
-        x_train=task.x_train,
-        y_train=task.y_train,
-        owner=task.owner,
-        x_test=task.x_test,
-        y_test=task.y_test,
-        k=task.k,
-        n_providers=n,
-    ).values
+    values = knn_shapley_of(task, n).values
     assert sum(values) == knn_utility(tuple(range(n))) - knn_utility(())
 
 

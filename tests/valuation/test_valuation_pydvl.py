@@ -27,7 +27,7 @@ from service.valuation.estimators import (
     Estimate,
     Game,
     exact_shapley,
-    knn_shapley,
+    knn_shapley_of,
     leave_one_out,
     msr_banzhaf,
     permutation_shapley,
@@ -110,15 +110,7 @@ def test_leave_one_out_equals_pydvl() -> None:
 def test_knn_shapley_equals_pydvl_to_float_precision() -> None:
     n = 50
     task = knn_utility.knn_task(n)
-    mine = knn_shapley(
-        x_train=task.x_train,
-        y_train=task.y_train,
-        owner=task.owner,
-        x_test=task.x_test,
-        y_test=task.y_test,
-        k=task.k,
-        n_providers=n,
-    )
+    mine = knn_shapley_of(task, n)
     valuation = KNNShapleyValuation(
         KNeighborsClassifier(n_neighbors=task.k), Dataset(task.x_test, task.y_test), progress=False
     )
@@ -130,15 +122,7 @@ def test_knn_shapley_equals_pydvl_to_float_precision() -> None:
 def test_knn_shapley_is_the_exact_shapley_of_the_knn_utility() -> None:
     n = 10
     task = knn_utility.knn_task(n)
-    closed = knn_shapley(
-        x_train=task.x_train,
-        y_train=task.y_train,
-        owner=task.owner,
-        x_test=task.x_test,
-        y_test=task.y_test,
-        k=task.k,
-        n_providers=n,
-    )
+    closed = knn_shapley_of(task, n)
     assert closed.values == exact_shapley(_game(n)).values  # exact rationals, equal
 
 

@@ -23,12 +23,18 @@ import httpx
 from service.errors import DevNodeError
 
 
-def write_network_file(path: Path, *, name: str, rpc_url: str, chain_id: int) -> Path:
-    """A dev RPC network (dev mnemonic keys) at ``rpc_url``, as a chain-config TOML file."""
+def write_network_file(
+    path: Path, *, name: str, rpc_url: str, chain_id: int, key_source: str = "dev-mnemonic"
+) -> Path:
+    """A dev RPC network at ``rpc_url``, as a chain-config TOML file.
+
+    ``key_source`` is the ``[keys]`` source: the dev mnemonic, or ``env`` (the operator and
+    note keys from ``TALLY_OPERATOR_KEY`` / ``TALLY_NOTE_KEY``).
+    """
     path.write_text(
         f'name = "{name}"\nkind = "rpc"\ndev = true\nrpc_url = "{rpc_url}"\n'
         f"chain_id = {chain_id}\nconfirmations = 0\npoll_interval_s = 0.5\n\n"
-        '[keys]\nsource = "dev-mnemonic"\n',
+        f'[keys]\nsource = "{key_source}"\n',
         encoding="utf-8",
     )
     return path

@@ -45,7 +45,13 @@ BATCH = 12  # receipts per batch
 
 
 def serve_env(
-    tmp: Path, space: Space, chain: Chain, db_url: str, *, log_level: str = "WARNING"
+    tmp: Path,
+    space: Space,
+    chain: Chain,
+    db_url: str,
+    *,
+    log_level: str = "WARNING",
+    key_source: str = "dev-mnemonic",
 ) -> dict[str, str]:
     """The environment ``tally serve`` reads, for ``space`` on ``chain``'s node."""
     network = write_network_file(
@@ -53,6 +59,7 @@ def serve_env(
         name="anvil-test",
         rpc_url=chain.network.rpc_url or "",
         chain_id=31337,
+        key_source=key_source,
     )
     deployment = tmp / "deployment.json"
     save_deployment(space.contracts.deployment, deployment)

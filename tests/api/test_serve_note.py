@@ -10,37 +10,22 @@ import httpx
 import pytest
 
 from service.api.process import ServeProcess
-from service.chain.config import save_deployment
 from service.chain.devnode import free_port
 from service.chain.keys import dev_account, new_note_skey
 from service.db import create_schema, make_engine
 from service.evidence.anchor import anchor_once
 from service.witness.cosignatures import space_origin
 from service.witness.note import NoteSigner, open_checkpoint
-from tests.api.conftest import SECRET
+from tests.api.test_serve import serve_env
 from tests.evidence.test_log import agreement, ingest, receipt
 from tests.space import Space
 
 
 def _env(tmp: Path, space: Space, db_url: str, **extra: str) -> dict[str, str]:
-    network = tmp / "anvil-env.toml"
-    network.write_text(
-        f'name = "anvil-env"\nkind = "rpc"\ndev = true\nrpc_url = "{space.chain.network.rpc_url}"\n'
-        'chain_id = 31337\n\n[keys]\nsource = "env"\n',
-        encoding="utf-8",
-    )
-    deployment = tmp / "deployment.json"
-    save_deployment(space.contracts.deployment, deployment)
+    """test_serve's environment, with the keys from ``env`` (operator and note key)."""
     return {
-        "TALLY_ENV": "test",
-        "TALLY_NETWORK": str(network),
-        "TALLY_DEPLOYMENT_FILE": str(deployment),
-        "TALLY_DATABASE_URL": db_url,
-        "TALLY_DATA_DIR": str(tmp / "data"),
-        "TALLY_JWT_SECRET": SECRET,
-        "TALLY_RATE_LIMIT_PER_S": "0",
+        **serve_env(tmp, space, space.chain, db_url, log_level="DEBUG", key_source="env"),
         "TALLY_SPACE_NAME": "space-a.example",
-        "TALLY_LOG_LEVEL": "DEBUG",
         "TALLY_OPERATOR_KEY": "0x" + bytes(dev_account(0).key).hex(),
         **extra,
     }

@@ -8,14 +8,19 @@ registry-backed directory has its own tests in tests/evidence.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from service.catalog.canonical import canonical_text
 from service.catalog.terms import CONTEXT, PROFILE, purpose_nonce
 from service.chain.keys import dev_account
+from service.db import create_schema, make_engine
 from service.evidence.directory import CONSUMER, PROVIDER, Party
 from service.evidence.eip712 import Domain
 from service.evidence.entries import (
@@ -28,6 +33,7 @@ from service.evidence.entries import (
     sign_entry,
 )
 from service.evidence.log import ItemResult, append_entries
+from service.evidence.models import LogEntry
 
 DOMAIN = Domain(chain_id=31337, verifying_contract="0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0")
 ACCOUNTS = [dev_account(i) for i in range(8)]
@@ -206,3 +212,72 @@ def resign(signed: SignedEntry, domain: Domain) -> SignedEntry:
     """The same message signed by the same dev accounts in another deployment's domain."""
     keys = {a.address: bytes(a.key) for a in ACCOUNTS}
     return sign_entry(signed.entry, domain, [keys[s] for s in signed.signatures])
+
+
+@contextmanager
+def empty_postgres_log(url: str) -> Iterator[Engine]:
+    """An engine on the run's PostgreSQL database ``url``, schema created and the log empty.
+
+    The run's database is shared: on exit the schema is dropped and recreated empty, as the
+    ``db_url`` fixture leaves it.
+    """
+    engine = make_engine(url)
+    create_schema(engine)
+    try:
+        with engine.begin() as conn:
+            for table in reversed(LogEntry.metadata.sorted_tables):
+                conn.execute(table.delete())
+        yield engine
+    finally:
+        engine.dispose()
+        with make_engine(url, pool=False).begin() as conn:
+            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+            conn.execute(sa.text("CREATE SCHEMA public"))
+
+
+def _race_worker(
+    url: str,
+    first: int,
+    per_process: int,
+    batch: int,
+    purpose_code: str | None,
+    start: Any,
+    out: Any,
+) -> None:
+    engine = make_engine(url)
+    receipts = [receipt(first + i, units=1, purpose_code=purpose_code) for i in range(per_process)]
+    start.wait()
+    results: list[str] = []
+    for i in range(0, len(receipts), batch):
+        results.extend(codes(ingest(engine, receipts[i : i + batch])))
+    engine.dispose()
+    out.put(results)
+
+
+def race_two_processes(
+    url: str, *, per_process: int, batch: int, purpose_code: str | None = None
+) -> list[list[str]]:
+    """Two spawned processes append one-unit receipts of agreement ``a1`` to one log at once.
+
+    Each has its own engine and pool (as two API workers do), both are released by one event
+    and send batches of ``batch``, so their appends interleave on the log's state-row lock.
+    Returns each process's result codes, in order; both processes must exit 0.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_race_worker,
+            args=(url, 1 + k * 1000, per_process, batch, purpose_code, start, out),
+        )
+        for k in range(2)
+    ]
+    for p in procs:
+        p.start()
+    start.set()
+    results = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    return results

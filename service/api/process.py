@@ -56,18 +56,17 @@ class ServeProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def listen_options(self) -> list[str]:
+        """Loopback host, port and worker count: the options ``tally serve`` and uvicorn share."""
+        return ["--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers)]
+
     def command(self) -> list[str]:
         return [
             sys.executable,
             "-m",
             "service.cli",
             "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--workers",
-            str(self.workers),
+            *self.listen_options(),
             "--anchor-every",
             str(self.anchor_every_s),
             "--index" if self.index else "--no-index",

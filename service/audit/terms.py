@@ -19,7 +19,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from service.catalog.terms import Terms, evaluate, parse_terms, window_index, windows
+from service.catalog.terms import Terms, evaluate_receipt, parse_terms, window_index, windows
 from service.errors import InvalidEntry, InvalidInput
 from service.evidence.entries import (
     ZERO_BYTES32,
@@ -94,14 +94,7 @@ class TermsAudit:
         used = {w: self._used.get(k, 0) for w, k in keys.items()}
         self.checked += 1
         try:
-            evaluate(
-                terms,
-                units=e.units,
-                period_start=e.periodStart,
-                period_end=e.periodEnd,
-                nonce=e.nonce,
-                used=used,
-            )
+            evaluate_receipt(terms, e, used)
         except InvalidInput as err:
             self.problems.append(
                 f"leaf {index} (UsageReceipt {_hex(signed.id())}, agreement "

@@ -46,7 +46,7 @@ from service.catalog.pricing import canonical_pricing_bytes, parse_pricing
 from service.catalog.terms import (
     Terms,
     check_narrows,
-    evaluate,
+    evaluate_receipt,
     parse_terms,
     window_index,
     windows,
@@ -296,14 +296,7 @@ class TermsGate:
         if terms is None:
             return
         used = {w: self._counter(key) for w, key in self._keys(terms, e)}
-        evaluate(
-            terms,
-            units=e.units,
-            period_start=e.periodStart,
-            period_end=e.periodEnd,
-            nonce=e.nonce,
-            used=used,
-        )
+        evaluate_receipt(terms, e, used)
 
     # --- effects -----------------------------------------------------------------------
 

@@ -50,7 +50,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from service.catalog.canonical import parse_canonical
 from service.errors import (
@@ -60,6 +60,9 @@ from service.errors import (
     TermsNotNarrower,
     TermsUnsupported,
 )
+
+if TYPE_CHECKING:
+    from service.evidence.entries import UsageReceipt
 
 __all__ = [
     "CONTEXT",
@@ -71,6 +74,7 @@ __all__ = [
     "Terms",
     "check_narrows",
     "evaluate",
+    "evaluate_receipt",
     "parse_terms",
     "purpose_code",
     "purpose_nonce",
@@ -410,6 +414,19 @@ def evaluate(
                 allowed=q.limit,
                 window=q.window,
             )
+
+
+def evaluate_receipt(terms: Terms, receipt: UsageReceipt, used: dict[int, int]) -> None:
+    """:func:`evaluate` of a UsageReceipt's units, period and nonce: the operator's gate and
+    the auditor's replay check a receipt the same way."""
+    evaluate(
+        terms,
+        units=receipt.units,
+        period_start=receipt.periodStart,
+        period_end=receipt.periodEnd,
+        nonce=receipt.nonce,
+        used=used,
+    )
 
 
 def windows(terms: Terms) -> tuple[int, ...]:

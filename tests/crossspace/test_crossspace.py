@@ -74,9 +74,14 @@ def cross_agreement(
     *,
     home_chain_id: int = HOME_CHAIN_ID,
     home_registry: str,
+    consumer: LocalAccount | None = None,
 ) -> SignedEntry:
+    """An AgreementV2 in ``b`` whose providers are at home in another space, signed by all.
+
+    ``consumer`` defaults to ``b``'s first consumer.
+    """
     ps = sorted(providers, key=lambda p: p.address.lower())
-    consumer = b.consumers[0]
+    consumer = consumer or b.consumers[0]
     entry = AgreementV2(
         agreementId=aid,
         assetId=b"\xa5" * 32,
@@ -264,24 +269,10 @@ def test_consumer_of_a_cross_space_agreement_is_still_checked_in_b(
     a, b = space_a, space_b
     engine = fresh_engine(tmp_path)
     homes = homes_of(tmp_path, a, b)
-    ps = [a.providers[0]]
     outsider = b.outsider  # not registered in B
-    entry = AgreementV2(
-        agreementId=b"\xc5" * 32,
-        assetId=b"\xa5" * 32,
-        consumer=outsider.address,
-        providers=tuple(p.address for p in ps),
-        unitPrice=PRICE,
-        policyHash=make_policy(b).hash,
-        validFrom=T0,
-        validUntil=VALID_UNTIL,
-        offerId=b"\x00" * 32,
-        offerVersion=0,
-        termsHash=b"\x00" * 32,
-        homeChainId=HOME_CHAIN_ID,
-        homeRegistry=a.registry,
+    signed = cross_agreement(
+        b, b"\xc5" * 32, [a.providers[0]], home_registry=a.registry, consumer=outsider
     )
-    signed = sign_entry(entry, b.domain, [bytes(outsider.key), bytes(ps[0].key)])
     assert statuses(ingest(engine, b, [signed], homes)) == [("rejected", "unknown_participant")]
 
 

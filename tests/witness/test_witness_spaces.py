@@ -284,6 +284,23 @@ def fork_log(s: Served, at: int, *, anchored_size: int) -> bytes:
     return root
 
 
+def fake_anchor(s: Served, *, seq: int, tree_size: int) -> None:
+    """An anchor row with a zero root and transaction, in the operator's database only (the
+    chain never saw it): what a lying operator claims is anchored."""
+    with s.engine.begin() as conn:
+        conn.execute(
+            sa.insert(AnchorRow.__table__).values(  # type: ignore[attr-defined]
+                seq=seq,
+                tree_size=tree_size,
+                root="0x" + "00" * 32,
+                chain_id=31337,
+                contract=s.space.contracts.ledger.address,
+                tx_hash="0x" + "00" * 32,
+                block_number=0,
+            )
+        )
+
+
 def start_witness(config: Path, key: Path, *args: str) -> BaseProcess:
     """``tally witness`` (the loop) in a forked child; SIGTERM ends it with exit code 0."""
 
@@ -357,18 +374,7 @@ def test_witness_cosigns_two_growing_logs_then_catches_a_split_view(
     with a.engine.begin() as conn:
         n = conn.execute(sa.text("SELECT COUNT(*) FROM log_entries")).scalar_one()
     ingest(a.engine, a.space, [receipt(a.space, 20_000 + k) for k in range(3)])  # type: ignore[arg-type]
-    with a.engine.begin() as conn:  # anchored in the operator's database only
-        conn.execute(
-            sa.insert(AnchorRow.__table__).values(  # type: ignore[attr-defined]
-                seq=99,
-                tree_size=n + 3,
-                root="0x" + "00" * 32,
-                chain_id=31337,
-                contract=a.space.contracts.ledger.address,
-                tx_hash="0x" + "00" * 32,
-                block_number=0,
-            )
-        )
+    fake_anchor(a, seq=99, tree_size=n + 3)  # anchored in the operator's database only
     once = tally("witness", "--config", str(config), "--key-file", str(key), "--once")
     assert once.returncode == EXIT_SPLIT_VIEW, once.stdout + once.stderr
     assert "split_view" in once.stdout and "fork" in once.stdout, once.stdout
@@ -466,18 +472,8 @@ def test_witness_refuses_a_foreign_key_an_unanchored_checkpoint_and_a_rollback(
     cosigned = int(s.note().split("\n")[1])
     ingest(s.engine, s.space, [receipt(s.space, s.nonce + k + 1) for k in range(2)])  # type: ignore[arg-type]
     s.nonce += 2
-    fake = AnchorRow(
-        seq=1_000,
-        tree_size=cosigned + 2,
-        root="0x" + "00" * 32,
-        chain_id=31337,
-        contract=s.space.contracts.ledger.address,
-        tx_hash="0x" + "00" * 32,
-        block_number=0,
-    )
     table = AnchorRow.__table__  # type: ignore[attr-defined]
-    with s.engine.begin() as conn:
-        conn.execute(sa.insert(table).values(**fake.model_dump()))
+    fake_anchor(s, seq=1_000, tree_size=cosigned + 2)
     try:
         done = tally(*run)
         assert done.returncode == EXIT_REFUSED, done.stdout

@@ -17,7 +17,6 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from service.cli import app
 from service.evidence.anchor import anchor_once, read_all_checkpoints
 from service.evidence.entries import SignedEntry, ValuationResult, sign_entry
 from service.evidence.models import AnchorRow
@@ -32,6 +31,7 @@ from service.valuation.run import (
     params_document,
 )
 from service.valuation.utility import ResultCache
+from tests.cli.test_participants_cli import tally
 from tests.settlement.test_engine import (
     AG,
     P0,
@@ -211,18 +211,6 @@ def test_settle_by_valuation_ignores_another_signers_result(engine: Engine, spac
     ingest_all(engine, space, [stranger])
     with pytest.raises(Exception, match="ValuationResult"):
         settle_both(engine, _policy(space))
-
-
-def tally(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run the `tally` app in process: (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    try:
-        app(list(args), prog_name="tally")
-        code = 0
-    except SystemExit as done:
-        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_cli_evaluate_then_audit_valuation_pass(

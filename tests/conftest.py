@@ -18,9 +18,9 @@ from sqlalchemy.engine import Engine, make_url
 
 from service.chain.client import Chain
 from service.chain.config import rpc_network
-from service.chain.devnode import Anvil, anvil_binary
+from service.chain.devnode import Anvil
 from service.db import create_schema, make_engine
-from service.errors import DevNodeError
+from tests.nodes import running_anvil
 
 # --- chains -----------------------------------------------------------------------------
 
@@ -41,15 +41,7 @@ def chain(_embedded: Chain) -> Iterator[Chain]:
 @pytest.fixture(scope="session")
 def anvil() -> Iterator[Anvil]:
     """A real anvil node on a free port for this test session, stopped at the end."""
-    try:
-        anvil_binary()
-    except DevNodeError as err:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(err))
-    node = Anvil().start()
-    yield node
-    node.stop()
+    yield from running_anvil()
 
 
 @pytest.fixture

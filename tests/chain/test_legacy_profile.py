@@ -6,7 +6,6 @@ and never a value; and the chain-config rules that go with it."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,24 +18,17 @@ from service.chain.artifacts import load_artifact
 from service.chain.client import Chain
 from service.chain.config import CONFIG_DIR, at_rpc_url, load_network, parse_network
 from service.chain.deploy import deploy_tally
-from service.chain.devnode import LEGACY_NODE, Anvil, anvil_binary
+from service.chain.devnode import LEGACY_NODE, Anvil
 from service.chain.keys import dev_accounts
 from service.cli import app
-from service.errors import ChainError, ConfigError, DevNodeError, TransactionReverted
+from service.errors import ChainError, ConfigError, TransactionReverted
+from tests.nodes import running_anvil
 
 
 @pytest.fixture(scope="module")
 def istanbul_anvil() -> Iterator[Anvil]:
     """An anvil of this module's own: istanbul, gas price 0, base fee 0, on a free port."""
-    try:
-        anvil_binary()
-    except DevNodeError as err:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(err))
-    node = Anvil(accounts=10, **LEGACY_NODE).start()
-    yield node
-    node.stop()
+    yield from running_anvil(accounts=10, **LEGACY_NODE)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ one other modules share.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,24 +17,16 @@ from service.bench.indexer import populate
 from service.chain.client import Chain
 from service.chain.config import Deployment, rpc_network, save_deployment
 from service.chain.deploy import deploy_tally
-from service.chain.devnode import Anvil, anvil_binary
-from service.errors import DevNodeError
+from service.chain.devnode import Anvil
 from service.indexer.runner import Indexer
 from service.indexer.source import RpcSource
 from tests.indexer.helpers import Bulk, Scenario, run_scenario
+from tests.nodes import running_anvil
 
 
 @pytest.fixture(scope="module")
 def node() -> Iterator[Anvil]:
-    try:
-        anvil_binary()
-    except DevNodeError as err:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(err))
-    n = Anvil(accounts=10).start()
-    yield n
-    n.stop()
+    yield from running_anvil(accounts=10)
 
 
 def connect(node: Anvil) -> Chain:

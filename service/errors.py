@@ -113,6 +113,12 @@ class InvalidInput(TallyError):
     status = 400
 
 
+class InvalidDisclosure(InvalidInput):
+    """A selective-disclosure string (T15) is not base64url JSON [salt, name, value]."""
+
+    code = "invalid_disclosure"
+
+
 class JsonTooDeep(InvalidInput):
     """A JSON document nests deeper than Tally parses (a stack-exhaustion attack)."""
 

@@ -39,6 +39,18 @@ class LogEntry(SQLModel, table=True):
     nonce: int | None = Field(default=None, sa_column=Column(BigInteger))
 
 
+class EntryCommitment(SQLModel, table=True):
+    """The salt and commitment leaf of an entry appended since T15 (no row: a legacy
+    leaf, the canonical bytes; see :mod:`service.evidence.commitment`). A table of its
+    own, so that an existing database gains it with ``create_all`` and keeps its rows."""
+
+    __tablename__ = "entry_commitments"
+
+    leaf_index: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    salt: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    leaf_data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
 class AgreementRow(SQLModel, table=True):
     """An accepted Agreement, by id (an id is accepted once)."""
 

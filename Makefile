@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
-.PHONY: install node compile lint test demo bench clean
+.PHONY: install node compile assets lint test demo bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ node: node_modules/.installed
 
 compile: install node
 	node scripts/compile.mjs
+
+# the dashboard's committed static assets (receipt verifier bundle, htmx, uPlot), rebuilt
+# byte-identically from the lockfile; tests/web/test_assets.py checks they match
+assets: node
+	node scripts/web/build.mjs
 
 lint: install
 	$(BIN)/ruff check service tests scripts

@@ -16,6 +16,7 @@ from typing import Any
 from anyio import to_thread
 from fastapi import Depends, FastAPI
 
+from service import web
 from service.api import errors
 from service.api.background import BackgroundLoops
 from service.api.context import REQUEST_THREADS, ServiceContext, build_context
@@ -97,6 +98,7 @@ def create_app(
     for module in (auth, domain, evidence, log, participants, rounds, audit, catalog):
         app.include_router(module.router, dependencies=limited)
     app.include_router(ops.router)
+    web.mount(app)  # the dashboard at / (pages read through the routes above)
     app.add_middleware(JsonDepthMiddleware)  # inside the size limit: reads a bounded body
     app.add_middleware(BodyLimitMiddleware, max_bytes=conf.max_body_bytes)
     app.add_middleware(MetricsMiddleware)  # outermost: 413s are counted too

@@ -12,9 +12,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.engine import Engine
 
 from service.chain.client import Chain
 from service.chain.config import at_rpc_url, load_network, save_deployment
+from service.chain.deploy import TallyContracts
 from service.db import create_schema, make_engine
 from service.demo.scenario import (
     VALUATIONS,
@@ -187,8 +189,19 @@ def demo(
             "(permutation), loo or knn, instead of the default mix.",
         ),
     ] = None,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="After the scenario, keep its chain alive and serve the API and the "
+            "dashboard on it (tally serve's app) until Ctrl-C.",
+        ),
+    ] = False,
+    host: Annotated[str, typer.Option(help="With --serve: interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="With --serve: TCP port.", min=1, max=65535)] = 8000,
 ) -> None:
-    """Run the data-space scenario: admit parties, sign usage, anchor, hand out receipts."""
+    """Run the data-space scenario: admit parties, sign usage, anchor, hand out receipts;
+    with --serve, then serve its deployment (the embedded chain stays alive)."""
     started = time.monotonic()
     if network:
         net = load_network(network)
@@ -401,3 +414,63 @@ def demo(
     )
     if not ok:
         raise typer.Exit(1)
+    if serve:
+        serve_demo(
+            chain=chain,
+            engine=engine,
+            contracts=contracts,
+            cast=cast,
+            out=out,
+            host=host,
+            port=port,
+        )
+
+
+def serve_demo(
+    *,
+    chain: Chain,
+    engine: Engine,
+    contracts: TallyContracts,
+    cast: Cast,
+    out: Path,
+    host: str,
+    port: int,
+) -> None:
+    """``tally serve``'s app (:func:`service.api.main.create_app`) over the demo's own
+    chain, database and deployment, with the indexer following, until Ctrl-C. On the
+    embedded chain the process also answers read-only JSON-RPC at ``/rpc`` (what the
+    dashboard's receipt verifier reads the ledger through; see :mod:`service.web.rpc`)."""
+    import uvicorn
+
+    from service.api.context import make_context
+    from service.api.main import create_app
+    from service.settings import Settings
+
+    origin = f"http://{host}:{port}"
+    settings = Settings(
+        data_dir=out,
+        database_url=f"sqlite:///{out / 'tally.db'}",
+        network=chain.network.name,
+        deployment_file=out / "deployment.json",
+        index_follow=True,
+        siwe_domain=f"{host}:{port}",
+        siwe_uri=origin,
+    )
+    ctx = make_context(
+        settings=settings,
+        engine=engine,
+        chain=chain,
+        contracts=contracts,
+        operator=cast.operator.account,
+    )
+    console.rule("[bold]Serving the demo deployment")
+    console.print(
+        f"dashboard: {origin}/   API docs: {origin}/docs   "
+        + (f"JSON-RPC (read-only): {origin}/rpc   " if chain.is_embedded else "")
+        + "Ctrl-C stops (the embedded chain's state goes with it)"
+    )
+    console.print(
+        "sign in on the dashboard's 'My account' page with any participant above "
+        "(the demo's keys are the public dev mnemonic's)"
+    )
+    uvicorn.run(create_app(context=ctx), host=host, port=port, log_level="warning")

@@ -54,4 +54,4 @@ for (const file of files) {
   reports.push({ file, ...report });
 }
 process.stdout.write(JSON.stringify(reports, null, 1) + "\n");
-process.exit(reports.every((r) => r.ok) ? 0 : 1);
+process.exitCode = reports.every((r) => r.ok) ? 0 : 1; // not exit(): stdout to a pipe must drain

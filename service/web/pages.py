@@ -74,9 +74,9 @@ def _when(ts: Any) -> str:
 ASSETS = {
     # built and committed by `make assets` (package.json): no CDN, no Node.js at run time
     "htmx": "htmx.min.js",
-    "uplot_js": "uPlot.iife.min.js",
+    "uplot_js": "uPlot.min.js",
     "uplot_css": "uPlot.min.css",
-    "verifier": "verify.js",
+    "verifier": "tally-verify.js",  # an ES module: verifyReceipt, verifyConsistency, ...
 }
 templates.env.globals["assets"] = ASSETS
 templates.env.filters["tokens"] = _tokens

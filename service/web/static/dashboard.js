@@ -37,14 +37,6 @@
     return "0x" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
-  function bytesOf(hex) {
-    const h = hex.startsWith("0x") ? hex.slice(2) : hex;
-    if (h.length % 2 || /[^0-9a-fA-F]/.test(h)) throw new Error("not hex: " + hex.slice(0, 20));
-    const out = new Uint8Array(h.length / 2);
-    for (let i = 0; i < out.length; i++) out[i] = parseInt(h.substr(2 * i, 2), 16);
-    return out;
-  }
-
   // --- sign-in (My account) --------------------------------------------------------------
 
   function initAccount() {
@@ -133,59 +125,8 @@
     }
   }
 
-  // --- RFC 9162 consistency proof, re-verified with WebCrypto ---------------------------
-
-  async function sha256(bytes) {
-    return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  }
-
-  async function nodeHash(left, right) {
-    const buf = new Uint8Array(1 + left.length + right.length);
-    buf[0] = 1;
-    buf.set(left, 1);
-    buf.set(right, 1 + left.length);
-    return sha256(buf);
-  }
-
-  function same(a, b) {
-    return a.length === b.length && a.every((x, i) => x === b[i]);
-  }
-
-  // RFC 9162 section 2.1.4.2: true when `proof` shows the tree of `second` leaves with root
-  // `secondHash` extends the tree of `first` leaves with root `firstHash`.
-  async function verifyConsistency(first, second, firstHash, secondHash, proof) {
-    if (first > second) return false;
-    if (first === second) return proof.length === 0 && same(firstHash, secondHash);
-    if (first === 0) return proof.length === 0;
-    if (proof.length === 0) return false;
-    let path = proof.slice();
-    if ((first & (first - 1)) === 0) path = [firstHash, ...path]; // an exact power of 2
-    let fn = first - 1;
-    let sn = second - 1;
-    while (fn % 2 === 1) {
-      fn = Math.floor(fn / 2);
-      sn = Math.floor(sn / 2);
-    }
-    let fr = path[0];
-    let sr = path[0];
-    for (const c of path.slice(1)) {
-      if (sn === 0) return false;
-      if (fn % 2 === 1 || fn === sn) {
-        fr = await nodeHash(c, fr);
-        sr = await nodeHash(c, sr);
-        while (fn % 2 === 0 && fn !== 0) {
-          fn = Math.floor(fn / 2);
-          sn = Math.floor(sn / 2);
-        }
-      } else {
-        sr = await nodeHash(sr, c);
-      }
-      fn = Math.floor(fn / 2);
-      sn = Math.floor(sn / 2);
-    }
-    return same(fr, firstHash) && same(sr, secondHash) && sn === 0;
-  }
-  window.tallyVerifyConsistency = verifyConsistency;
+  // --- checkpoints: size chart, and a consistency proof re-verified in the page -------
+  // (verifyConsistency is the verifier bundle's RFC 9162 check, on WebCrypto SHA-256)
 
   function initCheckpoints() {
     const data = $("#cp-data");
@@ -228,12 +169,14 @@
         });
         const body = await r.json();
         if (!r.ok) throw new Error(body.error ? body.error.code : "http_" + r.status);
-        const ok = await verifyConsistency(
+        const verifier = window.tallyVerifier;
+        if (!verifier) throw new Error("the verifier bundle did not load");
+        const ok = await verifier.verifyConsistency(
           Number(a.size),
           Number(b.size),
-          bytesOf(a.root),
-          bytesOf(b.root),
-          body.proof.map(bytesOf)
+          verifier.hexToBytes(a.root),
+          verifier.hexToBytes(b.root),
+          body.proof.map(verifier.hexToBytes)
         );
         say(
           out,
@@ -319,39 +262,37 @@
       const button = $("#verify-button");
       button.disabled = true;
       try {
-        let doc;
-        try {
-          doc = JSON.parse(area.value);
-        } catch (e) {
-          throw new Error("the receipt is not JSON: " + e.message);
-        }
         const verifier = window.tallyVerifier;
         if (!verifier) throw new Error("the verifier bundle did not load");
         const config = JSON.parse($("#verify-config").textContent);
-        const report = await verifier.verifyReceipt(doc, {
+        // the JSON text itself: the bundle reads its integers exactly
+        const report = await verifier.verifyReceipt(area.value, {
           rpcUrl: $("#rpc").value.trim(),
-          chainId: config.chain_id,
-          ledger: config.ledger,
-          registry: config.registry,
+          trusted: {
+            ledger: config.ledger,
+            registry: config.registry,
+            chainId: config.chain_id,
+            source: "this dashboard's deployment",
+          },
         });
         for (const c of report.checks) {
           const li = document.createElement("li");
-          const state = c.ok === true ? "pass" : c.ok === false ? "fail" : "skip";
+          const state = c.ok === true ? "pass" : c.ok === false ? "fail" : "skipped";
           li.className = state;
-          li.dataset.check = c.check;
+          li.dataset.check = c.name;
           li.dataset.state = state;
           const mark = document.createElement("span");
           mark.className = "mark";
-          mark.textContent = state === "pass" ? "PASS" : state === "fail" ? "FAIL" : "SKIP";
+          mark.textContent = { pass: "PASS", fail: "FAIL", skipped: "SKIP" }[state];
           const name = document.createElement("code");
-          name.textContent = c.check;
+          name.textContent = c.name;
           li.append(mark, name, document.createTextNode(c.detail ? ": " + c.detail : ""));
           list.append(li);
         }
-        const failed = report.checks.filter((c) => c.ok === false).map((c) => c.check);
+        const failed = report.checks.filter((c) => c.ok === false).map((c) => c.name);
         say(
           verdict,
-          failed.length ? "FAIL: " + failed.join(", ") : "PASS: every check holds",
+          report.verdict || (failed.length ? "FAIL: " + failed.join(", ") : "PASS"),
           failed.length ? "bad" : "ok"
         );
       } catch (e) {

@@ -229,6 +229,9 @@ function parseJson(text) {
       ["true", true],
       ["false", false],
       ["null", null],
+      ["NaN", new JsonFloat("NaN")], // Python's json reads these three as floats
+      ["Infinity", new JsonFloat("Infinity")],
+      ["-Infinity", new JsonFloat("-Infinity")],
     ]) {
       if (text.startsWith(lit, i)) {
         i += lit.length;
@@ -826,6 +829,13 @@ function messageJson(type, message) {
   return out;
 }
 
+/** A parsed field value for the page: hex, decimal strings for every integer, strings. */
+function jsonValue(ftype, v) {
+  if (ftype === T.b32) return hex0x(v);
+  if (Array.isArray(v)) return v.map((x) => (typeof x === "bigint" ? x.toString() : x));
+  return typeof v === "bigint" ? v.toString() : v;
+}
+
 // --- EIP-712 and ABI ---------------------------------------------------------------------
 
 function encodeWord(ftype, v) {
@@ -1237,16 +1247,23 @@ function finishProofKeys(doc, p) {
 function parseDocument(doc) {
   if (!isObject(doc)) throw new Invalid(`a receipt is a JSON object, got ${typeName(doc)}`);
   const version = field(doc, "version");
-  if (version !== 1n) throw new Invalid(`receipt version ${repr(version)} is not supported (only 1)`);
+  let form = "legacy";
+  if (version === 2n) {
+    form = field(doc, "form");
+    if (form === "reduced") return parseReduced(doc);
+    if (form !== "full")
+      throw new Invalid(`a version 2 receipt's form is "full" or "reduced", got ${repr(form)}`);
+  } else if (version !== 1n)
+    throw new Invalid(`receipt version ${repr(version)} is not supported (only 1 and 2)`);
   const entryType = field(doc, "entry_type");
   if (typeof entryType !== "string")
     throw new Invalid(`entry_type must be a string, got ${repr(entryType)}`);
+  const rawEntry = field(doc, "entry");
   let entry;
   try {
-    entry = parseEntry(entryType, field(doc, "entry"));
+    entry = parseEntry(entryType, rawEntry);
   } catch (err) {
-    if (err instanceof Invalid && !err.message.endsWith(" is missing"))
-      throw new Invalid(`entry: ${err.message}`);
+    if (err instanceof Invalid) throw new Invalid(`entry: ${err.message}`);
     throw err;
   }
   const signatures = field(doc, "signatures");
@@ -1254,7 +1271,54 @@ function parseDocument(doc) {
     throw new Invalid("signatures must be a non-empty object: signer -> 0x signature");
   const p = parseProofKeys(doc);
   const entryId = hash32(field(doc, "entry_id"), "entry_id");
-  return { form: "legacy", entry, signatures, entryId, ...finishProofKeys(doc, p) };
+  const rest = finishProofKeys(doc, p);
+  const salt = form === "full" ? hash32(field(doc, "salt"), "salt") : null;
+  return { form, entry, signatures, entryId, salt, ...rest };
+}
+
+/** A reduced (v2) document: disclosures of chosen fields instead of the entry. */
+function parseReduced(doc) {
+  const entryType = field(doc, "entry_type");
+  if (typeof entryType !== "string" || !has(ENTRY_TYPES, entryType))
+    throw new Invalid(
+      `entry_type must be one of ${Object.keys(ENTRY_TYPES).join(", ")}, got ${repr(entryType)}`,
+    );
+  const type = ENTRY_TYPES[entryType];
+  const disclosures = field(doc, "disclosures");
+  if (!Array.isArray(disclosures) || !disclosures.every((x) => typeof x === "string"))
+    throw new Invalid("disclosures must be a list of disclosure strings");
+  const digests = field(doc, "field_digests");
+  if (!Array.isArray(digests) || digests.length !== type.fields.length)
+    throw new Invalid(
+      `field_digests must list the digests of all ${type.fields.length} fields of a ${type.name}`,
+    );
+  const fieldDigests = digests.map((h, i) => hash32(h, `field_digests[${i}]`));
+  const commitmentSalt = hash32(field(doc, "commitment_salt"), "commitment_salt");
+  const signedIn = has(doc, "signed");
+  if (signedIn === has(doc, "signers_digest"))
+    throw new Invalid("a reduced receipt carries either signed or signers_digest (exactly one)");
+  let signed = null;
+  let signersDigest = null;
+  if (signedIn) {
+    const body = doc.signed;
+    if (!isObject(body)) throw new Invalid("signed must be an object: struct_hash, signatures");
+    const structHash = hash32(field(body, "struct_hash", "signed."), "signed.struct_hash");
+    const signatures = field(body, "signatures", "signed.");
+    if (!isObject(signatures) || Object.keys(signatures).length === 0)
+      throw new Invalid("signed.signatures must be a non-empty object: signer -> 0x signature");
+    signed = { structHash, signatures };
+  } else signersDigest = hash32(doc.signers_digest, "signers_digest");
+  const p = parseProofKeys(doc);
+  return {
+    form: "reduced",
+    type,
+    disclosures,
+    fieldDigests,
+    commitmentSalt,
+    signed,
+    signersDigest,
+    ...finishProofKeys(doc, p),
+  };
 }
 
 // --- checks ------------------------------------------------------------------------------
@@ -1323,10 +1387,293 @@ async function offlineChecks(report, d) {
     );
   // The canonical bytes are built here from parsed fields, so they decode back to the same
   // entry by construction (the Python auditor's round trip).
-  const leaf = await leafHash(data);
-  report.add("leaf", true, `leaf hash ${hex0x(leaf)}`);
+  let leaf;
+  if (d.salt === null) {
+    leaf = await leafHash(data);
+    report.add("leaf", true, `leaf hash ${hex0x(leaf)}`);
+  } else {
+    const leafData = await commitFull(d, built);
+    leaf = await leafHash(leafData);
+    report.add("leaf", true, `commitment leaf ${hex0x(leafData)}, leaf hash ${hex0x(leaf)}`);
+  }
   await checkInclusion(report, d, leaf);
   return { verified, leaf };
+}
+
+// --- T15: commitment leaves and disclosures (service/evidence/commitment.py) ---------------
+
+const B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+function b64url(bytes) {
+  let out = "";
+  for (let i = 0; i < bytes.length; i += 3) {
+    const n = (bytes[i] << 16) | ((bytes[i + 1] ?? 0) << 8) | (bytes[i + 2] ?? 0);
+    const chars = Math.min(4, Math.ceil(((bytes.length - i) * 8) / 6));
+    for (let j = 0; j < chars; j++) out += B64_ALPHABET[(n >> (18 - 6 * j)) & 63];
+  }
+  return out;
+}
+
+function b64urlDecode(text) {
+  if (!text || !/^[A-Za-z0-9_-]+$/.test(text) || text.length % 4 === 1)
+    throw new Invalid("a disclosure must be unpadded base64url");
+  const out = [];
+  let bits = 0;
+  let acc = 0;
+  for (const c of text) {
+    acc = (acc << 6) | B64_ALPHABET.indexOf(c);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push((acc >> bits) & 0xff);
+    }
+  }
+  return Uint8Array.from(out);
+}
+
+async function commitmentSaltOf(salt) {
+  return sha256(concat(utf8("tally/commitment-salt\0"), salt));
+}
+
+async function fieldSalt(salt, name) {
+  return b64url((await sha256(concat(utf8("tally/field-salt\0"), salt, utf8(name)))).subarray(0, 16));
+}
+
+function makeDisclosure(fsalt, name, value) {
+  return b64url(utf8(dumpJson([fsalt, name, value])));
+}
+
+async function disclosureDigest(text) {
+  return sha256(utf8(text)); // ASCII: base64url
+}
+
+function parseDisclosure(text) {
+  if (typeof text !== "string" || text.length > MAX_DISCLOSURE_CHARS)
+    throw new Invalid(
+      `a disclosure is a base64url string of at most ${MAX_DISCLOSURE_CHARS} characters`,
+    );
+  const raw = b64urlDecode(text);
+  let item;
+  try {
+    item = parseJson(new TextDecoder("utf-8", { fatal: true }).decode(raw));
+  } catch {
+    throw new Invalid("a disclosure must decode to UTF-8 JSON");
+  }
+  if (
+    !Array.isArray(item) ||
+    item.length !== 3 ||
+    typeof item[0] !== "string" ||
+    typeof item[1] !== "string"
+  )
+    throw new Invalid("a disclosure must be a JSON array [salt, field name, value]");
+  return { text, salt: item[0], name: item[1], value: item[2] };
+}
+
+async function signersDigestOf(separator, structHash, records) {
+  return sha256(concat(separator, structHash, records));
+}
+
+function commitmentBody(tag, chainId, contract, fieldDigests, signers) {
+  return concat(
+    COMMIT_MAGIC,
+    Uint8Array.of(tag),
+    word(chainId),
+    addrBytes(contract),
+    uintBytes(fieldDigests.length, 2),
+    ...fieldDigests,
+    signers,
+  );
+}
+
+async function commitmentLeaf(tag, commitSalt, body) {
+  return concat(Uint8Array.of(LEAF_COMMITMENT, tag), await sha256(concat(commitSalt, body)));
+}
+
+/** commit(): the leaf data of a full entry under its salt. */
+async function commitFull(d, sigs) {
+  const { type, message } = d.entry;
+  const json = messageJson(type, message);
+  const digests = [];
+  for (const [name] of type.fields)
+    digests.push(await disclosureDigest(makeDisclosure(await fieldSalt(d.salt, name), name, json[name])));
+  const separator = domainSeparator(d.chainId, d.contract);
+  const signers = await signersDigestOf(separator, hashStruct(type, message), signatureRecords(sigs));
+  const body = commitmentBody(type.tag, d.chainId, d.contract, digests, signers);
+  return commitmentLeaf(type.tag, await commitmentSaltOf(d.salt), body);
+}
+
+/** The fields whose values name a required signer, by entry type (signer_fields). */
+const SIGNER_FIELDS = {
+  Agreement: ["consumer", "providers"],
+  AgreementV2: ["consumer", "providers"],
+  UsageReceipt: ["consumer", "provider"],
+  Offer: ["providers"],
+  OfferWithdrawal: ["providers"],
+  RevenueDeclaration: ["consumer"],
+  ContributionDeclaration: ["provider"],
+  QualityAttestation: [],
+  CoalitionValues: [],
+  ValuationResult: [],
+};
+
+async function reducedChecks(report, d) {
+  const { type } = d;
+  const separator = domainSeparator(d.chainId, d.contract);
+  let sigs = null;
+  let verified = false;
+  if (d.signed === null) {
+    report.add(
+      "signatures",
+      null,
+      "skipped: this reduced receipt names no signer (signers digest only): it proves the " +
+        "disclosed values are committed in the anchored leaf, not who signed them",
+    );
+  } else {
+    const digest = keccak(concat(Uint8Array.of(0x19, 0x01), separator, d.signed.structHash));
+    const r = checkReducedSignatures(report, type, digest, d.signed.signatures, d);
+    sigs = r.built;
+    verified = r.verified;
+  }
+  // disclosures: each opens the digest committed for its field
+  const disclosed = {};
+  let problem = null;
+  const names = type.fields.map(([n]) => n);
+  for (const [i, text] of d.disclosures.entries()) {
+    let item;
+    try {
+      item = parseDisclosure(text);
+    } catch (err) {
+      if (!(err instanceof Invalid)) throw err;
+      problem = `disclosure ${i}: ${err.message}`;
+      break;
+    }
+    const at = names.indexOf(item.name);
+    if (at < 0) {
+      problem = `disclosure ${i} names ${repr(item.name)}, not a field of a ${type.name}`;
+      break;
+    }
+    if (has(disclosed, item.name)) {
+      problem = `field ${item.name} is disclosed twice`;
+      break;
+    }
+    if (!equal(await disclosureDigest(text), d.fieldDigests[at])) {
+      problem = `the disclosure of ${item.name} does not open the digest committed for it`;
+      break;
+    }
+    try {
+      disclosed[item.name] = parseField(item.name, type.fields[at][1], item.value);
+    } catch (err) {
+      if (!(err instanceof Invalid)) throw err;
+      problem = `the disclosed ${item.name} is not a valid value: ${err.message}`;
+      break;
+    }
+  }
+  const proven = names.filter((n) => has(disclosed, n));
+  if (problem === null)
+    report.add(
+      "disclosures",
+      true,
+      `${proven.length} of ${names.length} fields disclosed and committed: ${proven.join(", ") || "none"}`,
+    );
+  else report.add("disclosures", false, problem);
+  // signer_fields: the fields naming the required signers are disclosed and name them
+  if (sigs === null)
+    report.add("signer_fields", null, "skipped: no signatures to match against fields");
+  else {
+    const wanted = SIGNER_FIELDS[type.name];
+    const hidden = wanted.filter((n) => !has(disclosed, n));
+    if (problem !== null) report.add("signer_fields", null, "skipped: the disclosures do not hold");
+    else if (hidden.length)
+      report.add(
+        "signer_fields",
+        false,
+        `${hidden.join(", ")} must be disclosed: they name the parties that must sign`,
+      );
+    else {
+      let required;
+      try {
+        required = requiredSigners(type, disclosed, [...sigs.keys()]);
+      } catch (err) {
+        if (!(err instanceof Invalid)) throw err;
+        required = null;
+        report.add("signer_fields", false, err.message);
+      }
+      if (required !== null) {
+        const present = new Set(sigs.keys());
+        const missing = sortedAddresses([...required].filter((s) => !present.has(s)));
+        const unexpected = sortedAddresses([...present].filter((s) => !required.has(s)));
+        if (missing.length || unexpected.length) {
+          const parts = [];
+          if (missing.length) parts.push(`missing signature of ${missing.join(", ")}`);
+          if (unexpected.length) parts.push(`unexpected signature of ${unexpected.join(", ")}`);
+          report.add("signer_fields", false, `${type.name}: ${parts.join("; ")}`);
+        } else
+          report.add(
+            "signer_fields",
+            true,
+            `the signers are the disclosed ${wanted.join(", ") || "single signer"}`,
+          );
+      }
+    }
+  }
+  report.add("entry_id", null, "skipped: a reduced receipt carries no entry id");
+  const signers =
+    d.signed === null
+      ? d.signersDigest
+      : sigs === null
+        ? null
+        : await signersDigestOf(separator, d.signed.structHash, signatureRecords(sigs));
+  if (signers === null) {
+    report.add("leaf", null, "skipped: no signers digest without valid signatures");
+    report.add("inclusion", null, "skipped: no leaf");
+    return { verified: false, leaf: null, proven, hidden: names.filter((n) => !has(disclosed, n)), values: disclosed };
+  }
+  const body = commitmentBody(type.tag, d.chainId, d.contract, d.fieldDigests, signers);
+  const leafData = await commitmentLeaf(type.tag, d.commitmentSalt, body);
+  const leaf = await leafHash(leafData);
+  report.add("leaf", true, `commitment leaf ${hex0x(leafData)}, leaf hash ${hex0x(leaf)}`);
+  await checkInclusion(report, d, leaf);
+  return {
+    verified: verified && problem === null,
+    leaf,
+    proven,
+    hidden: names.filter((n) => !has(disclosed, n)),
+    values: disclosed,
+  };
+}
+
+/** The signatures of a reduced, signed document: each recovers to the signer it is filed
+ * under (which signers are required is the signer_fields check). */
+function checkReducedSignatures(report, type, digest, rawSignatures, d) {
+  let sigs;
+  try {
+    sigs = parseSignatures(rawSignatures);
+  } catch (err) {
+    if (!(err instanceof Invalid)) throw err;
+    report.add("signatures", false, err.message);
+    return { built: null, verified: false };
+  }
+  for (const [signer, sig] of sigs) {
+    const got = recoverAddress(digest, sig);
+    if (got !== signer) {
+      report.add(
+        "signatures",
+        false,
+        got === null
+          ? `signature of ${signer}: the signature does not recover to any public key`
+          : `the signature given for ${signer} was made by ${got}: a different key, or a ` +
+              "message or domain other than the one signed",
+      );
+      return { built: sigs, verified: false };
+    }
+  }
+  report.add(
+    "signatures",
+    true,
+    `${type.name} digest ${hex0x(digest)} (chain ${d.chainId}, ledger ${d.contract}); ` +
+      `${sigs.size} signature(s) recover to ${[...sigs.keys()].join(", ")}`,
+  );
+  return { built: sigs, verified: true };
 }
 
 // --- JSON-RPC ------------------------------------------------------------------------------
@@ -1666,12 +2013,24 @@ export async function verifyReceipt(input, options = {}) {
       report.add(name, null, "skipped: the document is malformed");
     return report.toJSON({ form: null, fields: null });
   }
+  const version = d.form === "legacy" ? "v1" : `v2 (${d.form})`;
+  const typeName_ = d.form === "reduced" ? d.type.name : d.entry.type.name;
   report.add(
     "document",
     true,
-    `receipt v1: ${d.entry.type.name} at leaf ${d.leafIndex} of ${d.treeSize}, checkpoint ${d.seq}`,
+    `receipt ${version}: ${typeName_} at leaf ${d.leafIndex} of ${d.treeSize}, checkpoint ${d.seq}`,
   );
-  const { verified, leaf } = await offlineChecks(report, d);
+  let fields = null;
+  let verified;
+  let leaf;
+  if (d.form === "reduced") {
+    const r = await reducedChecks(report, d);
+    ({ verified, leaf } = r);
+    const values = {};
+    for (const [name, ftype] of d.type.fields)
+      if (has(r.values, name)) values[name] = jsonValue(ftype, r.values[name]);
+    fields = { proven: r.proven, hidden: r.hidden, values };
+  } else ({ verified, leaf } = await offlineChecks(report, d));
   if (has(doc, "cosignatures"))
     report.add(
       WITNESS_CHECK,
@@ -1700,5 +2059,5 @@ export async function verifyReceipt(input, options = {}) {
     report.summary =
       `the entry is in ${where}` + (skipped.length ? ` (${skipped.join(", ")} skipped)` : "");
   }
-  return report.toJSON({ form: d.form, fields: null });
+  return report.toJSON({ form: d.form, fields });
 }

@@ -22,10 +22,18 @@ Then, in one run:
   under an AgreementV2 taking up an Offer whose ODRL terms the gate evaluates for each
   receipt (a total and a daily quota, a purpose list, a validity window: the counters
   read and written in the append transaction), one process, into a third fresh file.
+- ``receipts_per_s_with_commitments`` / ``receipts_per_s_legacy`` (T15): the first is
+  ``receipts_per_s`` (``append_entries``' default: a commitment leaf per entry); the
+  second the same receipts with ``commitments=False`` (legacy leaves), one process,
+  into a fourth fresh file; ``commitments_vs_legacy`` their ratio. While ingest has no
+  ``commitments`` keyword its only format is the legacy one: the commitment figures
+  are None, ``receipts_per_s_legacy`` is ``receipts_per_s`` and ``commitments_note``
+  says why.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 import time
@@ -196,6 +204,12 @@ class _Space:
         return out
 
 
+def commitments_keyword() -> bool:
+    """Does :func:`append_entries` take ``commitments`` (T15 per-entry commitment leaves,
+    on by default; ``False`` writes the legacy leaves)?"""
+    return "commitments" in inspect.signature(append_entries).parameters
+
+
 def _ingest_seconds(
     space: _Space,
     agreement: SignedEntry | list[SignedEntry],
@@ -204,13 +218,19 @@ def _ingest_seconds(
     batch: int,
     workers: int,
     url: str,
+    commitments: bool | None = None,
 ) -> float:
-    """Append the agreement (untimed, warms the directory), then time the receipts."""
+    """Append the agreement (untimed, warms the directory), then time the receipts.
+
+    ``commitments``: passed to :func:`append_entries` when not None (legacy leaves with
+    False); None: its default."""
     engine = make_engine(url)
     try:
         create_schema(engine)
         directory = ChainDirectory(space.chain, space.registry)
         kwargs: dict[str, Any] = {"engine": engine, "domain": space.domain, "directory": directory}
+        if commitments is not None:
+            kwargs["commitments"] = commitments
         setup = agreement if isinstance(agreement, list) else [agreement]
         first = append_entries(entries=setup, workers=1, **kwargs)
         if any(r.status != "accepted" for r in first):
@@ -262,12 +282,24 @@ def bench_ingest(
     ]
     build_s = time.perf_counter() - t0
     cores = os.cpu_count() or 1
+    with_commitments = commitments_keyword()
 
     with tempfile.TemporaryDirectory(prefix="tally-bench-ingest-", dir=work_dir) as tmp:
         one_s = _ingest_seconds(
             space, agreement, receipts, batch=batch, workers=1, url=f"sqlite:///{tmp}/one.db"
         )
         recover_s = _recover_seconds(jobs)
+        legacy_s: float | None = None
+        if with_commitments:  # the same receipts with legacy leaves, into a fresh file
+            legacy_s = _ingest_seconds(
+                space,
+                agreement,
+                receipts,
+                batch=batch,
+                workers=1,
+                url=f"sqlite:///{tmp}/legacy.db",
+                commitments=False,
+            )
         terms_s = _ingest_seconds(
             space, terms_setup, terms_receipts, batch=batch, workers=1, url=f"sqlite:///{tmp}/t.db"
         )
@@ -303,4 +335,30 @@ def bench_ingest(
         "receipts_per_s_all_cores": round(n / all_s, 1) if all_s else None,
         "receipts_per_s_without_terms": round(receipts_per_s, 1),
         "receipts_per_s_with_terms": round(n / terms_s, 1),
+        **_commitment_keys(receipts_per_s, None if legacy_s is None else n / legacy_s),
+    }
+
+
+def _commitment_keys(receipts_per_s: float, legacy_per_s: float | None) -> dict[str, Any]:
+    """``receipts_per_s_with_commitments`` / ``receipts_per_s_legacy``: the one-process
+    run with ``append_entries``' default (per-entry commitment leaves, T15) and the same
+    receipts with ``commitments=False``. Before ingest takes that keyword, its one format
+    is the legacy one: the commitment figures are None and a note says so."""
+    if legacy_per_s is None:
+        return {
+            "commitments_in_ingest": False,
+            "receipts_per_s_with_commitments": None,
+            "receipts_per_s_legacy": round(receipts_per_s, 1),
+            "commitments_vs_legacy": None,
+            "commitments_note": (
+                "append_entries has no `commitments` keyword in this checkout: ingest "
+                "writes legacy leaves only, so receipts_per_s is the legacy figure and "
+                "the separate legacy run was skipped"
+            ),
+        }
+    return {
+        "commitments_in_ingest": True,
+        "receipts_per_s_with_commitments": round(receipts_per_s, 1),
+        "receipts_per_s_legacy": round(legacy_per_s, 1),
+        "commitments_vs_legacy": round(receipts_per_s / legacy_per_s, 3),
     }

@@ -36,6 +36,9 @@ KEYS: dict[str, tuple[str, ...]] = {
         "receipts_per_s_all_cores",
         "receipts_per_s_without_terms",  # T11: the same run, usage terms not / enforced
         "receipts_per_s_with_terms",
+        "all_cores_vs_one",  # T12
+        "receipts_per_s_with_commitments",  # T15 commitment leaves vs legacy leaves
+        "receipts_per_s_legacy",
     ),
     "merkle": ("append_s", "hashlib_loop_s", "pymerkle_s", "ratio"),
     "anchor": (
@@ -64,6 +67,7 @@ KEYS: dict[str, tuple[str, ...]] = {
         "baseline_rps",
         "receipt_get_vs_baseline",
         "workers_vs_one",
+        "evidence_vs_in_process",  # None unless the ingest section ran in the same run
         "serve_peak_rss_mib",
     ),
     "valuation": (
@@ -250,6 +254,9 @@ def _api(size: dict[str, int]) -> dict[str, Any]:
         "workers_vs_one": (
             round(post["rps"] / one_worker["rps"], 3) if one_worker is not None else None
         ),
+        "evidence_vs_in_process": None,  # set by _cross_section when ingest ran too
+        "goal_evidence_vs_in_process": GOAL_HTTP_VS_IN_PROCESS,
+        "met_evidence_vs_in_process": False,
         "goal_workers_vs_one": GOAL_WORKERS,
         "met_workers_vs_one": (
             one_worker is not None and post["rps"] / one_worker["rps"] >= GOAL_WORKERS

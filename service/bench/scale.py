@@ -258,10 +258,13 @@ def bench_scale(
         "rows": rows,
         "k_append": k("append_s"),
         "k_inclusion_p50": k("inclusion_p50_ms"),
+        "k_inclusion_p99": k("inclusion_p99_ms"),
         "k_consistency_p50": k("consistency_p50_ms"),
+        "k_consistency_p99": k("consistency_p99_ms"),
         "k_settle": k("settle_s"),
         "k_database_bytes": k("database_bytes"),
         "k_settle_rss": k("settle_peak_rss_mib"),
+        "k_log_rss": k("log_peak_rss_mib"),
         "settle_peak_rss_mib_max": max(r["settle_peak_rss_mib"] for r in rows),
         "goal_settle_peak_rss_mib": 1024.0,
     }

@@ -40,6 +40,17 @@ def test_ingest_small_run_accepts_every_receipt_and_reports_finite_rates(tmp_pat
     # T11: the same receipts under usage terms (every one accepted, or the bench raises)
     _positive(r["receipts_per_s_with_terms"])
     assert r["receipts_per_s_without_terms"] == r["receipts_per_s"]
+    # T15: commitment leaves vs legacy leaves, or a note while ingest has one format only
+    if r["commitments_in_ingest"]:
+        _positive(r["receipts_per_s_with_commitments"], r["receipts_per_s_legacy"])
+        assert r["receipts_per_s_with_commitments"] == r["receipts_per_s"]
+        assert r["commitments_vs_legacy"] == pytest.approx(
+            r["receipts_per_s"] / r["receipts_per_s_legacy"], rel=0.01
+        )
+    else:
+        assert r["receipts_per_s_with_commitments"] is None
+        assert r["receipts_per_s_legacy"] == r["receipts_per_s"]
+        assert "commitments" in r["commitments_note"]
 
 
 def test_merkle_small_run_agrees_with_the_plain_loop_and_pymerkle(tmp_path: Path) -> None:

@@ -30,10 +30,17 @@
 //     firstFailure: { name, ok, detail } | null,
 //     checks:       [{ name, ok, detail }, …],   ok: true (holds) | false (fails)
 //                                                 | null (skipped; detail says why)
-//     form:         "legacy" | "full" | "reduced" | null,
-//     fields:       { proven: [names], hidden: [names], values: {name: value} } | null
-//                   (reduced receipts: the disclosed fields and their values)
+//     form:         "legacy" (v1) | "full" (v2 with salt) | "reduced" (v2, disclosures)
+//                   | null (malformed),
+//     fields:       reduced receipts only, else null: { proven: [field names disclosed],
+//                   hidden: [the other field names], values: {name: value} } with values
+//                   as strings (integers in decimal, bytes32 as 0x hex, addresses EIP-55)
+//                   or lists of them
 //   }
+//
+//   Never throws for a bad receipt (that is a failed check). A node that cannot be
+//   reached fails chain_id ("the node cannot be reached: …") and skips the rest.
+//   trusted.chainId / trusted.registry may be null or omitted (not compared then).
 //
 //   The check names and their order are those of `tally audit receipt`
 //   (service/audit/receipt.py): document, signatures, [disclosures, signer_fields,]

@@ -13,6 +13,7 @@ is pinned: those are null, never true.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -492,3 +493,39 @@ for (const c of cases) {{
 console.log(JSON.stringify(out));
 """
     assert _node_eval(script) == [c[-1] for c in cases]
+
+
+def _examples() -> dict[str, Any]:
+    """docs/evidence.md's signed example of every entry type (scripts/evidence_examples.py)."""
+    spec = importlib.util.spec_from_file_location(
+        "evidence_examples", ROOT / "scripts" / "evidence_examples.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    built: dict[str, Any] = module.examples()
+    return built
+
+
+def test_js_verdicts_equal_python_on_every_entry_type_offline(tmp_path: Path) -> None:
+    """One self-made receipt per example (every entry type: strings, int256[], uint256[],
+    address[]), as made and with its first signature or its entry id changed."""
+    docs: dict[str, Doc] = {}
+    for name, signed in _examples().items():
+        doc = one_leaf_receipt(
+            signed, chain_id=signed.domain.chain_id, contract=signed.domain.verifying_contract
+        )
+        docs[name] = doc
+        bad_sig = copy.deepcopy(doc)
+        _sig(bad_sig, 0, lambda s: bytes([s[0] ^ 1]) + s[1:])
+        docs[f"{name}.signature"] = bad_sig
+        docs[f"{name}.entry_id"] = {**doc, "entry_id": _flip(doc["entry_id"])}
+    types = {d["entry_type"] for d in docs.values()}
+    from service.evidence.entries import ENTRY_CLASSES
+
+    assert types == set(ENTRY_CLASSES)
+    js = _run_js(docs, tmp_path)
+    for name, doc in docs.items():
+        py = audit_receipt(doc, chain=None, trusted=None)
+        assert _js_outcomes(js[name]) == _outcomes(py), (name, js[name]["checks"])
+        assert js[name]["ok"] is py.ok is ("." not in name), name

@@ -218,7 +218,7 @@ async def overview_data(request: Request, api: Api) -> dict[str, Any]:
         if metrics.ok:
             data["metrics_visible"] = True
             items = _metric_samples(metrics.text, "tally_evidence_items_total")
-            data["items"] = {k.split('"')[1]: int(v) for k, v in items.items() if '"' in k}
+            data["ingest"] = {k.split('"')[1]: int(v) for k, v in items.items() if '"' in k}
             errors: dict[str, int] = {}
             for labels, value in _metric_samples(metrics.text, "tally_http_requests_total").items():
                 found = dict(re.findall(r'(\w+)="([^"]*)"', labels))

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
-.PHONY: install node compile assets lint test demo bench clean
+.PHONY: install node compile assets lint test demo bench screenshots clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ demo: install node
 
 bench: install node
 	$(BIN)/tally bench --json out/bench.json
+
+# one PNG per dashboard page in out/screenshots/ (not committed), taken in Debian's
+# headless chromium against a served demo deployment (tests/web/test_browser.py)
+screenshots: install node
+	rm -rf out/screenshots
+	TALLY_SCREENSHOTS=out/screenshots $(BIN)/pytest -q -p no:cacheprovider \
+		tests/web/test_browser.py -k test_screenshots
+	ls out/screenshots/*.png
 
 clean:
 	rm -rf $(VENV) node_modules out .tally

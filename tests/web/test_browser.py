@@ -1,8 +1,8 @@
 """The dashboard in a real headless Chromium against a served demo deployment.
 
 One ``tally demo --serve`` per module (embedded chain, small scenario) and one browser.
-With ``TALLY_SCREENSHOTS=DIR`` (``make screenshots``) the page test also writes one PNG
-per page into DIR.
+With ``TALLY_SCREENSHOTS=DIR`` (``make screenshots``) ``test_screenshots`` writes one
+full-page PNG per page into DIR; without it, it is skipped.
 """
 
 from __future__ import annotations
@@ -96,28 +96,19 @@ def sign_out(browser: Any, server: DemoServer) -> None:
 
 
 def test_every_page_loads_without_console_errors(browser: Any, demo_server: DemoServer) -> None:
-    shots = os.environ.get("TALLY_SCREENSHOTS")
-    out = Path(shots) if shots else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
     entry = sorted((demo_server.out / "receipts").glob("0x*.json"))[0].stem
     pages = {**PAGES, "entry": f"/evidence/{entry}"}
     operator = key_of(demo_server.participant("data-space operator"))
     for signed_in in (False, True):
         if signed_in:
             sign_in_in_page(browser, demo_server, operator)
-        for name, path in pages.items():
+        for path in pages.values():
             browser.get(demo_server.url + path)
             wait_for(lambda: browser.execute_script("return document.readyState") == "complete")
             time.sleep(0.3)  # deferred scripts and charts
             errors = console_errors(browser)
             assert errors == [], f"{path} (signed in: {signed_in}): {errors}"
             assert browser.title.endswith("Tally dashboard")
-            if out is not None and signed_in:
-                height = browser.execute_script("return document.body.scrollHeight")
-                browser.set_window_size(1280, min(max(int(height), 700), 3000))
-                browser.save_screenshot(str(out / f"{name}.png"))
-                browser.set_window_size(1280, 900)
     # a page that is not there is one clear line, not a stack trace
     browser.get(demo_server.url + "/evidence/0x" + "00" * 32)
     assert "not found" in text(browser, "#problem")
@@ -350,3 +341,56 @@ def test_participant_sees_only_their_own_statements(
         assert len(rows) == len(demo_server.summary["settlement"]["payouts"])
     finally:
         sign_out(browser, demo_server)
+
+
+def full_page_png(browser: Any, path: Path) -> None:
+    """The whole page, not only the viewport (Chrome DevTools' capture)."""
+    import base64
+
+    shot = browser.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}
+    )
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
+def test_screenshots(browser: Any, demo_server: DemoServer) -> None:
+    """``make screenshots``: each page as its usual reader sees it."""
+    from selenium.webdriver.common.by import By
+
+    target = os.environ.get("TALLY_SCREENSHOTS")
+    if not target:
+        pytest.skip("set TALLY_SCREENSHOTS=DIR (make screenshots)")
+    out = Path(target)
+    out.mkdir(parents=True, exist_ok=True)
+    right = demo_server.summary["settlement"]["round_id"]
+    receipt = sorted((demo_server.out / "receipts").glob("0x*.json"))[0]
+
+    def shot(name: str, path: str | None = None) -> None:
+        if path is not None:
+            browser.get(demo_server.url + path)
+        time.sleep(0.5)
+        full_page_png(browser, out / f"{name}.png")
+        assert console_errors(browser) == [], name
+
+    sign_in_in_page(browser, demo_server, key_of(demo_server.participant("data-space operator")))
+    shot("overview", "/")
+    shot("evidence", "/evidence")
+    shot("entry", f"/evidence/{receipt.stem}")
+    browser.get(demo_server.url + "/checkpoints")
+    browser.find_element(By.CSS_SELECTOR, "#consistency button").click()
+    wait_for(lambda: text(browser, "#cons-result").startswith("Consistent"))
+    shot("checkpoints")
+    shot("rounds", f"/rounds/{right}")
+    sign_out(browser, demo_server)
+    sign_in_in_page(browser, demo_server, key_of(demo_server.participant("battery maker")))
+    shot("account")
+    sign_out(browser, demo_server)
+    verify_in_page(browser, demo_server, receipt.read_text())
+    shot("verify")
+    phone = chrome(width=390, height=844)
+    try:
+        phone.get(demo_server.url + "/")
+        time.sleep(0.5)
+        full_page_png(phone, out / "overview-phone.png")
+    finally:
+        phone.quit()

@@ -36,21 +36,6 @@ T_CURSORS = handlers.table_of(IndexerCursor)
 T_BLOCKS = handlers.table_of(IndexedBlock)
 T_REORGS = handlers.table_of(IndexerReorg)
 
-#: SQLite settings of the connection a range is written on (per connection, set at the
-#: start of each range's transaction; measured with py-spy on the 20,000-event bench,
-#: where 42% of the indexer's samples were SQLite inserts and 14% its commits):
-#:
-#: - ``cache_size``: 64 MiB of page cache at most (allocated as used; SQLite's default
-#:   is 2 MiB): the random tx-hash and subject keys of ``chain_events`` spread each
-#:   range's inserts over the whole index, and past the default cache each re-reads pages.
-#: - ``wal_autocheckpoint``: copy the WAL into the database file every 10,000 pages
-#:   (40 MiB) instead of every 1,000: a range of 4,000 events writes about 3 MiB, so the
-#:   default ran a checkpoint (with its two fsyncs) inside every other commit. Crash
-#:   safety is unchanged: a process crash loses nothing committed (the WAL is replayed);
-#:   under ``synchronous=NORMAL`` a power loss can lose the newest transactions since
-#:   the last fsync, now up to 40 MiB of them instead of 4, and since each range's rows
-#:   and its cursor commit together the mirror then resumes from the older cursor.
-SQLITE_PRAGMAS = ("PRAGMA cache_size=-65536", "PRAGMA wal_autocheckpoint=10000")
 KEEP_BLOCKS = 4096  # recorded block hashes kept below the cursor (event blocks are kept anyway)
 
 
@@ -152,9 +137,6 @@ class Store:
         """Write a range's raw rows, derived rows, block hashes and cursor in one
         transaction; returns the number of events handled into derived tables."""
         with gc_paused(), self.engine.begin() as conn:
-            if conn.dialect.name == "sqlite":
-                for pragma in SQLITE_PRAGMAS:
-                    conn.exec_driver_sql(pragma)
             self._move_cursor(conn, expected, Cursor(batch.end, batch.end_hash))
             upsert_events(conn, batch.events)
             handled = apply_events(conn, batch.events)

@@ -8,9 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.db import make_engine
 from service.indexer.sql import dump_json
-from service.indexer.store import SQLITE_PRAGMAS
 
 _json = st.recursive(
     st.none()
@@ -28,14 +26,3 @@ def test_dump_json_equals_the_stdlib_compact_text(value: Any) -> None:
     expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     assert dump_json(value) == expected
     assert json.loads(dump_json(value)) == value
-
-
-def test_sqlite_pragmas_are_valid_settings(tmp_path: Any) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path}/p.db")
-    with engine.begin() as conn:
-        for pragma in SQLITE_PRAGMAS:
-            conn.exec_driver_sql(pragma)
-        assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -65536
-        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 10_000
-        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-    engine.dispose()

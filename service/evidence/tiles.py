@@ -415,7 +415,9 @@ def _checked_blob(hashes: Sequence[bytes]) -> bytes:
         blob = b"".join(hashes)
     except TypeError:
         raise InvalidInput("leaf hashes must be bytes") from None
-    if len(blob) != HASH_SIZE * len(hashes) or len(set(map(len, hashes))) > 1:
+    # the lengths add up to 32 per hash and none is shorter: then each is exactly 32
+    # (one pass at C speed; a set of the lengths cost twice as much at 1M leaves)
+    if len(blob) != HASH_SIZE * len(hashes) or min(map(len, hashes)) < HASH_SIZE:
         raise InvalidInput(f"every leaf hash must be {HASH_SIZE} bytes")
     return blob
 

@@ -24,6 +24,9 @@ from typing import Any
 import httpx
 import pytest
 
+# the API's fixtures (the real app over the embedded chain's space) for test_pages.py
+from tests.api.conftest import client, ctx, ctx_client, sign_in  # noqa: F401
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 TALLY = (sys.executable, "-m", "service.cli")

@@ -1,0 +1,249 @@
+"""The dashboard's pages over the real app (TestClient), embedded chain, SQLite and PostgreSQL.
+
+No browser here (tests/web/test_browser.py has it): what each page shows to whom, that a
+page answers what its ``/v1`` route answers the same caller, the session cookie, the
+read-only JSON-RPC endpoint, and the one-line messages when a part is missing.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from service.api.context import ServiceContext
+from tests.api.conftest import SignIn, TestClient, get_token
+from tests.api.test_evidence import anchor, post
+from tests.evidence.test_log import agreement, receipt
+from tests.space import Space
+
+
+def dd(html: str, element_id: str) -> str:
+    """The text of the element with ``element_id`` (the pages' figures carry ids)."""
+    found = re.search(rf'id="{element_id}"[^>]*>([^<]*)<', html)
+    assert found, f"no #{element_id}"
+    return found.group(1).strip()
+
+
+def signed_in_client(client: TestClient, token: str) -> TestClient:
+    r = client.post("/session", json={"token": token})
+    assert r.status_code == 200, r.text
+    return client
+
+
+@pytest.fixture
+def entries(client: TestClient, ctx: ServiceContext, space: Space, sign_in: SignIn) -> list[str]:
+    """An agreement and three receipts in the log, the first two anchored."""
+    h = sign_in(space.consumers[0])
+    post(client, [agreement(space), receipt(space, 1), receipt(space, 2)], h)
+    anchor(ctx, space)
+    post(client, [receipt(space, 3)], h)
+    return [
+        "0x" + e.id().hex() for e in (agreement(space), *(receipt(space, n) for n in (1, 2, 3)))
+    ]
+
+
+def test_every_page_answers_html(client: TestClient, entries: list[str]) -> None:
+    for path in ("/", "/evidence", "/checkpoints", "/rounds", "/account", "/verify"):
+        r = client.get(path)
+        assert r.status_code == 200, path
+        assert r.headers["content-type"].startswith("text/html")
+        assert '<main id="main"' in r.text and 'aria-current="page"' in r.text
+    assert client.get(f"/evidence/{entries[1]}").status_code == 200
+    assert client.get("/static/tally.css").status_code == 200
+    assert client.get("/static/tally-verify.js").status_code == 200
+    # the dashboard is not part of the API's OpenAPI
+    paths = client.get("/openapi.json").json()["paths"]
+    assert not {"/", "/evidence", "/session", "/rpc"} & set(paths)
+
+
+def test_overview_figures_are_the_apis(
+    client: TestClient, entries: list[str], space: Space
+) -> None:
+    html = client.get("/fragments/overview").text
+    cps = client.get("/v1/log/checkpoints", params={"limit": 1}).json()
+    ready = client.get("/readyz").json()["checks"]
+    assert dd(html, "log-size") == str(cps["log"]["tree_size"]) == "4"
+    assert dd(html, "anchored-size") == str(ready["anchoring"]["anchored_size"]) == "3"
+    assert dd(html, "unanchored") == str(ready["anchoring"]["lag_entries"]) == "1"
+    assert dd(html, "cp-seq") == str(cps["latest"]["seq"])
+    assert dd(html, "cp-root") == cps["latest"]["root"]
+    assert dd(html, "cp-tx") == cps["latest"]["tx_hash"]
+    assert dd(html, "chain-head") == str(ready["chain"]["head"])
+    balance = space.chain.call(
+        space.contracts.token.functions.balanceOf(space.contracts.vault.address)
+    )
+    assert re.search(r'id="vault-balance" data-raw="(\d+)"', html).group(1) == str(balance)  # type: ignore[union-attr]
+
+
+def test_overview_says_when_the_indexer_has_not_indexed(
+    client: TestClient, entries: list[str]
+) -> None:
+    html = client.get("/").text
+    assert client.get("/readyz").json()["checks"]["indexer"]["lag_blocks"] is None
+    assert "indexer: this deployment is not indexed (yet)" in html
+    assert dd(html, "indexer-lag") == "-"
+
+
+def test_metrics_figures_only_for_the_operator(
+    client: TestClient, entries: list[str], space: Space
+) -> None:
+    anonymous = client.get("/fragments/overview").text
+    assert "needs the operator role" in anonymous and 'id="items-accepted"' not in anonymous
+    signed_in_client(client, get_token(client, space.consumers[0]))
+    consumer = client.get("/fragments/overview").text
+    assert "needs the operator role" in consumer
+    signed_in_client(client, get_token(client, space.operator))
+    operator = client.get("/fragments/overview").text
+    assert int(dd(operator, "items-accepted")) >= 4
+
+
+def test_explorer_pages_the_log_newest_first(client: TestClient, entries: list[str]) -> None:
+    html = client.get("/evidence").text
+    leaves = [int(x) for x in re.findall(r"<tr>\s*<td>(\d+)</td>", html)]
+    assert leaves == [3, 2, 1, 0]
+    assert f'href="/evidence/{entries[3]}"' in html
+    r = client.get("/evidence", params={"q": entries[2]}, follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (303, f"/evidence/{entries[2]}")
+    bad = client.get("/evidence", params={"q": "0x12"}).text
+    assert "an entry id is 0x and 64 hex digits" in bad
+    missing = client.get("/evidence", params={"q": "0x" + "ab" * 32}).text
+    assert "not found, or not yours to read" in missing
+
+
+def test_explorer_party_search_follows_the_agreements_route(
+    client: TestClient, entries: list[str], space: Space
+) -> None:
+    party = space.consumers[0].address
+    anonymous = client.get("/evidence", params={"party": party}).text
+    assert "sign in first" in anonymous and 'id="agreements"' not in anonymous
+    signed_in_client(client, get_token(client, space.providers[2]))  # not a party
+    other = client.get("/evidence", params={"party": party}).text
+    assert "your role may not read this (role_required)" in other
+    signed_in_client(client, get_token(client, space.consumers[0]))
+    mine = client.get("/evidence", params={"party": party}).text
+    assert 'id="agreements"' in mine and f'href="/evidence/{entries[0]}"' in mine
+
+
+@pytest.mark.parametrize("who", ["anonymous", "outsider", "party", "auditor", "operator"])
+def test_entry_page_answers_what_the_evidence_route_answers(
+    client: TestClient, entries: list[str], space: Space, who: str
+) -> None:
+    """The page inherits the route's access control: same status, same content."""
+    account = {
+        "anonymous": None,
+        "outsider": space.providers[2],
+        "party": space.consumers[0],
+        "auditor": space.auditor,
+        "operator": space.operator,
+    }[who]
+    headers: dict[str, str] = {}
+    if account is not None:
+        token = get_token(client, account)
+        signed_in_client(client, token)
+        headers = {"Authorization": f"Bearer {token}"}
+    eid = entries[1]
+    api = client.get(f"/v1/evidence/{eid}", headers=headers)
+    page = client.get(f"/evidence/{eid}")
+    assert page.status_code == api.status_code
+    if api.status_code == 200:
+        assert dd(page.text, "leaf-index") == str(api.json()["leaf_index"])
+        for signer in api.json()["signatures"]:
+            assert signer in page.text
+        assert f'href="/v1/receipts/{eid}"' in page.text  # anchored: the receipt link
+    else:
+        assert 'id="signers"' not in page.text and 'id="message"' not in page.text
+
+
+def test_entry_page_says_pending_until_anchored(client: TestClient, entries: list[str]) -> None:
+    html = client.get(f"/evidence/{entries[3]}").text
+    assert "not anchored yet" in html and "/v1/receipts/" not in html
+
+
+def test_round_payouts_need_a_sign_in(client: TestClient) -> None:
+    r = client.get("/rounds/7")
+    assert r.status_code == 200 and "round 7: not found" in r.text
+
+
+def test_account_without_a_session_offers_sign_in(client: TestClient) -> None:
+    html = client.get("/account").text
+    assert 'id="get-challenge"' in html and 'id="my-address"' not in html
+
+
+def test_session_keeps_a_valid_token_in_an_httponly_cookie(
+    client: TestClient, space: Space
+) -> None:
+    token = get_token(client, space.consumers[0])
+    r = client.post("/session", json={"token": token})
+    assert r.status_code == 200 and r.json()["address"] == space.consumers[0].address
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith("tally_session=")
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+    html = client.get("/account").text
+    assert dd(html, "my-address") == space.consumers[0].address
+    assert client.post("/session/end").status_code == 200
+    assert 'id="my-address"' not in client.get("/account").text
+
+
+def test_session_refuses_a_forged_token_and_other_origins(client: TestClient, space: Space) -> None:
+    r = client.post("/session", json={"token": "not-a-token"})
+    assert r.status_code == 401 and "set-cookie" not in r.headers
+    assert client.post("/session", json={}).status_code == 400
+    token = get_token(client, space.consumers[0])
+    r = client.post("/session", json={"token": token}, headers={"Origin": "https://evil.test"})
+    assert (r.status_code, r.json()["error"]["code"]) == (403, "cross_origin")
+    assert "set-cookie" not in r.headers
+
+
+def test_an_expired_session_is_forgotten(client: TestClient, space: Space) -> None:
+    client.cookies.set("tally_session", "expired.or.forged")
+    r = client.get("/account")
+    assert r.status_code == 200 and "not signed in" in r.text
+    assert 'tally_session=""' in r.headers.get("set-cookie", "")
+
+
+def _rpc(client: TestClient, method: str, params: list[Any]) -> Any:
+    return client.post("/rpc", json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+
+
+def test_rpc_reads_the_embedded_chain_and_sends_nothing(
+    client: TestClient, entries: list[str], space: Space
+) -> None:
+    assert _rpc(client, "eth_chainId", []).json()["result"] == hex(space.chain.chain_id)
+    ledger = space.contracts.ledger
+    size = _rpc(
+        client,
+        "eth_call",
+        [
+            {"to": ledger.address, "data": ledger.encode_abi("count", [])},
+            "latest",
+        ],
+    ).json()
+    assert int(size["result"], 16) == 1
+    for method in ("eth_sendTransaction", "eth_sendRawTransaction", "evm_mine", "eth_accounts"):
+        refused = _rpc(client, method, [{}]).json()
+        assert refused["error"]["code"] == -32601, method
+    batch = client.post(
+        "/rpc",
+        json=[
+            {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []},
+            {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "eth_getTransactionReceipt",
+                "params": ["0x" + "00" * 32],
+            },
+        ],
+    ).json()
+    assert [b["id"] for b in batch] == [1, 2] and batch[1]["result"] is None
+
+
+def test_verify_page_names_this_deployment(
+    client: TestClient, ctx: ServiceContext, entries: list[str]
+) -> None:
+    html = client.get("/verify").text
+    assert 'value="http://testserver/rpc"' in html
+    assert dd(html, "ledger") == ctx.contracts.ledger.address
+    prefilled = client.get("/verify", params={"entry": entries[1]}).text
+    assert entries[1] in prefilled and "inclusion_proof" in prefilled

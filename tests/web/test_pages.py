@@ -7,6 +7,7 @@ read-only JSON-RPC endpoint, and the one-line messages when a part is missing.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
@@ -247,3 +248,46 @@ def test_verify_page_names_this_deployment(
     assert dd(html, "ledger") == ctx.contracts.ledger.address
     prefilled = client.get("/verify", params={"entry": entries[1]}).text
     assert entries[1] in prefilled and "inclusion_proof" in prefilled
+
+
+@pytest.mark.anvil
+def test_pages_say_when_the_chain_node_is_unreachable(db_url: str, tmp_path: Any) -> None:
+    """A node that stops answering: every page still answers, with one line saying so."""
+    from service.chain.client import Chain
+    from service.chain.config import rpc_network
+    from service.db import create_schema, make_engine
+    from tests.api.conftest import make_client
+    from tests.nodes import running_anvil
+    from tests.space import build_space
+
+    nodes = running_anvil()
+    node = next(nodes)
+    engine = make_engine(db_url)
+    create_schema(engine)
+    try:
+        space = build_space(Chain.connect(rpc_network(node.url, chain_id=31337)))
+        client, ctx = make_client(space, engine, data_dir=tmp_path)
+        with client:
+            h = {"Authorization": f"Bearer {get_token(client, space.consumers[0])}"}
+            post(client, [agreement(space), receipt(space, 1)], h)
+            anchor(ctx, space)
+            eid = "0x" + receipt(space, 1).id().hex()
+            node.stop()
+            overview = client.get("/")
+            assert overview.status_code == 200
+            assert "chain node unreachable" in overview.text
+            assert dd(overview.text, "log-size") == "2"  # the log is the database's
+            assert dd(overview.text, "chain-ok") == "unreachable"
+            assert client.get("/rounds").status_code == 200  # none mirrored: no chain call
+            one = client.get("/rounds/1")  # asks the vault
+            assert one.status_code == 200
+            assert "round 1: the chain node or a backing service is unreachable" in one.text
+            checkpoints = client.get("/checkpoints")
+            assert checkpoints.status_code == 200 and "block times: chain unreachable" in (
+                checkpoints.text
+            )
+            assert client.get(f"/evidence/{eid}").status_code == 200
+    finally:
+        with contextlib.suppress(StopIteration):
+            next(nodes)
+        engine.dispose()

@@ -394,3 +394,38 @@ def test_screenshots(browser: Any, demo_server: DemoServer) -> None:
         full_page_png(phone, out / "overview-phone.png")
     finally:
         phone.quit()
+
+
+def test_keyboard_alone_navigates_and_verifies(browser: Any, demo_server: DemoServer) -> None:
+    """A skip link first, then the navigation in order; the verify form works by keys."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    def tab() -> Any:
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        return browser.switch_to.active_element
+
+    browser.get(demo_server.url + "/")
+    focused = [tab().text for _ in range(8)]
+    assert focused[0] == "Skip to content"
+    assert focused[2:8] == [
+        "Overview",
+        "Evidence",
+        "Checkpoints",
+        "Rounds",
+        "My account",
+        "Verify a receipt",
+    ]
+    browser.get(demo_server.url + "/verify")
+    browser.execute_script(
+        "document.getElementById('receipt').value = arguments[0]",
+        sorted((demo_server.out / "receipts").glob("0x*.json"))[0].read_text(),
+    )
+    for _ in range(30):
+        if tab().get_attribute("id") == "verify-button":
+            break
+    else:
+        raise AssertionError("the Verify button is not reachable with Tab")
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    wait_for(lambda: text(browser, "#verdict").startswith(("PASS", "FAIL")))
+    assert text(browser, "#verdict").startswith("PASS")

@@ -291,3 +291,69 @@ def test_pages_say_when_the_chain_node_is_unreachable(db_url: str, tmp_path: Any
         with contextlib.suppress(StopIteration):
             next(nodes)
         engine.dispose()
+
+
+@pytest.mark.anvil
+def test_demo_on_a_node_then_tally_serve_shows_its_data(tmp_path: Any) -> None:
+    """``tally demo --rpc URL``, then ``tally serve`` on that deployment and database:
+    the dashboard shows the demo's log, checkpoints and rounds."""
+    import json
+    import socket
+    import subprocess
+
+    import httpx
+
+    from service.api.process import ServeProcess, write_network_file
+    from tests.api.conftest import SECRET
+    from tests.nodes import running_anvil
+    from tests.web.conftest import DEMO_ARGS, TALLY
+
+    nodes = running_anvil()
+    node = next(nodes)
+    try:
+        out = tmp_path / "demo"
+        demo = subprocess.run(
+            [*TALLY, "demo", "--rpc", node.url, "--out", str(out), *DEMO_ARGS],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
+        summary = json.loads((out / "summary.json").read_text())
+        network = write_network_file(
+            tmp_path / "node.toml", name="demo-node", rpc_url=node.url, chain_id=31337
+        )
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = ServeProcess(
+            env={
+                "TALLY_NETWORK": str(network),
+                "TALLY_DEPLOYMENT_FILE": str(out / "deployment.json"),
+                "TALLY_DATABASE_URL": f"sqlite:///{out / 'tally.db'}",
+                "TALLY_DATA_DIR": str(tmp_path / "data"),
+                "TALLY_JWT_SECRET": SECRET,
+                "TALLY_LOG_LEVEL": "WARNING",
+            },
+            port=port,
+            index=True,
+            log_path=tmp_path / "serve.log",
+        ).start()
+        try:
+            base = server.url
+            last = summary["evidence"]["checkpoints"][-1]
+            html = httpx.get(base + "/", timeout=30).text
+            assert dd(html, "log-size") == str(last["tree_size"])
+            assert dd(html, "cp-seq") == str(last["seq"])
+            assert dd(html, "cp-root") == last["root"]
+            rounds = httpx.get(base + "/rounds", timeout=30).text
+            right = summary["settlement"]["round_id"]
+            assert f'href="/rounds/{right}"' in rounds and "Finalized" in rounds
+            verify = httpx.get(base + "/verify", timeout=30).text
+            assert f'value="{node.url}"' in verify  # the node's own JSON-RPC, not /rpc
+            assert httpx.post(base + "/rpc", json={}).status_code == 404
+        finally:
+            server.stop()
+    finally:
+        with contextlib.suppress(StopIteration):
+            next(nodes)

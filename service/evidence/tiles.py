@@ -256,9 +256,40 @@ _UPDATE_STATE = (
     .values(size=sa.bindparam("new_size"), root=sa.bindparam("new_root"))
 )
 _SELECT_TILES = sa.select(_t.level, _t.idx, _t.hashes).where(_t.log_id == sa.bindparam("lid"))
-_TILES_BY_KEY = _SELECT_TILES.where(
-    sa.tuple_(_t.level, _t.idx).in_(sa.bindparam("keys", expanding=True))
-)
+
+
+@lru_cache(maxsize=64)
+def _tiles_by_key(count: int) -> sa.Select[tuple[int, int, bytes]]:
+    """Tiles by key, ``count`` keys: ``(log_id = ? AND level = ? AND idx = ?) OR ...``
+    (the whole key in every term: SQLite does not carry a shared ``log_id = ?`` into
+    the OR, and then searches its index on ``log_id`` alone). SQLite plans
+    the row-value form ``(level, idx) IN (VALUES ...)`` as a scan of every tile of the
+    log (its primary-key index on ``log_id`` alone); the OR of equalities is one index
+    search per key there, and a bitmap OR of index scans on PostgreSQL. Proofs and
+    appends ask for a handful of keys (at most two per tile level), so the statements
+    are few and cached."""
+    lid: sa.BindParameter[int] = sa.bindparam("lid")
+    return sa.select(_t.level, _t.idx, _t.hashes).where(
+        sa.or_(
+            *(
+                sa.and_(
+                    _t.log_id == lid,
+                    _t.level == sa.bindparam(f"l{i}"),
+                    _t.idx == sa.bindparam(f"i{i}"),
+                )
+                for i in range(count)
+            )
+        )
+    )
+
+
+def _key_params(keys: Collection[TileKey]) -> dict[str, int]:
+    params: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        params[f"l{i}"], params[f"i{i}"] = key.level, key.idx
+    return params
+
+
 _TILE_RANGE = _SELECT_TILES.where(
     _t.level == sa.bindparam("level"),
     _t.idx.between(sa.bindparam("first"), sa.bindparam("last")),
@@ -315,7 +346,7 @@ class SqlTileStorage:
     def read_tiles(self, keys: Collection[TileKey]) -> dict[TileKey, bytes]:
         if not keys:
             return {}
-        return self._tiles(_TILES_BY_KEY, keys=[tuple(k) for k in keys])
+        return self._tiles(_tiles_by_key(len(keys)), **_key_params(keys))
 
     def read_tile_range(self, level: int, first: int, last: int) -> dict[TileKey, bytes]:
         return self._tiles(_TILE_RANGE, level=level, first=first, last=last)

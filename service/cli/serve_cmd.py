@@ -151,6 +151,11 @@ def serve(
         "factory": True,
         "log_level": settings.log_level.lower(),
         "access_log": False,
+        # uvloop's event loop and httptools' HTTP parser (uvicorn[standard]), named rather
+        # than left to uvicorn's "auto": a missing one is a start-up error, not a slower
+        # server (quick api bench, 1 worker: GET /v1/receipts 88-104 -> 123-154 req/s)
+        "loop": "uvloop",
+        "http": "httptools",
     }
     if workers == 1:
         os.environ["TALLY_ANCHOR_EVERY_S"] = str(anchor_every)

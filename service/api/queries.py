@@ -25,7 +25,7 @@ from service.errors import (
 from service.evidence.anchor import latest_anchor
 from service.evidence.log import get_entry
 from service.evidence.merkle import leaf_hash
-from service.evidence.models import AgreementRow, AnchorRow, LogEntry
+from service.evidence.models import AgreementRow, AnchorRow, EntryCommitment, LogEntry
 from service.evidence.receipts import build_receipt
 from service.evidence.tiles import MerkleLog, SqlTileStorage
 from service.witness.note import CosignatureV1Verifier, NoteSigner
@@ -164,6 +164,47 @@ def evidence_entry(*, session: Session, eid: str) -> dict[str, Any]:
         "data": _hex(row.data),
         "struct_hash": _hex(signed.entry.struct_hash()),
         "eip712_digest": _hex(signed.digest()),
+    }
+
+
+def full_entries(*, session: Session, start: int, limit: int) -> dict[str, Any]:
+    """Full entries from leaf ``start``, at most ``limit``, in leaf order, each with its
+    canonical bytes and its salt (None: a legacy leaf, whose leaf data is the bytes
+    themselves): what an auditor rebuilds every leaf from
+    (:func:`service.evidence.commitment.leaf_data_for`). ``next`` continues."""
+    size = SqlTileStorage(session).read_state().size
+    stop = min(size, start + limit)
+    rows = (
+        session.exec(
+            select(
+                LogEntry.leaf_index,
+                LogEntry.entry_id,
+                LogEntry.entry_type,
+                LogEntry.data,
+                EntryCommitment.salt,
+            )  # type: ignore[call-overload]
+            .outerjoin(EntryCommitment, col(EntryCommitment.leaf_index) == col(LogEntry.leaf_index))
+            .where(col(LogEntry.leaf_index) >= start, col(LogEntry.leaf_index) < stop)
+            .order_by(col(LogEntry.leaf_index).asc())
+        ).all()
+        if stop > start
+        else []
+    )
+    return {
+        "tree_size": size,
+        "start": start,
+        "end": max(start, stop),
+        "next": stop if stop < size else None,
+        "entries": [
+            {
+                "leaf_index": index,
+                "entry_id": eid,
+                "entry_type": etype,
+                "data": _hex(data),
+                "salt": None if salt is None else _hex(salt),
+            }
+            for index, eid, etype, data, salt in rows
+        ],
     }
 
 

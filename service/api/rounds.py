@@ -375,20 +375,44 @@ def _served(
     return published.statement(), published.tree, f"published at {published.uri}", rnd
 
 
+def _own_agreements(
+    agreements: list[dict[str, Any]], address: str, part: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """The round's agreements ``address`` is in: as consumer, or with a line of its own."""
+    lines = (part or {}).get("lines") or []
+    mine = {str(line.get("agreement_id", "")).lower() for line in lines}
+    return [
+        a
+        for a in agreements
+        if a.get("consumer") == address or str(a.get("agreement_id", "")).lower() in mine
+    ]
+
+
 def statement_of(
-    *, engine: Engine, chain: Chain, vault: Contract, round_id: int, address: str
+    *,
+    engine: Engine,
+    chain: Chain,
+    vault: Contract,
+    round_id: int,
+    address: str,
+    full: bool = False,
 ) -> dict[str, Any]:
-    """``address``'s part of the round's statement (lines, exact shares, payout, proof)."""
+    """``address``'s part of the round's statement (lines, exact shares, payout, proof).
+
+    Only ``address``'s own lines and bill, and of the round's ``agreements`` only those it
+    is the consumer of or has a line in; the other parties' usage and the ``ignored``
+    entries are left out, unless ``full`` (the operator and auditors)."""
     statement, _, source, _ = _served(engine=engine, chain=chain, vault=vault, round_id=round_id)
     head = {k: v for k, v in statement.items() if k not in ("participants", "bills")}
     head["source"] = source
     bill = next((b for b in statement.get("bills", []) if b["consumer"] == address), None)
-    for part in statement["participants"]:
-        if part["account"] == address:
-            return head | {"participant": part, "bill": bill}
-    if bill is not None:
-        return head | {"participant": None, "bill": bill}
-    raise StatementNotFound(f"round {round_id} has nothing for {address}")
+    part = next((p for p in statement["participants"] if p["account"] == address), None)
+    if part is None and bill is None:
+        raise StatementNotFound(f"round {round_id} has nothing for {address}")
+    if not full:
+        head["agreements"] = _own_agreements(list(head.get("agreements") or []), address, part)
+        head.pop("ignored", None)
+    return head | {"participant": part, "bill": bill}
 
 
 def claim_of(

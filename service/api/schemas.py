@@ -415,6 +415,25 @@ class LogPageOut(_Out):
     entries: list[LogEntryOut]
 
 
+class FullEntryOut(_Out):
+    leaf_index: int
+    entry_id: str
+    entry_type: str
+    data: str = Field(description="0x hex of the entry's canonical bytes.")
+    salt: str | None = Field(
+        description="0x hex of the entry's 32-byte salt; null for a legacy leaf (appended "
+        "before T15), whose leaf data is the canonical bytes themselves."
+    )
+
+
+class FullEntriesOut(_Out):
+    tree_size: int
+    start: int
+    end: int
+    next: int | None = Field(description="Where the next page starts; null on the last one.")
+    entries: list[FullEntryOut]
+
+
 class InclusionOut(_Out):
     leaf_index: int
     tree_size: int

@@ -4,7 +4,9 @@ For each authenticated endpoint: no credential is 401 ``unauthenticated``; a sus
 participant's token is 403 ``participant_suspended``; a caller without the role is 403
 ``role_required`` (where a role is needed). Public endpoints answer without a token
 (2xx or a 404, never 401/403) and refuse an invalid one with 401 ``invalid_token``.
-The endpoints' own successes and bad inputs are in the other test modules.
+The endpoints' own successes and bad inputs are in the other test modules; what each
+kind of caller may *read* (entries only to their parties, T15) is the matrix of
+tests/api/test_read_access_matrix.py.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ AUTHENTICATED: list[tuple[str, str, Any, tuple[str, ...] | None]] = [
         {"entries": [{"entry_type": "x", "entry": {}, "signatures": {}}]},
         None,
     ),
+    ("get", "/v1/evidence", None, ("operator", "auditor")),
     ("get", "/v1/participants", None, None),
     ("get", f"/v1/participants/{A}", None, None),
     ("get", f"/v1/agreements?party={A}", None, ("operator", "auditor")),

@@ -135,7 +135,10 @@ def statement(
     round_id: RoundIdPath, address: AddressPath, ctx: CtxDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """``address``'s statement: receipts, units, factors, exact shares, payout, proof (for a
-    round computed elsewhere: from its published statement, verified against the chain)."""
+    round computed elsewhere: from its published statement, verified against the chain).
+    Only ``address`` itself (403 ``role_required`` for another participant), the operator
+    and auditors; a participant sees its own lines, bill and agreements only (the round's
+    other agreements and its ``ignored`` entries are for the operator and auditors)."""
     who = checksum(address)
     principal.require_self_or(who, *STAFF)
     with ctx.chain_guard():
@@ -145,6 +148,7 @@ def statement(
             vault=ctx.contracts.vault,
             round_id=round_id,
             address=who,
+            full=principal.has(*STAFF),
         )
 
 

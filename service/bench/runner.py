@@ -207,16 +207,24 @@ def _api(size: dict[str, int]) -> dict[str, Any]:
 
     db = os.environ.get("TALLY_BENCH_DATABASE_URL")
     workers = 2 if db else 1  # several API workers need PostgreSQL
+    server = db if db and db.startswith("postgresql") else None
 
     def load(workers: int) -> dict[str, Any]:
-        return bench_api(
-            requests=size["evidence_posts"],
-            receipt_requests=size["receipt_gets"],
-            concurrency=size["concurrency"],
-            batch=size["batch"],
-            workers=workers,
-            database_url=db,
-        )
+        from service.bench.scale import scratch_database
+
+        # each load on an empty log: a scratch database on the server, dropped afterwards
+        with (
+            tempfile.TemporaryDirectory(prefix="tally-bench-api-") as tmp,
+            scratch_database(server, workers, Path(tmp), prefix="api") as url,
+        ):
+            return bench_api(
+                requests=size["evidence_posts"],
+                receipt_requests=size["receipt_gets"],
+                concurrency=size["concurrency"],
+                batch=size["batch"],
+                workers=workers,
+                database_url=url if server else db,
+            )
 
     r = load(workers)
     one_worker: dict[str, Any] | None = load(1)["post_evidence"] if workers > 1 else None

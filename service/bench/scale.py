@@ -44,7 +44,7 @@ from sqlalchemy.engine import make_url
 
 from service.db import create_schema, make_engine
 
-__all__ = ["APPEND_BATCH", "bench_scale", "fit_exponent"]
+__all__ = ["APPEND_BATCH", "bench_scale", "fit_exponent", "scratch_database"]
 
 APPEND_BATCH = 10_000
 """Leaves per append transaction in the ``log`` child."""
@@ -182,13 +182,15 @@ def _settle_child(url: str, n: int, agreements: int = 50) -> dict[str, Any]:
 
 
 @contextmanager
-def _scratch_database(server_url: str | None, n: int, tmp: Path) -> Iterator[str]:
+def scratch_database(
+    server_url: str | None, n: int, tmp: Path, *, prefix: str = "scale"
+) -> Iterator[str]:
     """A fresh, empty database for size ``n``: on ``server_url``'s PostgreSQL server
-    (dropped afterwards) or a SQLite file under ``tmp``."""
+    (``tally_<prefix>_<pid>_<n>``, dropped afterwards) or a SQLite file under ``tmp``."""
     if server_url is None:
-        yield f"sqlite:///{tmp}/scale-{n}.db"
+        yield f"sqlite:///{tmp}/{prefix}-{n}.db"
         return
-    name = f"tally_scale_{os.getpid()}_{n}"
+    name = f"tally_{prefix}_{os.getpid()}_{n}"
     admin = make_engine(server_url).execution_options(isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
@@ -234,7 +236,7 @@ def bench_scale(
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="tally-bench-scale-") as tmp:
         for n in sizes:
-            with _scratch_database(server_url, n, Path(tmp)) as url:
+            with scratch_database(server_url, n, Path(tmp)) as url:
                 row: dict[str, Any] = {"receipts": n}
                 row |= _in_child(_log_child, url, n, seed)
                 row |= _in_child(_fill_child, url, n)

@@ -51,7 +51,8 @@ def test_every_page_answers_html(client: TestClient, entries: list[str]) -> None
         assert r.status_code == 200, path
         assert r.headers["content-type"].startswith("text/html")
         assert '<main id="main"' in r.text and 'aria-current="page"' in r.text
-    assert client.get(f"/evidence/{entries[1]}").status_code == 200
+    api = client.get(f"/v1/evidence/{entries[1]}")
+    assert client.get(f"/evidence/{entries[1]}").status_code == api.status_code
     assert client.get("/static/tally.css").status_code == 200
     assert client.get("/static/tally-verify.js").status_code == 200
     # the dashboard is not part of the API's OpenAPI
@@ -100,11 +101,19 @@ def test_metrics_figures_only_for_the_operator(
     assert int(dd(operator, "items-accepted")) >= 4
 
 
-def test_explorer_pages_the_log_newest_first(client: TestClient, entries: list[str]) -> None:
+def test_explorer_pages_the_log_newest_first(
+    client: TestClient, entries: list[str], space: Space
+) -> None:
     html = client.get("/evidence").text
     leaves = [int(x) for x in re.findall(r"<tr>\s*<td>(\d+)</td>", html)]
     assert leaves == [3, 2, 1, 0]
-    assert f'href="/evidence/{entries[3]}"' in html
+    public = client.get("/v1/log/entries").json()["entries"]
+    if "entry_id" in public[3]:  # a log that names its entries links each one
+        assert f'href="/evidence/{entries[3]}"' in html
+    anonymous = client.get("/evidence", params={"q": entries[2]}, follow_redirects=False)
+    api = client.get(f"/v1/evidence/{entries[2]}")
+    assert anonymous.status_code == (303 if api.status_code == 200 else 200)
+    signed_in_client(client, get_token(client, space.consumers[0]))  # a party to it
     r = client.get("/evidence", params={"q": entries[2]}, follow_redirects=False)
     assert (r.status_code, r.headers["location"]) == (303, f"/evidence/{entries[2]}")
     bad = client.get("/evidence", params={"q": "0x12"}).text
@@ -157,7 +166,10 @@ def test_entry_page_answers_what_the_evidence_route_answers(
         assert 'id="signers"' not in page.text and 'id="message"' not in page.text
 
 
-def test_entry_page_says_pending_until_anchored(client: TestClient, entries: list[str]) -> None:
+def test_entry_page_says_pending_until_anchored(
+    client: TestClient, entries: list[str], space: Space
+) -> None:
+    signed_in_client(client, get_token(client, space.consumers[0]))
     html = client.get(f"/evidence/{entries[3]}").text
     assert "not anchored yet" in html and "/v1/receipts/" not in html
 
@@ -241,11 +253,12 @@ def test_rpc_reads_the_embedded_chain_and_sends_nothing(
 
 
 def test_verify_page_names_this_deployment(
-    client: TestClient, ctx: ServiceContext, entries: list[str]
+    client: TestClient, ctx: ServiceContext, entries: list[str], space: Space
 ) -> None:
     html = client.get("/verify").text
     assert 'value="http://testserver/rpc"' in html
     assert dd(html, "ledger") == ctx.contracts.ledger.address
+    signed_in_client(client, get_token(client, space.consumers[0]))  # a party to it
     prefilled = client.get("/verify", params={"entry": entries[1]}).text
     assert entries[1] in prefilled and "inclusion_proof" in prefilled
 
@@ -286,7 +299,12 @@ def test_pages_say_when_the_chain_node_is_unreachable(db_url: str, tmp_path: Any
             assert checkpoints.status_code == 200 and "block times: chain unreachable" in (
                 checkpoints.text
             )
-            assert client.get(f"/evidence/{eid}").status_code == 200
+            # who the caller is comes from the registry, on chain: no entry, and no sign-out
+            client.cookies.set("tally_session", h["Authorization"].removeprefix("Bearer "))
+            entry = client.get(f"/evidence/{eid}")
+            assert entry.status_code == 502
+            assert "the chain node or a backing service is unreachable" in entry.text
+            assert "set-cookie" not in entry.headers
     finally:
         with contextlib.suppress(StopIteration):
             next(nodes)

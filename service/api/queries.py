@@ -167,13 +167,16 @@ def evidence_entry(*, session: Session, eid: str) -> dict[str, Any]:
     }
 
 
-def full_entries(*, session: Session, start: int, limit: int) -> dict[str, Any]:
-    """Full entries from leaf ``start``, at most ``limit``, in leaf order, each with its
-    canonical bytes and its salt (None: a legacy leaf, whose leaf data is the bytes
-    themselves): what an auditor rebuilds every leaf from
+def full_entries(*, session: Session, start: int, end: int | None, limit: int) -> dict[str, Any]:
+    """Full entries ``start <= leaf_index < end``, at most ``limit``, in leaf order, each
+    with its canonical bytes and its salt (None: a legacy leaf, whose leaf data is the
+    bytes themselves): what an auditor rebuilds every leaf from
     (:func:`service.evidence.commitment.leaf_data_for`). ``next`` continues."""
     size = SqlTileStorage(session).read_state().size
-    stop = min(size, start + limit)
+    wanted_end = size if end is None else min(end, size)
+    if end is not None and start > end:
+        raise InvalidInput(f"start ({start}) must not be after end ({end})")
+    stop = max(start, min(wanted_end, start + limit))
     rows = (
         session.exec(
             select(
@@ -193,8 +196,8 @@ def full_entries(*, session: Session, start: int, limit: int) -> dict[str, Any]:
     return {
         "tree_size": size,
         "start": start,
-        "end": max(start, stop),
-        "next": stop if stop < size else None,
+        "end": stop,
+        "next": stop if stop < wanted_end else None,
         "entries": [
             {
                 "leaf_index": index,

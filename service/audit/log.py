@@ -22,9 +22,10 @@ Checks, in order (``seq`` = the checkpoint's index on chain):
   checkpoint's size to this one's, and it links the two *anchored* roots;
 - ``checkpoint <seq> root``: the log's root at this checkpoint's size is the anchored root;
 - ``checkpoint <seq> entries``: the entries the log serves, read once in leaf order
-  (:meth:`~service.audit.sources.EntrySource.entries`), rebuild the anchored root: their
-  leaf hashes (:func:`~service.evidence.merkle.leaf_hash` of each entry's canonical
-  bytes) make the tree, kept as a :class:`CompactRange`. The tree checks above only see
+  (:func:`~service.audit.sources.leaves_of`), rebuild the anchored root: their leaf
+  hashes (:func:`~service.audit.sources.entry_leaf_hash`: of each entry's commitment
+  under its salt, or of its canonical bytes for a legacy leaf; a log may mix both) make
+  the tree, kept as a :class:`CompactRange`. The tree checks above only see
   the hashes the log keeps; an operator that rewrote an entry's bytes but kept its tiles
   passes them and fails here, at the first checkpoint covering the rewritten entry.
   Missing, repeated or unreadable entries fail it too (later checkpoints' entry checks
@@ -56,7 +57,7 @@ from itertools import zip_longest
 from web3.contract import Contract
 
 from service.audit.receipt import AuditReport
-from service.audit.sources import ConsistencySource, LogSource
+from service.audit.sources import ConsistencySource, Leaf, LogSource, entry_leaf_hash, leaves_of
 from service.audit.terms import TermsAudit
 from service.chain.client import Chain
 from service.errors import InvalidEntry, TallyError
@@ -65,7 +66,6 @@ from service.evidence.entries import decode_entry, entry_id
 from service.evidence.merkle import (
     EMPTY_ROOT,
     consistency_shape,
-    leaf_hash,
     node_hash,
     verify_consistency,
 )
@@ -112,7 +112,7 @@ class _EntryWalk:
     def __init__(self, source: LogSource, size: int) -> None:
         self._source = source
         self._size = size
-        self._entries: Iterator[tuple[int, bytes]] | None = None
+        self._entries: Iterator[Leaf] | None = None
         self._tree = CompactRange()
         self.broken: str | None = None  # why the entries cannot be read any further
         self.terms = TermsAudit(documents=getattr(source, "terms_document", None))  # T11
@@ -125,7 +125,7 @@ class _EntryWalk:
             return None, undecodable
         try:
             if self._entries is None:
-                self._entries = iter(self._source.entries(size=self._size))
+                self._entries = iter(leaves_of(self._source, size=self._size))
             while self._tree.size < size:
                 item = next(self._entries, None)
                 if item is None:
@@ -134,7 +134,7 @@ class _EntryWalk:
                         f"leaf {self._tree.size} is missing"
                     )
                     return None, undecodable
-                index, data = item
+                index, data, salt = item
                 if index != self._tree.size:
                     self.broken = (
                         f"{self._source.describe()} gives leaf {index} where leaf "
@@ -143,7 +143,7 @@ class _EntryWalk:
                     return None, undecodable
                 if undecodable is None:
                     undecodable = _undecodable(index, data)
-                self._tree.append(leaf_hash(data))
+                self._tree.append(entry_leaf_hash(data, salt))
                 self.terms.feed(index, data)
         except TallyError as err:
             self.broken = f"cannot read the entries: {err.message}"

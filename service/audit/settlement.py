@@ -67,7 +67,13 @@ from web3.contract import Contract
 from service.audit.homespace import HomeRegistries
 from service.audit.receipt import AuditReport
 from service.audit.roles import RegistryHistory
-from service.audit.sources import EXPORT_FORMAT, EntrySource, ExportFileSource
+from service.audit.sources import (
+    EXPORT_FORMAT,
+    EntrySource,
+    ExportFileSource,
+    entry_leaf_hash,
+    leaves_of,
+)
 from service.chain.client import Chain
 from service.errors import (
     InvalidEntry,
@@ -97,7 +103,7 @@ from service.evidence.entries import (
     verify_many,
 )
 from service.evidence.log import required_for
-from service.evidence.merkle import leaf_hash, root_from_leaf_hashes
+from service.evidence.merkle import root_from_leaf_hashes
 from service.settlement.engine import RoundResult, settle_entries
 from service.settlement.payout_tree import build_payout_tree
 from service.settlement.policy import Policy, parse_policy
@@ -648,9 +654,10 @@ def _check_log(
     """The entries below the checkpoint size, if they are exactly the anchored leaves."""
     size = cp.tree_size
     entries: list[bytes] = []
+    hashes: list[bytes] = []
     problem = None
     try:
-        for index, data in source.entries(size=size):
+        for index, data, salt in leaves_of(source, size=size):
             if index != len(entries):
                 problem = (
                     f"leaf {len(entries)} is missing from {source.describe()}"
@@ -659,6 +666,7 @@ def _check_log(
                 )
                 break
             entries.append(data)
+            hashes.append(entry_leaf_hash(data, salt))
     except TallyError as err:
         report.add("log_entries", False, f"cannot read {source.describe()}: {err.message}")
         _skip(report, ["log_root"], "no log")
@@ -673,7 +681,7 @@ def _check_log(
         _skip(report, ["log_root"], "entries missing")
         return None
     report.add("log_entries", True, f"{size} entries from {source.describe()}")
-    root = root_from_leaf_hashes([leaf_hash(data) for data in entries])
+    root = root_from_leaf_hashes(hashes)
     if root != cp.root:
         report.add(
             "log_root",

@@ -7,12 +7,18 @@ are verified, entries rebuild the anchored roots):
 - the log's head ``(size, root)``, the root at a size, RFC 9162 consistency proofs
   (:class:`ConsistencySource`, what ``audit log`` checks checkpoints with);
 - the entries' canonical bytes in leaf order, streamed (:class:`EntrySource`, what both
-  audits rebuild roots and recompute rounds from).
+  audits rebuild roots and recompute rounds from), with each entry's salt where the
+  source has it (:func:`leaves_of`): since T15 a leaf is a commitment to its entry
+  (:func:`service.evidence.commitment.leaf_data_for`; no salt: a legacy leaf, the
+  canonical bytes themselves), so a log that mixes both rebuilds its roots.
 
 A :class:`LogSource` is both. The sources:
 
-- :class:`ApiSource`: any Tally API's public ``/v1/log/*`` routes over HTTP. What an
-  auditor needs nothing else for (with ``--rpc``/``--network`` for the chain). Every
+- :class:`ApiSource`: any Tally API over HTTP: the tree from its public ``/v1/log/*``
+  routes, the full entries and salts from ``GET /v1/evidence``, which serves only the
+  auditor and operator roles (``token``: a bearer token from Sign-In with Ethereum,
+  :func:`service.audit.login.sign_in`). What an auditor needs nothing else for (with
+  ``--rpc``/``--network`` for the chain). Every
   request has a timeout and is retried a bounded number of times (with exponential
   backoff, ``Retry-After`` honoured up to a cap) on transport errors, 5xx and 429;
   bodies are capped and parsed with :mod:`service.jsonsafe`; every field is
@@ -23,18 +29,20 @@ A :class:`LogSource` is both. The sources:
   where it ends), with a progress bar, and optionally into a cache directory: a re-run
   with the same ``cache`` continues where a failed one stopped.
 - :class:`ExportFileSource`: a ``tally log export`` file (its leaf hashes give the
-  tree, so it serves roots and proofs too, without holding the entries in memory).
+  tree, so it serves roots and proofs too, without holding the entries in memory); an
+  entry line may carry its ``salt`` (files written before T15 have none: legacy leaves).
 - The operator's own database, as a convenience for the operator's checks:
   :class:`service.evidence.sources.SqlLogSource` (operator-side; this package never
   opens the operator's database).
 
 Entry cache (``ApiSource(cache=DIR)``): one file per downloaded page under
-``DIR/<sha256 of the API URL, 16 hex>/<start>.json`` holding the page's leaves and
-their leaf hashes, written atomically (temporary file + rename). A cached page is used
-only when it starts at the leaf wanted, its leaves are consecutive and every entry's
-leaf hash is the one recorded (a torn or edited file is downloaded again). The cache
-holds what the API served when it was downloaded: the audit still rebuilds the
-anchored roots from it, but to see what the API serves *now*, use a fresh directory.
+``DIR/<sha256 of the API URL, 16 hex>/<start>.json`` holding the page's leaves (index,
+canonical bytes, salt) and their leaf hashes, written atomically (temporary file +
+rename). A cached page is used only when it starts at the leaf wanted, its leaves are
+consecutive and every entry's leaf hash is the one recorded (a torn or edited file is
+downloaded again). The cache holds what the API served when it was downloaded: the
+audit still rebuilds the anchored roots from it, but to see what the API serves *now*,
+use a fresh directory.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ import httpx
 from service import jsonsafe
 from service.errors import LogBoundElsewhere, LogExportInvalid, LogUnavailable, TallyError
 from service.evidence import merkle
+from service.evidence.commitment import leaf_data_for
 from service.evidence.merkle import leaf_hash, root_from_leaf_hashes
 
 __all__ = [
@@ -62,7 +71,10 @@ __all__ = [
     "ConsistencySource",
     "EntrySource",
     "ExportFileSource",
+    "Leaf",
     "LogSource",
+    "entry_leaf_hash",
+    "leaves_of",
 ]
 
 EXPORT_FORMAT = "tally-log-export-v1"
@@ -116,6 +128,34 @@ class LogSource(ConsistencySource, EntrySource, Protocol):
     """Everything the audits read from the operator: the tree and its entries."""
 
 
+Leaf = tuple[int, bytes, bytes | None]  # (leaf index, canonical bytes, salt or None)
+
+
+def leaves_of(source: EntrySource, *, size: int) -> Iterator[Leaf]:
+    """``(leaf_index, canonical bytes, salt)`` below ``size`` in the source's order: its
+    ``leaves`` when it has them (the API, an export file), else its entries as legacy
+    leaves (salt None)."""
+    leaves = getattr(source, "leaves", None)
+    if callable(leaves):
+        yield from leaves(size=size)
+        return
+    for index, data in source.entries(size=size):
+        yield index, data, None
+
+
+UNREADABLE_LEAF = b"\xff" * 32  # stands for a leaf whose commitment cannot be rebuilt
+
+
+def entry_leaf_hash(data: bytes, salt: bytes | None) -> bytes:
+    """The RFC 9162 leaf hash of an entry: of its canonical bytes (legacy, no salt) or of
+    its commitment under ``salt``. Bytes that do not decode with a salt, or a salt that
+    is not 32 bytes, give :data:`UNREADABLE_LEAF` (no real leaf hash: the root fails)."""
+    try:
+        return leaf_hash(leaf_data_for(data, salt))
+    except (TallyError, ValueError):
+        return UNREADABLE_LEAF
+
+
 def _hex(value: bytes) -> str:
     return "0x" + bytes(value).hex()
 
@@ -128,7 +168,9 @@ class ExportFileSource:
 
     Format ``tally-log-export-v1`` (JSON Lines): a header line ``{"format", "seq",
     "tree_size", "root", "chain_id", "ledger"}`` and then one line per leaf in order,
-    ``{"leaf_index": i, "entry_id": "0x…", "data": "<hex of the canonical bytes>"}``.
+    ``{"leaf_index": i, "entry_id": "0x…", "data": "<hex of the canonical bytes>",
+    "salt": "<hex of the 32-byte salt>"}``; ``salt`` is null or absent for a legacy leaf
+    (every line of a file written before T15).
     The header is informational: the audits trust the chain, not the header. The tree
     (``head``, ``root``, proofs) is the one the file's entries make, in file order.
     """
@@ -156,7 +198,7 @@ class ExportFileSource:
             raise LogExportInvalid(f"{self.path.name} is not a {EXPORT_FORMAT} file")
         return head
 
-    def entries(self, *, size: int) -> Iterator[tuple[int, bytes]]:
+    def leaves(self, *, size: int) -> Iterator[Leaf]:
         with self.path.open(encoding="utf-8") as fh:
             self._header(fh)
             for number, line in enumerate(fh, start=2):
@@ -166,19 +208,37 @@ class ExportFileSource:
                     item = jsonsafe.loads(line, what=f"{self.path.name} line {number}")
                     index = item["leaf_index"]
                     data = bytes.fromhex(str(item["data"]).removeprefix("0x"))
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+                    raw_salt = item.get("salt")
+                    salt = (
+                        None
+                        if raw_salt is None
+                        else bytes.fromhex(str(raw_salt).removeprefix("0x"))
+                    )
+                except (
+                    json.JSONDecodeError,
+                    KeyError,
+                    TypeError,
+                    ValueError,
+                    AttributeError,
+                ) as err:
                     raise LogExportInvalid(
                         f"{self.path.name} line {number}: not an entry line ({err!r})"
                     ) from None
                 if type(index) is not int:
                     raise LogExportInvalid(f"{self.path.name} line {number}: bad leaf_index")
                 if index < size:
-                    yield index, data
+                    yield index, data, salt
+
+    def entries(self, *, size: int) -> Iterator[tuple[int, bytes]]:
+        for index, data, _ in self.leaves(size=size):
+            yield index, data
 
     def _leaf_hashes(self) -> list[bytes]:
         """The file's leaf hashes in file order (32 bytes a leaf; read once)."""
         if self._hashes is None:
-            self._hashes = [leaf_hash(data) for _, data in self.entries(size=2**63)]
+            self._hashes = [
+                entry_leaf_hash(data, salt) for _, data, salt in self.leaves(size=2**63)
+            ]
         return self._hashes
 
     def head(self) -> tuple[int, bytes]:
@@ -246,7 +306,9 @@ def _request(path: str, query: dict[str, int]) -> str:
 
 
 class ApiSource:
-    """A Tally API's public log routes, read over HTTP (see the module docstring).
+    """A Tally API's log, read over HTTP (see the module docstring): the tree from the
+    public ``/v1/log/*`` routes, the entries from ``GET /v1/evidence`` with ``token``
+    (without one the entries cannot be read: 401, a :class:`LogUnavailable`).
 
     ``timeout_s`` bounds each request (connect, read, write, pool); a request is tried at
     most ``1 + retries`` times, waiting ``backoff_s * 2**attempt`` (at most
@@ -265,15 +327,19 @@ class ApiSource:
         cache: Path | None = None,
         progress: bool = False,
         sleep: Callable[[float], None] = time.sleep,
+        token: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         if not self.url.startswith(("http://", "https://")):
             raise LogUnavailable(f"the API URL must start with http:// or https://, got {url!r}")
+        headers = {"Accept": "application/json", "User-Agent": "tally-audit"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
         self._client = httpx.Client(
             base_url=self.url,
             timeout=httpx.Timeout(timeout_s),
             follow_redirects=False,
-            headers={"Accept": "application/json", "User-Agent": "tally-audit"},
+            headers=headers,
         )
         self._retries = max(0, retries)
         self._backoff_s = backoff_s
@@ -458,11 +524,11 @@ class ApiSource:
 
     # --- the entries ---------------------------------------------------------------------
 
-    def _page(self, start: int, size: int) -> tuple[list[tuple[int, bytes]], int | None]:
-        """Leaves from ``start`` (below ``size``) as one page serves them, and where the
-        next page starts (None: the API has no more)."""
+    def _page(self, start: int, size: int) -> tuple[list[Leaf], int | None]:
+        """Leaves from ``start`` (below ``size``) as one page of ``GET /v1/evidence``
+        serves them, and where the next page starts (None: the API has no more)."""
 
-        def read(doc: Any) -> tuple[list[tuple[int, bytes]], int | None]:
+        def read(doc: Any) -> tuple[list[Leaf], int | None]:
             if _int(doc, "start") != start:
                 raise _BadAnswer(f"the page starts at {doc['start']}, not at leaf {start}")
             items = _field(doc, "entries")
@@ -472,12 +538,14 @@ class ApiSource:
                 raise _BadAnswer(
                     f"the page holds {len(items)} entries, more than the {size - start} asked"
                 )
-            page: list[tuple[int, bytes]] = []
+            page: list[Leaf] = []
             for i, item in enumerate(items):
                 index = _int(item, "leaf_index")
                 if index != start + i:
                     raise _BadAnswer(f"entry {i} of the page is leaf {index}, not {start + i}")
-                page.append((index, _bytes(_field(item, "data"), f"leaf {index} data")))
+                raw_salt = _field(item, "salt")
+                salt = None if raw_salt is None else _bytes(raw_salt, f"leaf {index} salt")
+                page.append((index, _bytes(_field(item, "data"), f"leaf {index} data"), salt))
             end, tree_size = _int(doc, "end"), _int(doc, "tree_size")
             if end != start + len(page):
                 raise _BadAnswer(f"the page says it ends at {end} but holds {len(page)} entries")
@@ -497,35 +565,41 @@ class ApiSource:
                 raise _BadAnswer(f"'next' ({following}) skips the leaves after {end}")
             return page, following
 
-        return self._answer("/v1/log/entries", read, start=start, end=size)  # type: ignore[no-any-return]
+        return self._answer("/v1/evidence", read, start=start, end=size)  # type: ignore[no-any-return]
 
-    def _cached(self, start: int) -> list[tuple[int, bytes]] | None:
+    def _cached(self, start: int) -> list[Leaf] | None:
         """The cached page starting at ``start`` if it passes its leaf-hash check."""
         if self.cache_dir is None:
             return None
         path = self.cache_dir / f"{start}.json"
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
-            page = [(int(i), bytes.fromhex(d)) for i, d in doc["entries"]]
+            page: list[Leaf] = [
+                (int(i), bytes.fromhex(d), None if t is None else bytes.fromhex(t))
+                for i, d, t in doc["entries"]
+            ]
             hashes = [bytes.fromhex(h) for h in doc["leaf_hashes"]]
         except (OSError, ValueError, KeyError, TypeError):
             return None
         expected = list(range(start, start + len(page)))
-        if not page or [i for i, _ in page] != expected or len(hashes) != len(page):
+        if not page or [leaf[0] for leaf in page] != expected or len(hashes) != len(page):
             return None
-        if any(leaf_hash(data) != h for (_, data), h in zip(page, hashes, strict=True)):
+        if any(
+            entry_leaf_hash(data, salt) != h
+            for (_, data, salt), h in zip(page, hashes, strict=True)
+        ):
             return None
         return page
 
-    def _store(self, start: int, page: list[tuple[int, bytes]]) -> None:
+    def _store(self, start: int, page: list[Leaf]) -> None:
         if self.cache_dir is None or not page:
             return
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         doc = {
             "api": self.url,
             "start": start,
-            "entries": [[i, data.hex()] for i, data in page],
-            "leaf_hashes": [leaf_hash(data).hex() for _, data in page],
+            "entries": [[i, data.hex(), None if t is None else t.hex()] for i, data, t in page],
+            "leaf_hashes": [entry_leaf_hash(data, t).hex() for _, data, t in page],
         }
         tmp = self.cache_dir / f".{start}.json.tmp"
         tmp.write_text(json.dumps(doc), encoding="utf-8")
@@ -551,6 +625,10 @@ class ApiSource:
             yield lambda n: bar.advance(task, n)
 
     def entries(self, *, size: int) -> Iterator[tuple[int, bytes]]:
+        for index, data, _ in self.leaves(size=size):
+            yield index, data
+
+    def leaves(self, *, size: int) -> Iterator[Leaf]:
         start = 0
         with self._bar(size) as advance:
             while start < size:
@@ -561,9 +639,9 @@ class ApiSource:
                 else:
                     page, following = self._page(start, size)
                     self._store(start, page)
-                for index, data in page:
+                for index, data, salt in page:
                     if index < size:
-                        yield index, data
+                        yield index, data, salt
                 advance(min(len(page), size - start))
                 if following is None:
                     return

@@ -241,7 +241,16 @@ ApiOpt = Annotated[
     str | None,
     typer.Option(
         "--api",
-        help="Read the log from this Tally API's public /v1/log routes (what an auditor needs).",
+        help="Read the log from this Tally API: the tree from its public /v1/log routes, the "
+        "entries from GET /v1/evidence after signing in as an auditor (see --key-env).",
+    ),
+]
+AuditKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--key-env",
+        help="With --api: sign in with the auditor's private key in this environment "
+        "variable (default: the network's key source).",
     ),
 ]
 CacheOpt = Annotated[
@@ -253,12 +262,18 @@ CacheOpt = Annotated[
 ]
 
 
-def api_source(url: str, cache: Path | None) -> ApiSource:
-    """The :class:`~service.audit.sources.ApiSource` an audit command reads ``--api`` from
-    (a progress bar on stderr when it is a terminal)."""
+def api_source(
+    url: str, cache: Path | None, *, chain: Chain | None, key_env: str | None
+) -> ApiSource:
+    """The :class:`~service.audit.sources.ApiSource` an audit command reads ``--api`` from,
+    signed in as an auditor with the key of ``key_env`` or the network's key source
+    (:mod:`service.audit.login`); a progress bar on stderr when it is a terminal."""
     import sys
 
-    return ApiSource(url, cache=cache, progress=sys.stderr.isatty())
+    from service.audit.login import audit_key, sign_in
+
+    token = sign_in(url, audit_key(chain, key_env))
+    return ApiSource(url, cache=cache, progress=sys.stderr.isatty(), token=token)
 
 
 @audit_app.command("log")
@@ -268,12 +283,14 @@ def audit_log_cmd(
     deployment: DeploymentOpt = None,
     api: ApiOpt = None,
     cache: CacheOpt = None,
+    key_env: AuditKeyOpt = None,
     db: DbOpt = None,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Check every anchored checkpoint against the operator's log: consistency proofs,
-    roots, and the entries themselves (from --api URL, or the operator's --db)."""
+    roots, and the entries themselves (from --api URL, signed in as an auditor; or the
+    operator's --db)."""
     from service.audit.log import audit_log
     from service.audit.sources import closing_source
     from service.evidence.sources import SqlLogSource
@@ -287,7 +304,9 @@ def audit_log_cmd(
     chain = connect(network, rpc)
     ledger = contracts_for(chain, deployment).ledger
     source: ApiSource | SqlLogSource = (
-        api_source(api, cache) if api is not None else SqlLogSource.from_url(_database_url(db))
+        api_source(api, cache, chain=chain, key_env=key_env)
+        if api is not None
+        else SqlLogSource.from_url(_database_url(db))
     )
     with closing_source(source):
         source.check_deployment(chain_id=chain.chain_id, ledger=ledger.address)

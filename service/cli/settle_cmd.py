@@ -649,18 +649,62 @@ def withdraw_status(
 # --- log export and audit ---------------------------------------------------------------------
 
 
+def _write_log_export(*, engine: Engine, seq: int, out: Path) -> dict[str, Any]:
+    """Leaves ``0 .. tree_size(seq) - 1`` in the export format
+    (:class:`~service.audit.sources.ExportFileSource`), each line with its ``salt`` (null
+    for a legacy leaf): the salts are what rebuild commitment leaves (T15)."""
+    from sqlmodel import Session, col, select
+
+    from service.audit.sources import EXPORT_FORMAT
+    from service.errors import NotFound
+    from service.evidence.models import AnchorRow, EntryCommitment, LogEntry
+
+    with Session(engine) as session:
+        anchor = session.get(AnchorRow, seq)
+        if anchor is None:
+            raise NotFound(f"checkpoint {seq} is not recorded in this database")
+        header = {
+            "format": EXPORT_FORMAT,
+            "seq": anchor.seq,
+            "tree_size": anchor.tree_size,
+            "root": anchor.root,
+            "chain_id": anchor.chain_id,
+            "ledger": anchor.contract,
+        }
+        leaf = col(LogEntry.leaf_index)
+        rows = session.exec(
+            select(LogEntry.leaf_index, LogEntry.entry_id, LogEntry.data, EntryCommitment.salt)  # type: ignore[call-overload]
+            .outerjoin(EntryCommitment, col(EntryCommitment.leaf_index) == leaf)
+            .where(leaf < anchor.tree_size)
+            .order_by(leaf)
+            .execution_options(yield_per=10_000)
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", encoding="utf-8") as fh:
+            fh.write(json.dumps(header) + "\n")
+            for index, eid, data, salt in rows:
+                line = {
+                    "leaf_index": index,
+                    "entry_id": eid,
+                    "data": bytes(data).hex(),
+                    "salt": None if salt is None else bytes(salt).hex(),
+                }
+                fh.write(json.dumps(line) + "\n")
+    return header
+
+
 @log_app.command("export")
 def log_export(
     upto: Annotated[int, typer.Option("--upto", help="Checkpoint seq to export up to.", min=0)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Export file (JSON Lines).")],
     db: DbOpt = None,
 ) -> None:
-    """Write the log's entries up to an anchored checkpoint, for `tally audit settlement`."""
-    from service.evidence.sources import write_log_export
-
+    """Write the log's entries up to an anchored checkpoint, with their salts, for
+    `tally audit log --log-file` and `tally audit settlement --log-file` (full entries:
+    hand the file to auditors only)."""
     engine = _engine(db)
     try:
-        header = write_log_export(engine=engine, seq=upto, out=out)
+        header = _write_log_export(engine=engine, seq=upto, out=out)
     finally:
         engine.dispose()
     typer.echo(
@@ -683,7 +727,18 @@ def audit_settlement_cmd(
     ] = None,
     api: Annotated[
         str | None,
-        typer.Option("--api", help="Read the log from this Tally API's public /v1/log routes."),
+        typer.Option(
+            "--api",
+            help="Read the log from this Tally API (GET /v1/evidence, signed in as an auditor).",
+        ),
+    ] = None,
+    key_env: Annotated[
+        str | None,
+        typer.Option(
+            "--key-env",
+            help="With --api: sign in with the auditor's private key in this environment "
+            "variable (default: the network's key source).",
+        ),
     ] = None,
     cache: Annotated[
         Path | None,
@@ -772,7 +827,7 @@ def audit_settlement_cmd(
     if log_file is not None:
         source = ExportFileSource(log_file)
     elif api is not None:
-        source = api_source(api, cache)
+        source = api_source(api, cache, chain=chain, key_env=key_env)
     else:
         from service.evidence.sources import SqlLogSource
 

@@ -1,9 +1,10 @@
 """Real HTTP servers on loopback for the auditor's API source: the Tally API (uvicorn in a
 thread, over a real database) and a hostile proxy in front of it that rewrites answers.
 
-The proxy (``http.server``) forwards each GET to the honest API and hands the answer to
-its ``attack`` (when set), which returns what is served instead: another status, body or
-header, a sleep, or the honest answer. ``hits`` records every path and query asked.
+The proxy (``http.server``) forwards each GET (with its ``Authorization``) to the honest
+API and hands the answer to its ``attack`` (when set), which returns what is served
+instead: another status, body or header, a sleep, or the honest answer (POSTs, the
+sign-in, pass through). ``hits`` records every path and query asked.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class Asked:
 
 
 Attack = Callable[[Asked, Reply], Reply]
+ENTRY_ROUTES = ("/v1/log/entries", "/v1/evidence")  # public leaf pages, full entry pages
 
 
 class HostileProxy:
@@ -97,10 +99,25 @@ class HostileProxy:
                 query = {k: int(v[0]) for k, v in parse_qs(split.query).items()}
                 asked = Asked(split.path, query)
                 proxy.hits.append(asked)
-                honest = proxy.upstream.get(self.path)
+                auth = self.headers.get("Authorization")
+                honest = proxy.upstream.get(
+                    self.path, headers={"Authorization": auth} if auth else {}
+                )
                 reply = Reply(honest.status_code, honest.content)
                 if proxy.attack is not None:
                     reply = proxy.attack(asked, reply)
+                self._send(reply)
+
+            def do_POST(self) -> None:  # sign-in passes through unchanged
+                length = int(self.headers.get("Content-Length") or 0)
+                honest = proxy.upstream.post(
+                    self.path,
+                    content=self.rfile.read(length),
+                    headers={"Content-Type": "application/json"},
+                )
+                self._send(Reply(honest.status_code, honest.content))
+
+            def _send(self, reply: Reply) -> None:
                 try:
                     self.send_response(reply.status)
                     self.send_header("Content-Type", "application/json")
@@ -120,7 +137,7 @@ class HostileProxy:
 
     def entry_pages(self) -> list[int]:
         """The ``start`` of every entries page asked for, in order."""
-        return [h.query["start"] for h in self.hits if h.path == "/v1/log/entries"]
+        return [h.query["start"] for h in self.hits if h.path in ENTRY_ROUTES]
 
     def close(self) -> None:
         self.server.shutdown()

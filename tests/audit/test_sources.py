@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 from service.audit.log import CompactRange, audit_log
+from service.audit.login import sign_in
 from service.audit.receipt import AuditReport
 from service.audit.sources import ApiSource, ExportFileSource
 from service.chain.config import save_deployment
@@ -42,7 +44,7 @@ from tests.evidence.test_log import ingest, receipt
 from tests.space import Space, build_space
 
 ROOT = Path(__file__).resolve().parents[2]
-ENTRIES = "/v1/log/entries"
+ENTRIES = "/v1/evidence"  # the full entries an auditor reads (signed in)
 CONSISTENCY = "/v1/log/proof/consistency"
 CHECKPOINTS = "/v1/log/checkpoints"
 PAGE = 4  # the served API's TALLY_PAGE_MAX
@@ -59,6 +61,7 @@ class Served:
     proxy: HostileProxy
     entries: list[SignedEntry]
     chain_opts: tuple[str, ...]
+    token: str
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +78,8 @@ def served(anvil_space: Space, tmp_path_factory: pytest.TempPathFactory) -> Iter
     chain_opts = ("--rpc", space.chain.network.rpc_url or "", "--deployment", str(deployment))
     with serve_api(space, engine, page_max=PAGE) as api:
         proxy = HostileProxy(api)
-        yield Served(space, engine, db, tmp, api, proxy, entries, chain_opts)
+        token = sign_in(api, space.auditor)
+        yield Served(space, engine, db, tmp, api, proxy, entries, chain_opts, token)
         proxy.close()
     engine.dispose()
 
@@ -89,15 +93,27 @@ def hostile(served: Served) -> Iterator[HostileProxy]:
 
 
 def _audit(served: Served, url: str | None = None, **options: Any) -> AuditReport:
-    options = {"retries": 1, "backoff_s": 0.0, **options}
+    options = {"retries": 1, "backoff_s": 0.0, "token": served.token, **options}
     with ApiSource(url or served.proxy.url, **options) as source:
         return audit_log(
             chain=served.space.chain, ledger=served.space.contracts.ledger, proofs=source
         )
 
 
-def _cli(*args: str) -> Any:
-    return runner.invoke(app, list(args), env={"COLUMNS": "200"})
+AUDITOR_KEY = "TALLY_TEST_AUDITOR_KEY"
+
+
+def _cli(*args: str, key: str | None = None) -> Any:
+    """``tally`` in process; with ``--api`` it signs in with the module's auditor key."""
+    env = {"COLUMNS": "200", AUDITOR_KEY: key or _auditor_key()}
+    extra = ["--key-env", AUDITOR_KEY] if "--api" in args else []
+    return runner.invoke(app, [*args, *extra], env=env)
+
+
+def _auditor_key() -> str:
+    from service.chain.keys import dev_account
+
+    return "0x" + bytes(dev_account(1).key).hex()  # build_space's auditor: dev account 1
 
 
 def _report(result: Any) -> dict[str, Any]:
@@ -162,7 +178,7 @@ def test_api_source_follows_the_servers_pages(served: Served, hostile: HostilePr
     report = _audit(served)
     assert report.ok, report.verdict
     assert hostile.entry_pages() == [0, 4, 8]  # 4 + 4 + 2 entries: up to the last checkpoint
-    with ApiSource(served.api) as source:
+    with ApiSource(served.api, token=served.token) as source:
         got = list(source.entries(size=12))
         assert [i for i, _ in got] == list(range(12))
         assert [data for _, data in got] == [e.encode() for e in served.entries]
@@ -175,7 +191,9 @@ def test_api_source_follows_the_servers_pages(served: Served, hostile: HostilePr
             3, 10
         )
         assert len(source.inclusion_proof(5, 10)) == 4
-    with ApiSource(served.api, progress=True) as shown:  # the progress bar changes nothing
+    with ApiSource(
+        served.api, progress=True, token=served.token
+    ) as shown:  # the progress bar changes nothing
         assert list(shown.entries(size=12)) == got
     with pytest.raises(LogUnavailable, match="must start with http"):
         ApiSource("file:///etc/passwd")
@@ -523,7 +541,9 @@ def test_transient_503_and_429_are_retried_and_pass(served: Served, hostile: Hos
         return answers.pop(0) if answers else reply
 
     hostile.attack = on(ENTRIES, flaky)
-    with ApiSource(hostile.url, retries=2, backoff_s=0.25, sleep=waits.append) as source:
+    with ApiSource(
+        hostile.url, retries=2, backoff_s=0.25, sleep=waits.append, token=served.token
+    ) as source:
         report = audit_log(
             chain=served.space.chain, ledger=served.space.contracts.ledger, proofs=source
         )
@@ -535,8 +555,9 @@ def test_transient_503_and_429_are_retried_and_pass(served: Served, hostile: Hos
 def _cli_line(served: Served, api: str) -> subprocess.CompletedProcess[str]:
     tally = Path(sys.executable).parent / "tally"
     return subprocess.run(
-        [str(tally), "audit", "log", *served.chain_opts, "--api", api],
+        [str(tally), "audit", "log", *served.chain_opts, "--api", api, "--key-env", AUDITOR_KEY],
         capture_output=True,
+        env=os.environ | {AUDITOR_KEY: _auditor_key()},
         text=True,
         timeout=120,
         check=False,
@@ -564,7 +585,7 @@ def test_unreachable_api_is_one_cli_error_line(served: Served) -> None:
     result = _cli("audit", "log", *served.chain_opts, "--api", "http://127.0.0.1:9")
     assert result.exit_code == 1
     assert isinstance(result.exception, LogUnavailable)
-    assert "transport error (ConnectError) (4 tries)" in str(result.exception)
+    assert "POST /v1/auth/challenge: ConnectError" in str(result.exception)
 
 
 # --- resuming an interrupted download -----------------------------------------------------
@@ -592,8 +613,8 @@ def test_edited_cache_page_is_downloaded_again(
     assert _audit(served, cache=tmp_path).ok
     (page,) = tmp_path.glob("*/4.json")
     doc = json.loads(page.read_text())
-    index, data = doc["entries"][1]
-    doc["entries"][1] = [index, data[:-2] + ("00" if data[-2:] != "00" else "01")]
+    index, data, salt = doc["entries"][1]
+    doc["entries"][1] = [index, data[:-2] + ("00" if data[-2:] != "00" else "01"), salt]
     page.write_text(json.dumps(doc))
     (tmp_path / page.parent.name / "8.json").write_text("{torn")
     hostile.hits.clear()

@@ -76,6 +76,9 @@ def list_full_entries(
     settings: SettingsDep,
     principal: StaffDep,
     start: Annotated[int, Query(ge=0, le=MAX_INDEX, description="First leaf index.")] = 0,
+    end: Annotated[
+        int | None, Query(ge=0, le=MAX_INDEX, description="Stop before this leaf index.")
+    ] = None,
     limit: Annotated[
         int | None,
         Query(
@@ -83,13 +86,13 @@ def list_full_entries(
         ),
     ] = None,
 ) -> dict[str, Any]:
-    """Every full entry from leaf ``start`` in leaf order, with its canonical bytes and salt
-    (null: a legacy leaf), for the auditor and the operator: what ``tally audit log --api``
-    rebuilds each leaf from. Follow ``next``."""
+    """Every full entry ``start <= leaf < end`` (default: to the log's end) in leaf order,
+    with its canonical bytes and salt (null: a legacy leaf), for the auditor and the
+    operator: what ``tally audit log --api`` rebuilds each leaf from. Follow ``next``."""
     if limit is not None and limit > settings.page_max:
         raise InvalidInput(f"limit must be at most {settings.page_max}, got {limit}")
-    count = min(100, settings.page_max) if limit is None else limit
-    return full_entries(session=session, start=start, limit=count)
+    count = settings.page_max if limit is None else limit
+    return full_entries(session=session, start=start, end=end, limit=count)
 
 
 @router.get(

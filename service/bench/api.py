@@ -7,8 +7,9 @@ connection each, opened before the clock starts):
 
 - ``post_evidence``: ``POST /v1/evidence`` with batches of ``batch`` dual-signed usage
   receipts (signed beforehand; every entry must come back ``accepted``);
-- ``get_receipt``: ``GET /v1/receipts/{id}`` of random anchored entries (each answer is
-  a full receipt document with its inclusion proof);
+- ``get_receipt``: ``GET /v1/receipts/{id}`` of random anchored receipts of one consumer,
+  signed in as that consumer (a receipt is served to its parties and staff); each answer
+  is a full receipt document with its inclusion proof;
 - ``noop_post`` and ``noop_get``: the same requests (the same batch bodies; a GET) to a
   bare FastAPI app whose endpoints do nothing, under uvicorn with the same workers.
 
@@ -51,7 +52,7 @@ from service.chain.config import rpc_network, save_deployment
 from service.chain.devnode import Anvil, free_port
 from service.errors import ConfigError
 from service.evidence.eip712 import Domain, keccak256
-from service.evidence.entries import Agreement, SignedEntry, UsageReceipt, sign_entry
+from service.evidence.entries import Agreement, SignedEntry, UsageReceipt, entry_id, sign_entry
 
 # --- the bare app the API is compared with ---------------------------------------------------
 
@@ -78,11 +79,12 @@ class LoadResult:
     errors: int
     seconds: float
     latencies_ms: list[float]
+    first_error: str | None = None  # "<method> <path>: <status> <body start>"
 
     def summary(self) -> dict[str, Any]:
         lat = sorted(self.latencies_ms)
         q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else lat * 99
-        return {
+        out: dict[str, Any] = {
             "requests": self.requests,
             "errors": self.errors,
             "seconds": round(self.seconds, 3),
@@ -90,6 +92,9 @@ class LoadResult:
             "p50_ms": round(q[49], 2),
             "p99_ms": round(q[98], 2),
         }
+        if self.first_error is not None:
+            out["first_error"] = self.first_error
+        return out
 
 
 async def _load(
@@ -109,13 +114,14 @@ async def _load(
         queue.put_nowait(item)
     latencies: list[float] = []
     errors = 0
+    first_error: str | None = None
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     clients = [
         httpx.AsyncClient(base_url=url, limits=limits, timeout=120.0) for _ in range(concurrency)
     ]
 
     async def drain(http: httpx.AsyncClient) -> None:
-        nonlocal errors
+        nonlocal errors, first_error
         while True:
             try:
                 method, path, body = queue.get_nowait()
@@ -124,12 +130,14 @@ async def _load(
             started = time.perf_counter()
             try:
                 r = await http.request(method, path, content=body, headers=headers)
-                status = r.status_code
-            except httpx.HTTPError:
-                status = 0
+                status, text = r.status_code, r.text[:300]
+            except httpx.HTTPError as exc:
+                status, text = 0, f"{type(exc).__name__}: {exc}"[:300]
             latencies.append((time.perf_counter() - started) * 1000)
             if status not in ok:
                 errors += 1
+                if first_error is None:
+                    first_error = f"{method} {path}: {status} {text}"
 
     try:
         await asyncio.gather(*(http.get(warm_path) for http in clients))
@@ -138,7 +146,7 @@ async def _load(
         seconds = time.perf_counter() - started
     finally:
         await asyncio.gather(*(http.aclose() for http in clients))
-    return LoadResult(len(requests), errors, seconds, latencies)
+    return LoadResult(len(requests), errors, seconds, latencies, first_error)
 
 
 def run_load(
@@ -351,12 +359,15 @@ def bench_api(
 
             signing_started = time.perf_counter()
             bodies: list[bytes] = []
+            own_ids: list[str] = []  # consumers[0]'s receipts: the ones it may read
             for i in range(requests):
                 c = i % len(consumers)
                 entries = _receipts(
                     domain, agreements[c], consumers[c], providers, batch, first_nonce=i * batch
                 )
                 bodies.append(_body(entries))
+                if c == 0:
+                    own_ids += ["0x" + entry_id(e.encode()).hex() for e in entries[:20]]
             signing_s = time.perf_counter() - signing_started
 
             json_headers = headers | {"content-type": "application/json"}
@@ -372,16 +383,13 @@ def bench_api(
                 raise ConfigError(f"expected {size} entries in the log, found {log['tree_size']}")
             _wait_anchored(api.url, size)
             rng = random.Random(7)
-            ids = [
-                e["entry_id"]
-                for e in httpx.get(
-                    api.url + "/v1/log/entries", params={"start": 2, "end": 1002}, timeout=60.0
-                ).json()["entries"]
-            ]
+            # a receipt is served to its parties (and staff): consumers[0] reads its own
+            get_paths = [f"/v1/receipts/{rng.choice(own_ids)}" for _ in range(receipt_requests)]
             get = run_load(
                 api.url,
-                [("GET", f"/v1/receipts/{rng.choice(ids)}", None) for _ in range(receipt_requests)],
+                [("GET", path, None) for path in get_paths],
                 concurrency=concurrency,
+                headers=headers,
             )
             assert api.proc is not None
             serve_rss = group_peak_rss_mib(api.proc.pid)  # after both loads, before the stop
@@ -403,6 +411,7 @@ def bench_api(
                     noop_url,
                     [("GET", "/noop", None)] * receipt_requests,
                     concurrency=concurrency,
+                    headers=headers,  # the same bearer header, ignored
                     warm_path="/noop",
                 )
             finally:

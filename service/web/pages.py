@@ -54,7 +54,7 @@ def _tokens(amount: Any, decimals: int = 18) -> str:
 def _ago(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    s = int(seconds)
+    s = max(0, int(seconds))  # a dev chain's clock may run ahead of this one
     if s < 120:
         return f"{s} s"
     if s < 7200:

@@ -57,10 +57,26 @@ class Api:
         self.credential = request.cookies.get(COOKIE) or None
         client = request.client
         self._client = (client.host, client.port) if client else ("127.0.0.1", 0)
+        self._me: Answer | None = None
 
     @property
     def signed_in(self) -> bool:
         return self.credential is not None
+
+    async def whoami(self) -> dict[str, Any] | None:
+        """``GET /v1/auth/me`` for the cookie's credential, asked once per page; None
+        when there is no credential or it is not accepted (see :attr:`expired`)."""
+        if not self.signed_in:
+            return None
+        if self._me is None:
+            self._me = await self.get("/v1/auth/me")
+        return self._me.body if self._me.ok and isinstance(self._me.body, dict) else None
+
+    @property
+    def expired(self) -> bool:
+        """The credential was refused as such (401): the page forgets it. A 503 (the
+        registry's node down) is not a reason to sign anyone out."""
+        return self._me is not None and self._me.status == 401
 
     async def get(self, path: str, **params: Any) -> Answer:
         return await self.call("GET", path, params=params)

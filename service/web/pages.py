@@ -119,20 +119,13 @@ async def _render(
             **values,
         },
     )
-    if api.signed_in and api.__dict__.get("me_status") == 401:  # expired or revoked
+    if api.expired:
         response.delete_cookie(COOKIE, path="/")
     return response
 
 
 async def _whoami(api: Api) -> dict[str, Any] | None:
-    if not api.signed_in:
-        return None
-    if "me" not in api.__dict__:
-        answer = await api.get("/v1/auth/me")
-        api.__dict__["me"] = answer.body if answer.ok else None
-        api.__dict__["me_status"] = answer.status
-    me: dict[str, Any] | None = api.__dict__["me"]
-    return me
+    return await api.whoami()
 
 
 def _problem(answer: Answer, what: str) -> str:

@@ -284,25 +284,33 @@ def audit_log_cmd(
     api: ApiOpt = None,
     cache: CacheOpt = None,
     key_env: AuditKeyOpt = None,
+    log_file: Annotated[
+        Path | None,
+        typer.Option("--log-file", help="Read the log from an export file (`tally log export`)."),
+    ] = None,
     db: DbOpt = None,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Check every anchored checkpoint against the operator's log: consistency proofs,
-    roots, and the entries themselves (from --api URL, signed in as an auditor; or the
-    operator's --db)."""
+    roots, and the entries themselves (from --api URL, signed in as an auditor; a
+    --log-file export; or the operator's --db)."""
     from service.audit.log import audit_log
-    from service.audit.sources import closing_source
+    from service.audit.sources import ExportFileSource, closing_source
     from service.evidence.sources import SqlLogSource
 
     if (rpc is None) == (network is None):
         raise ConfigError("give exactly one of --rpc URL or --network NAME")
-    if api is not None and db is not None:
-        raise ConfigError("give one log source: --api URL or --db URL, not both")
+    if sum(x is not None for x in (api, db, log_file)) > 1:
+        raise ConfigError("give one log source: --api URL, --log-file FILE or --db URL, not both")
     if cache is not None and api is None:
         raise ConfigError("--cache keeps pages downloaded from --api: give --api URL")
     chain = connect(network, rpc)
     ledger = contracts_for(chain, deployment).ledger
+    if log_file is not None:
+        report = audit_log(chain=chain, ledger=ledger, proofs=ExportFileSource(log_file))
+        _emit(report, as_json=as_json, verbose=verbose)
+        return
     source: ApiSource | SqlLogSource = (
         api_source(api, cache, chain=chain, key_env=key_env)
         if api is not None

@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 from service.chain.config import save_deployment
 from service.cli import app
 from service.db import create_schema, make_engine
-from service.evidence.sources import write_log_export
 from service.settlement.rounds import propose
 from tests.audit.http import HostileProxy, Reply, on, serve_api
 from tests.audit.test_settlement import ROUND, _evidence, _fund, _result
@@ -41,7 +40,10 @@ def test_cli_audit_settlement_api_db_and_export_give_the_same_report(
     _fund(space, result.pool)
     propose(chain=space.chain, vault=space.contracts.vault, result=result, sender=space.operator)
     export = tmp_path / "log.jsonl"
-    write_log_export(engine=engine, seq=cp.seq, out=export)
+    exported = runner.invoke(
+        app, ["log", "export", "--upto", str(cp.seq), "--out", str(export), "--db", db]
+    )
+    assert exported.exit_code == 0, exported.output
     deployment = tmp_path / "deployment.json"
     save_deployment(space.contracts.deployment, deployment)
     policy_file = tmp_path / "policy.json"
@@ -62,8 +64,11 @@ def test_cli_audit_settlement_api_db_and_export_give_the_same_report(
         "--from", str(P0), "--to", str(P1), "--json",
     )  # fmt: skip
 
+    key = {"AUDITOR_KEY": "0x" + bytes(space.auditor.key).hex()}
+
     def run(*source: str) -> tuple[int, dict[str, Any]]:
-        done = runner.invoke(app, [*audit, *source], env={"COLUMNS": "200"})
+        signed = ("--key-env", "AUDITOR_KEY") if "--api" in source else ()
+        done = runner.invoke(app, [*audit, *source, *signed], env={"COLUMNS": "200"} | key)
         return done.exit_code, json.loads(done.stdout)
 
     with serve_api(space, engine, page_max=3) as api:
@@ -71,18 +76,18 @@ def test_cli_audit_settlement_api_db_and_export_give_the_same_report(
         try:
             code, by_api = run("--api", proxy.url, "--cache", str(tmp_path / "cache"))
             assert code == 0 and by_api["ok"] is True, by_api
-            pages = [h.query["start"] for h in proxy.hits if h.path == "/v1/log/entries"]
+            pages = [h.query["start"] for h in proxy.hits if h.path == "/v1/evidence"]
             assert pages == list(range(0, cp.tree_size, 3))  # paged, 3 entries a page
 
             # a hostile page: the named log_entries failure, not a crash
-            proxy.attack = on("/v1/log/entries", lambda a, r: Reply(200, b"not json"))
+            proxy.attack = on("/v1/evidence", lambda a, r: Reply(200, b"not json"))
             code, hostile = run("--api", proxy.url)
             assert code == 1 and hostile["first_failure"]["check"] == "log_entries"
             assert "the answer is not JSON" in hostile["first_failure"]["detail"]
         finally:
             proxy.close()
     code, by_db = run("--db", db)
-    assert code == 0
+    assert code == 0, by_db
     code, by_file = run("--log-file", str(export))
     assert code == 0
     assert _checks(by_api, f"API {proxy.url}") == _checks(by_db, f"SQL log {db}")

@@ -214,13 +214,21 @@ def propose_draft(
     round_id: int,
     data_dir: Any,
 ) -> dict[str, Any]:
-    """Propose a computed round on the vault (writes its files under ``data_dir``)."""
+    """Propose a computed round on the vault (writes its files under ``data_dir``). The
+    round's on-chain statementURI names its claim file (``payouts.json``: each payee's
+    amount and proof, no usage), not the full statement (T15)."""
     sender = _operator(operator)
     with Session(engine) as session:
         draft = _draft(session, round_id)
         result = _result_of(session, draft)
+    claim_file = chain_rounds.round_dir(data_dir, round_id) / "payouts.json"
     proposed = chain_rounds.propose(
-        chain=chain, vault=vault, result=result, sender=sender, data_dir=data_dir
+        chain=chain,
+        vault=vault,
+        result=result,
+        sender=sender,
+        data_dir=data_dir,
+        statement_uri=claim_file.resolve().as_uri(),
     )
     with Session(engine) as session:
         draft = _draft(session, round_id)

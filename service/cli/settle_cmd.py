@@ -221,7 +221,9 @@ def settle_run(
         str | None,
         typer.Option(
             "--statement-uri",
-            help="Where the statement is published (default: the statement file's file:// URI).",
+            help="Where the round's document is published, named on chain for anyone to "
+            "fetch (default: the claim file payouts.json's file:// URI: each payee's amount "
+            "and proof, no usage; statement.json, with every party's lines, stays private).",
         ),
     ] = None,
     as_json: JsonOpt = False,
@@ -261,7 +263,7 @@ def settle_run(
             vault=contracts.vault,
             result=result,
             sender=_signer(chain, None),
-            statement_uri=statement_uri or files.statement_json.resolve().as_uri(),
+            statement_uri=statement_uri or files.payouts.resolve().as_uri(),
         )
     if as_json:
         out = result.statement()

@@ -108,8 +108,13 @@ def test_explorer_pages_the_log_newest_first(
     leaves = [int(x) for x in re.findall(r"<tr>\s*<td>(\d+)</td>", html)]
     assert leaves == [3, 2, 1, 0]
     public = client.get("/v1/log/entries").json()["entries"]
-    if "entry_id" in public[3]:  # a log that names its entries links each one
-        assert f'href="/evidence/{entries[3]}"' in html
+    for leaf in public:  # what the public log serves of each leaf, and nothing more
+        assert (leaf.get("entry_id") or leaf["leaf_hash"])[:18] in html
+    signed_in_client(client, get_token(client, space.auditor))
+    staff = client.get("/evidence").text
+    assert all(f'href="/evidence/{e}"' in staff for e in entries)  # full entries
+    assert re.findall(r"<tr>\s*<td>(\d+)</td>", staff) == ["3", "2", "1", "0"]
+    client.post("/session/end")
     anonymous = client.get("/evidence", params={"q": entries[2]}, follow_redirects=False)
     api = client.get(f"/v1/evidence/{entries[2]}")
     assert anonymous.status_code == (303 if api.status_code == 200 else 200)

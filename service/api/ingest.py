@@ -33,6 +33,7 @@ class ItemOutcome:
     code: str | None = None
     message: str | None = None
     errors: list[dict[str, str]] | None = None
+    salt: str | None = None  # 0x hex (commitment leaves, T15): accepted and duplicate items
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ def ingest_batch(
                 leaf_index=r.leaf_index,
                 code=r.code,
                 message=r.message,
+                salt=r.salt,
             )
     final = [o for o in outcomes if o is not None]
     for o in final:

@@ -2,8 +2,8 @@
 
 Every function takes keyword-only, typed arguments and returns plain data (dicts and
 lists of JSON values) or raises a :class:`~service.errors.TallyError`. Hashes are ``0x``
-hex; entry bytes are ``0x`` hex of the canonical encoding (what the Merkle leaf hashes,
-so an auditor can rebuild any root from :func:`log_page` alone).
+hex; :func:`log_page` serves each leaf's data (a commitment since T15; what the Merkle
+leaf hashes, so anyone can rebuild any root from it alone).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from service.errors import (
     TreeSizeNotFound,
 )
 from service.evidence.anchor import latest_anchor
-from service.evidence.log import get_entry
+from service.evidence.log import get_entry, leaf_data_at
 from service.evidence.merkle import leaf_hash
 from service.evidence.models import AgreementRow, AnchorRow, EntryCommitment, LogEntry
 from service.evidence.receipts import build_receipt
@@ -73,37 +73,44 @@ def list_checkpoints(*, session: Session, offset: int, limit: int) -> dict[str, 
 
 
 def log_page(*, session: Session, start: int, end: int | None, page_max: int) -> dict[str, Any]:
-    """Entries ``start <= leaf_index < end`` (at most ``page_max``; ``next`` continues)."""
+    """Leaves ``start <= leaf_index < end`` of the public log (at most ``page_max``;
+    ``next`` continues): each leaf's data and hash only. Since T15 a leaf's data is a
+    commitment to its entry (:mod:`service.evidence.commitment`), so the page shows what
+    the tree proves and nothing of what the entries say; a legacy leaf's data is its
+    canonical bytes, public as before."""
     size = SqlTileStorage(session).read_state().size
     wanted_end = max(size, start) if end is None else end
     if start > wanted_end:
         raise InvalidInput(f"start ({start}) must not be after end ({wanted_end})")
     stop = min(wanted_end, size, start + page_max)
+    leaf = col(LogEntry.leaf_index)
     rows = (
         session.exec(
-            select(LogEntry)
-            .where(col(LogEntry.leaf_index) >= start, col(LogEntry.leaf_index) < stop)
-            .order_by(col(LogEntry.leaf_index).asc())
+            select(leaf, col(EntryCommitment.leaf_data), col(LogEntry.data))
+            .outerjoin(EntryCommitment, col(EntryCommitment.leaf_index) == leaf)
+            .where(leaf >= start, leaf < stop)
+            .order_by(leaf.asc())
         ).all()
         if stop > start
         else []
     )
     more = stop < min(wanted_end, size)
+    entries = []
+    for index, committed, data in rows:
+        leaf_data = bytes(data if committed is None else committed)
+        entries.append(
+            {
+                "leaf_index": int(index),
+                "leaf_data": _hex(leaf_data),
+                "leaf_hash": _hex(leaf_hash(leaf_data)),
+            }
+        )
     return {
         "tree_size": size,
         "start": start,
         "end": max(start, stop),
         "next": stop if more else None,
-        "entries": [
-            {
-                "leaf_index": r.leaf_index,
-                "entry_id": r.entry_id,
-                "entry_type": r.entry_type,
-                "received_at": r.received_at,
-                "data": _hex(r.data),
-            }
-            for r in rows
-        ],
+        "entries": entries,
     }
 
 
@@ -121,12 +128,10 @@ def inclusion(*, session: Session, leaf: int, size: int) -> dict[str, Any]:
     if not 0 <= leaf < size:
         raise InvalidInput(f"leaf {leaf} is not in a tree of size {size}")
     proof = tree.inclusion_proof(index=leaf, size=size)
-    row = session.exec(select(LogEntry).where(LogEntry.leaf_index == leaf)).one()
-    return {
+    return {  # no entry id: private since T15 (served only with the entry)
         "leaf_index": leaf,
         "tree_size": size,
-        "entry_id": row.entry_id,
-        "leaf_hash": _hex(leaf_hash(row.data)),
+        "leaf_hash": _hex(leaf_hash(leaf_data_at(session=session, leaf_index=leaf))),
         "root": _hex(tree.root(size=size)),
         "proof": [_hex(h) for h in proof],
     }

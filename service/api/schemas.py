@@ -287,6 +287,12 @@ class ItemResultOut(_Out):
     code: str | None = None
     message: str | None = None
     errors: list[dict[str, str]] | None = None
+    salt: str | None = Field(
+        default=None,
+        description="0x hex of the entry's 32-byte salt (accepted and duplicate items with a "
+        "commitment leaf): with the entry it opens the leaf's commitment and the receipt's "
+        "per-field disclosures. Keep it with the entry.",
+    )
 
 
 class BatchOut(_Out):
@@ -320,9 +326,12 @@ class AnchorOut(_Out):
 
 
 class ReceiptOut(_Out):
-    """The receipt document (see service.evidence.receipts): everything an auditor needs."""
+    """The receipt document (see service.evidence.receipts): everything an auditor needs.
+    Version 1: a legacy leaf (the canonical bytes); version 2 ``form: full``: a commitment
+    leaf, with the salt that opens it (``tally receipt disclose`` reduces it)."""
 
     version: int
+    form: str | None = Field(default=None, description='Version 2: "full".')
     entry_type: str
     entry: dict[str, Any]
     signatures: dict[str, str]
@@ -336,6 +345,9 @@ class ReceiptOut(_Out):
         default=None,
         description="The C2SP signed note of this checkpoint (origin, tree_size, root) "
         "signed by the space's note key, then the witnesses' cosignature/v1 lines.",
+    )
+    salt: str | None = Field(
+        default=None, description="Version 2: 0x hex of the entry's 32-byte salt."
     )
 
 
@@ -400,11 +412,14 @@ class CheckpointsOut(_Out):
 
 
 class LogEntryOut(_Out):
+    """One leaf of the public log: what it commits to stays private (T15)."""
+
     leaf_index: int
-    entry_id: str
-    entry_type: str
-    received_at: int
-    data: str
+    leaf_data: str = Field(
+        description="0x hex of the leaf data: a commitment (0x02 || entry type || SHA-256, "
+        "34 bytes) or, for a leaf appended before T15, the entry's canonical bytes."
+    )
+    leaf_hash: str = Field(description="SHA-256(0x00 || leaf data), 0x hex (RFC 9162).")
 
 
 class LogPageOut(_Out):
@@ -437,8 +452,7 @@ class FullEntriesOut(_Out):
 class InclusionOut(_Out):
     leaf_index: int
     tree_size: int
-    entry_id: str
-    leaf_hash: str
+    leaf_hash: str = Field(description="SHA-256(0x00 || leaf data), 0x hex.")
     root: str
     proof: list[str]
 
@@ -525,6 +539,14 @@ class CheckOut(_Out):
     seq: int | None = None
 
 
+class ReducedFieldsOut(_Out):
+    """What a reduced receipt (T15) proves: the disclosed fields and their values."""
+
+    proven: list[str] = Field(description="Disclosed fields, each opening its committed digest.")
+    hidden: list[str] = Field(description="Fields committed in the leaf but not disclosed.")
+    values: dict[str, Any] = Field(description="The disclosed values, by field name.")
+
+
 class AuditReportOut(_Out):
     subject: str
     ok: bool
@@ -532,6 +554,13 @@ class AuditReportOut(_Out):
     offline: bool
     first_failure: CheckOut | None
     checks: list[CheckOut]
+    form: str | None = Field(
+        default=None,
+        description="The receipt's form: legacy (version 1), full or reduced (version 2).",
+    )
+    fields: ReducedFieldsOut | None = Field(
+        default=None, description="A reduced receipt's proven and hidden fields."
+    )
 
 
 # --- ops ----------------------------------------------------------------------------------

@@ -65,8 +65,9 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import TypeAdapter, ValidationError
 from web3.contract import Contract
 from web3.exceptions import BadFunctionCallOutput, TransactionNotFound
 from web3.logs import DISCARD
@@ -81,13 +82,22 @@ from service.errors import (
     InvalidInput,
     TransactionReverted,
 )
+from service.evidence import commitment
 from service.evidence.directory import CONSUMER, PROVIDER, STATUS_NONE
-from service.evidence.eip712 import Domain, parse_address
+from service.evidence.eip712 import (
+    Domain,
+    address_bytes,
+    parse_address,
+    parse_signature,
+    recover_jobs,
+)
 from service.evidence.entries import (
+    ENTRY_CLASSES,
     Agreement,
     CoalitionValues,
     ContributionDeclaration,
     Entry,
+    EntryBase,
     QualityAttestation,
     SignedEntry,
     UsageReceipt,
@@ -96,7 +106,7 @@ from service.evidence.entries import (
 )
 from service.evidence.log import required_for
 from service.evidence.merkle import leaf_hash, verify_inclusion
-from service.evidence.receipts import RECEIPT_VERSION
+from service.evidence.receipts import RECEIPT_VERSION, RECEIPT_VERSION_COMMITMENT
 from service.witness.cosignatures import origin_binds
 from service.witness.note import (
     MAX_NOTE_BYTES,
@@ -113,6 +123,7 @@ from service.witness.note import (
 __all__ = [
     "CHAIN_CHECKS",
     "OFFLINE_CHECKS",
+    "REDUCED_OFFLINE_CHECKS",
     "WITNESS_CHECK",
     "AuditReport",
     "Check",
@@ -123,6 +134,15 @@ __all__ = [
 WITNESS_CHECK = "witness_cosignatures"
 
 OFFLINE_CHECKS = ("document", "signatures", "entry_id", "leaf", "inclusion")
+REDUCED_OFFLINE_CHECKS = (
+    "document",
+    "disclosures",
+    "signer_fields",
+    "signatures",
+    "entry_id",
+    "leaf",
+    "inclusion",
+)
 CHAIN_CHECKS = ("chain_id", "deployment", "checkpoint", "contract_inclusion", "anchor_tx", "roles")
 
 MAX_PROOF_LEN = 64  # a tree of at most 2**64 leaves
@@ -161,6 +181,8 @@ class AuditReport:
     checks: list[Check] = field(default_factory=list)
     summary: str = ""  # what a pass means, for the verdict
     offline: bool = False
+    form: str | None = None  # a receipt's: "legacy" | "full" | "reduced" (None: not a receipt)
+    fields: dict[str, Any] | None = None  # a reduced receipt's proven / hidden fields
 
     def add(self, name: str, ok: bool | None, detail: str, *, seq: int | None = None) -> bool:
         self.checks.append(Check(name, ok, detail, seq))
@@ -195,6 +217,7 @@ class AuditReport:
             "offline": self.offline,
             "first_failure": None if failed is None else failed.to_json(),
             "checks": [c.to_json() for c in self.checks],
+            **({} if self.form is None else {"form": self.form, "fields": self.fields}),
         }
 
 
@@ -218,6 +241,7 @@ class _Doc:
     tx_hash: str
     block_number: int
     domain: Domain
+    salt: bytes | None = None  # a full version-2 receipt's: the commitment leaf's salt
 
 
 def _field(doc: Mapping[str, Any], key: str, where: str = "") -> Any:
@@ -244,23 +268,23 @@ def _hash32(value: object, what: str) -> bytes:
     return bytes.fromhex(value[2:])
 
 
-def _parse(doc: object) -> _Doc:
-    """Check the document's shape; :class:`InvalidInput` names the first problem."""
-    if not isinstance(doc, Mapping):
-        raise InvalidInput(f"a receipt is a JSON object, got {type(doc).__name__}")
-    version = _field(doc, "version")
-    if version != RECEIPT_VERSION:
-        raise InvalidInput(f"receipt version {version!r} is not supported (only 1)")
-    entry_type = _field(doc, "entry_type")
-    if not isinstance(entry_type, str):
-        raise InvalidInput(f"entry_type must be a string, got {entry_type!r}")
-    try:
-        entry = parse_entry(entry_type, _field(doc, "entry"))
-    except InvalidEntry as err:
-        raise InvalidInput(f"entry: {err.message}") from None
-    signatures = _field(doc, "signatures")
-    if not isinstance(signatures, Mapping) or not signatures:
-        raise InvalidInput("signatures must be a non-empty object: signer -> 0x signature")
+@dataclass(frozen=True)
+class _Proof:
+    """The proof keys every receipt form carries (checked for shape only)."""
+
+    leaf_index: int
+    tree_size: int
+    root: bytes
+    proof: list[bytes]
+    chain_id: int
+    contract: str
+    seq: int
+    tx_hash: str
+    block_number: int
+    domain: Domain
+
+
+def _parse_proof(doc: Mapping[str, Any]) -> _Proof:
     proof = _field(doc, "inclusion_proof")
     if not isinstance(proof, list) or len(proof) > MAX_PROOF_LEN:
         raise InvalidInput(f"inclusion_proof must be a list of at most {MAX_PROOF_LEN} hashes")
@@ -276,10 +300,7 @@ def _parse(doc: object) -> _Doc:
     tree_size = _uint(doc, "tree_size")
     if tree_size == 0:
         raise InvalidInput("tree_size must be at least 1")
-    return _Doc(
-        entry=entry,
-        signatures=signatures,
-        entry_id=_hash32(_field(doc, "entry_id"), "entry_id"),
+    return _Proof(
         leaf_index=_uint(doc, "leaf_index"),
         tree_size=tree_size,
         root=_hash32(_field(doc, "root"), "root"),
@@ -290,6 +311,119 @@ def _parse(doc: object) -> _Doc:
         tx_hash="0x" + _hash32(_field(anchor, "tx_hash", "anchor."), "anchor.tx_hash").hex(),
         block_number=_uint(anchor, "block_number", "anchor."),
         domain=domain,
+    )
+
+
+def _form(doc: Mapping[str, Any]) -> str:
+    """``legacy`` (version 1), ``full`` or ``reduced`` (version 2); InvalidInput else."""
+    version = _field(doc, "version")
+    if version == RECEIPT_VERSION and doc.get("form") is None:  # null: the API's ReceiptOut
+        return "legacy"
+    if version == RECEIPT_VERSION_COMMITMENT:
+        form = _field(doc, "form")
+        if form in ("full", "reduced"):
+            return str(form)
+        raise InvalidInput(f"a version-2 receipt's form is 'full' or 'reduced', got {form!r}")
+    raise InvalidInput(f"receipt version {version!r} is not supported (only 1 and 2)")
+
+
+def _parse(doc: object) -> _Doc:
+    """Check the document's shape; :class:`InvalidInput` names the first problem."""
+    if not isinstance(doc, Mapping):
+        raise InvalidInput(f"a receipt is a JSON object, got {type(doc).__name__}")
+    form = _form(doc)
+    entry_type = _field(doc, "entry_type")
+    if not isinstance(entry_type, str):
+        raise InvalidInput(f"entry_type must be a string, got {entry_type!r}")
+    try:
+        entry = parse_entry(entry_type, _field(doc, "entry"))
+    except InvalidEntry as err:
+        raise InvalidInput(f"entry: {err.message}") from None
+    signatures = _field(doc, "signatures")
+    if not isinstance(signatures, Mapping) or not signatures:
+        raise InvalidInput("signatures must be a non-empty object: signer -> 0x signature")
+    salt = _hash32(_field(doc, "salt"), "salt") if form == "full" else None
+    if form == "legacy" and doc.get("salt") is not None:
+        raise InvalidInput("a version-1 receipt carries no salt (a legacy leaf)")
+    p = _parse_proof(doc)
+    return _Doc(
+        entry=entry,
+        signatures=signatures,
+        entry_id=_hash32(_field(doc, "entry_id"), "entry_id"),
+        leaf_index=p.leaf_index,
+        tree_size=p.tree_size,
+        root=p.root,
+        proof=p.proof,
+        chain_id=p.chain_id,
+        contract=p.contract,
+        seq=p.seq,
+        tx_hash=p.tx_hash,
+        block_number=p.block_number,
+        domain=p.domain,
+        salt=salt,
+    )
+
+
+MAX_LIST = 64  # more disclosures or field digests than any entry type has fields
+
+
+@dataclass(frozen=True)
+class _Reduced(_Proof):
+    """A reduced receipt whose shape has been checked (nothing verified yet)."""
+
+    kind: type[EntryBase]
+    disclosures: list[Any]
+    field_digests: list[bytes]
+    commitment_salt: bytes
+    struct_hash: bytes | None  # signed form
+    signatures: Mapping[str, Any] | None  # signed form: signer -> 0x signature (raw)
+    signers_digest: bytes | None  # unsigned form
+
+
+def _parse_reduced(doc: Mapping[str, Any]) -> _Reduced:
+    """Check a reduced document's shape (the disclosures are parsed by their check)."""
+    for key in ("entry", "entry_id", "salt", "signatures"):
+        if key in doc:
+            raise InvalidInput(f"a reduced receipt carries no {key!r}")
+    entry_type = _field(doc, "entry_type")
+    kind = ENTRY_CLASSES.get(entry_type) if isinstance(entry_type, str) else None
+    if kind is None:
+        raise InvalidInput(
+            f"unknown entry_type {entry_type!r}; expected one of {', '.join(ENTRY_CLASSES)}"
+        )
+    disclosures = _field(doc, "disclosures")
+    if not isinstance(disclosures, list) or len(disclosures) > MAX_LIST:
+        raise InvalidInput(f"disclosures must be a list of at most {MAX_LIST} strings")
+    digests = _field(doc, "field_digests")
+    if not isinstance(digests, list) or len(digests) > MAX_LIST:
+        raise InvalidInput(f"field_digests must be a list of at most {MAX_LIST} hashes")
+    field_digests = [_hash32(h, f"field_digests[{i}]") for i, h in enumerate(digests)]
+    commit_salt = _hash32(_field(doc, "commitment_salt"), "commitment_salt")
+    if ("signed" in doc) == ("signers_digest" in doc):
+        raise InvalidInput("a reduced receipt carries either 'signed' or 'signers_digest'")
+    struct_hash = signatures = signers = None
+    if "signed" in doc:
+        signed = doc["signed"]
+        if not isinstance(signed, Mapping) or set(signed) != {"struct_hash", "signatures"}:
+            raise InvalidInput("signed must be an object {struct_hash, signatures}")
+        struct_hash = _hash32(signed["struct_hash"], "signed.struct_hash")
+        signatures = signed["signatures"]
+        if not isinstance(signatures, Mapping) or not signatures or len(signatures) > 512:
+            raise InvalidInput(
+                "signed.signatures must be a non-empty object: signer -> 0x signature"
+            )
+    else:
+        signers = _hash32(doc["signers_digest"], "signers_digest")
+    p = _parse_proof(doc)
+    return _Reduced(
+        **{f: getattr(p, f) for f in _Proof.__dataclass_fields__},
+        kind=kind,
+        disclosures=disclosures,
+        field_digests=field_digests,
+        commitment_salt=commit_salt,
+        struct_hash=struct_hash,
+        signatures=signatures,
+        signers_digest=signers,
     )
 
 
@@ -369,15 +503,26 @@ def _offline_checks(report: AuditReport, doc: _Doc) -> tuple[SignedEntry | None,
             False,
             f"sha256 of the canonical bytes is {_hex(eid)}, the receipt says {_hex(doc.entry_id)}",
         )
-    leaf = leaf_hash(data)
     try:
         round_trip = decode_entry(data) == signed
     except InvalidInput:
         round_trip = False
+    if doc.salt is None:
+        leaf = leaf_hash(data)
+        what = f"leaf hash {_hex(leaf)}"
+    else:
+        leaf_data = commitment.commit(signed, doc.salt).leaf_data
+        leaf = leaf_hash(leaf_data)
+        what = f"commitment leaf {_hex(leaf_data)}, leaf hash {_hex(leaf)}"
     if round_trip:
-        report.add("leaf", True, f"leaf hash {_hex(leaf)}")
+        report.add("leaf", True, what)
     else:
         report.add("leaf", False, "the canonical bytes do not decode back to the same entry")
+    _check_inclusion(report, doc, leaf)
+    return verified, leaf
+
+
+def _check_inclusion(report: AuditReport, doc: _Proof | _Doc, leaf: bytes) -> None:
     if verify_inclusion(leaf, doc.leaf_index, doc.tree_size, doc.proof, doc.root):
         report.add(
             "inclusion",
@@ -392,7 +537,252 @@ def _offline_checks(report: AuditReport, doc: _Doc) -> tuple[SignedEntry | None,
             f"the proof does not link leaf {_hex(leaf)} at index {doc.leaf_index} to root "
             f"{_hex(doc.root)} in a tree of {doc.tree_size} leaves",
         )
-    return verified, leaf
+
+
+# --- reduced receipts (T15) ----------------------------------------------------------------
+
+_ADAPTERS: dict[tuple[type[EntryBase], str], TypeAdapter[Any]] = {}
+
+
+def _valid_value(kind: type[EntryBase], name: str, value: Any) -> Any:
+    """``value`` validated as field ``name`` of ``kind`` (addresses checksummed);
+    ``ValueError`` / ``ValidationError`` when it is not a valid value of that field."""
+    adapter = _ADAPTERS.get((kind, name))
+    if adapter is None:
+        info = kind.model_fields[name]
+        adapter = TypeAdapter(Annotated[(info.annotation, *info.metadata)])  # type: ignore[arg-type]
+        _ADAPTERS[(kind, name)] = adapter
+    return adapter.validate_python(value)
+
+
+def _check_disclosures(report: AuditReport, r: _Reduced) -> dict[str, Any] | None:
+    """The disclosures check; returns the disclosed values (validated) when it holds."""
+    type_name = r.kind.eip712_type.name
+    names = commitment.field_names(r.kind)
+    if len(r.field_digests) != len(names):
+        report.add(
+            "disclosures",
+            False,
+            f"field_digests has {len(r.field_digests)} digest(s); a {type_name} has "
+            f"{len(names)} fields",
+        )
+        return None
+    values: dict[str, Any] = {}
+    for i, text in enumerate(r.disclosures):
+        try:
+            d = commitment.parse_disclosure(text)
+        except InvalidInput as err:
+            report.add("disclosures", False, f"disclosure {i}: {err.message}")
+            return None
+        if d.name not in names:
+            report.add(
+                "disclosures",
+                False,
+                f"disclosure {i} names {d.name!r}, not a field of a {type_name}",
+            )
+            return None
+        if d.name in values:
+            report.add("disclosures", False, f"field {d.name} is disclosed twice")
+            return None
+        pos = names.index(d.name)
+        if d.digest != r.field_digests[pos]:
+            report.add(
+                "disclosures",
+                False,
+                f"the disclosure of {d.name} does not open the digest committed for it "
+                f"(field_digests[{pos}]): a changed value, or a disclosure from another entry",
+            )
+            return None
+        try:
+            values[d.name] = _valid_value(r.kind, d.name, d.value)
+        except (ValueError, ValidationError):
+            report.add("disclosures", False, f"the disclosed {d.name} is not a valid value")
+            return None
+    shown = [n for n in names if n in values]
+    report.add(
+        "disclosures",
+        True,
+        f"{len(shown)} of {len(names)} fields disclosed, each opening its committed digest: "
+        f"{', '.join(shown) or 'none'}",
+    )
+    return values
+
+
+def _check_signer_fields(report: AuditReport, r: _Reduced, values: dict[str, Any] | None) -> bool:
+    if r.signatures is None:
+        report.add("signer_fields", None, "skipped: an unsigned reduced receipt names no signer")
+        return False
+    if values is None:
+        report.add("signer_fields", None, "skipped: the disclosures do not hold")
+        return False
+    type_name = r.kind.eip712_type.name
+    needed = commitment.signer_fields(type_name)
+    hidden = [f for f in needed if f not in values]
+    if hidden:
+        report.add(
+            "signer_fields",
+            False,
+            f"{', '.join(hidden)} hidden: a signed reduced {type_name} must disclose the "
+            "fields naming its required signers, or the signatures prove nothing about who "
+            "they are",
+        )
+        return False
+    report.add(
+        "signer_fields",
+        True,
+        f"the fields naming the required signers are disclosed: {', '.join(needed)}"
+        if needed
+        else f"a {type_name} names no signer in its message: its signer is the signature's key",
+    )
+    return True
+
+
+def _required_reduced(
+    kind: type[EntryBase], values: Mapping[str, Any], present: list[str]
+) -> frozenset[str]:
+    """The required signers of a reduced receipt, from its disclosed fields (as
+    :func:`~service.evidence.log.required_for` computes them from the whole message)."""
+    if issubclass(kind, Agreement):
+        return frozenset((values["consumer"], *values["providers"]))
+    if issubclass(kind, UsageReceipt):
+        return frozenset((values["consumer"], values["provider"]))
+    if kind.eip712_type.name in ("Offer", "OfferWithdrawal"):
+        return frozenset(values["providers"])
+    if kind.eip712_type.name == "RevenueDeclaration":
+        return frozenset((values["consumer"],))
+    if issubclass(kind, ContributionDeclaration):
+        others = [s for s in present if s != values["provider"]]
+        if len(present) == 2 and others:
+            return frozenset((values["provider"], others[0]))
+        return frozenset((values["provider"],))
+    if len(present) != 1:
+        raise InvalidInput(
+            f"a {kind.eip712_type.name} carries exactly one signature, got {len(present)}"
+        )
+    return frozenset(present)
+
+
+def _check_reduced_signatures(
+    report: AuditReport, r: _Reduced, values: dict[str, Any] | None, fields_ok: bool
+) -> tuple[dict[str, bytes] | None, bool]:
+    """The signatures check of a signed reduced receipt; returns its parsed signatures
+    (None when they do not parse) and whether they hold."""
+    if r.signatures is None or r.struct_hash is None:
+        report.add(
+            "signatures",
+            None,
+            "skipped: an unsigned reduced receipt (signers digest only) proves the disclosed "
+            "values are committed in the anchored leaf, not who signed them",
+        )
+        return None, False
+    sigs: dict[str, bytes] = {}
+    try:
+        for key, sig in r.signatures.items():
+            try:
+                signer = parse_address(key)
+            except ValueError as err:
+                raise InvalidInput(f"signer {key!r}: {err}") from None
+            if signer in sigs:
+                raise InvalidInput(f"two signatures are given for {signer}")
+            sigs[signer] = parse_signature(sig)
+    except InvalidInput as err:
+        report.add("signatures", False, err.message)
+        return None, False
+    if not fields_ok or values is None:
+        report.add("signatures", None, "skipped: the fields naming the signers do not hold")
+        return sigs, False
+    present = sorted(sigs, key=address_bytes)
+    type_name = r.kind.eip712_type.name
+    try:
+        required = _required_reduced(r.kind, values, present)
+    except InvalidInput as err:
+        report.add("signatures", False, err.message)
+        return sigs, False
+    if frozenset(present) != required:
+        problems = []
+        if required - set(present):
+            problems.append(f"missing signature of {', '.join(sorted(required - set(present)))}")
+        if set(present) - required:
+            problems.append(f"unexpected signature of {', '.join(sorted(set(present) - required))}")
+        report.add("signatures", False, f"{type_name}: {'; '.join(problems)}")
+        return sigs, False
+    digest = r.domain.digest(r.struct_hash)
+    for signer, got in zip(present, recover_jobs((digest, sigs[s]) for s in present), strict=True):
+        if got != address_bytes(signer):
+            why = (
+                got
+                if isinstance(got, str)
+                else (
+                    f"made by {parse_address('0x' + got.hex())}: a different key, or a message "
+                    "or domain other than the one signed"
+                )
+            )
+            report.add("signatures", False, f"the signature given for {signer}: {why}")
+            return sigs, False
+    who = ", ".join(present)
+    report.add(
+        "signatures",
+        True,
+        f"{type_name} digest {_hex(digest)} of struct hash {_hex(r.struct_hash)} (chain "
+        f"{r.chain_id}, ledger {r.contract}); {len(present)} signature(s) recover to {who}",
+    )
+    return sigs, True
+
+
+def _reduced_offline_checks(
+    report: AuditReport, r: _Reduced
+) -> tuple[RoleFacts | None, bytes | None, dict[str, Any] | None]:
+    """Checks 2-7 of a reduced receipt: the role facts (when its signatures hold), the
+    recomputed leaf hash and the disclosed values (when the disclosures hold)."""
+    values = _check_disclosures(report, r)
+    fields_ok = _check_signer_fields(report, r, values)
+    sigs, verified = _check_reduced_signatures(report, r, values, fields_ok)
+    report.add("entry_id", None, "skipped: hidden in a reduced receipt")
+    if r.signers_digest is not None:
+        signers = r.signers_digest
+    elif sigs is not None and r.struct_hash is not None:
+        signers = commitment.signers_digest(
+            r.domain.separator, r.struct_hash, commitment.signature_records_of(sigs)
+        )
+    else:
+        report.add("leaf", None, "skipped: no signers digest without parseable signatures")
+        report.add("inclusion", None, "skipped: no leaf")
+        return None, None, values
+    tag = int(r.kind.entry_type)
+    body = commitment.commitment_body(
+        type_tag=tag,
+        chain_id=r.chain_id,
+        contract=r.contract,
+        field_digests=r.field_digests,
+        signers=signers,
+    )
+    leaf_data = commitment.commitment_leaf(type_tag=tag, commit_salt=r.commitment_salt, body=body)
+    leaf = leaf_hash(leaf_data)
+    report.add("leaf", True, f"commitment leaf {_hex(leaf_data)}, leaf hash {_hex(leaf)}")
+    _check_inclusion(report, r, leaf)
+    facts = None
+    if verified and values is not None and sigs is not None:
+        facts = (r.kind, values, tuple(sorted(sigs, key=address_bytes)))
+    return facts, leaf, values
+
+
+def _fields_report(r: _Reduced, values: dict[str, Any] | None) -> dict[str, Any]:
+    """Which fields a reduced receipt proves (with their disclosed values) and hides."""
+    names = commitment.field_names(r.kind)
+    shown = {} if values is None else values
+    disclosed = {}
+    for text in r.disclosures:
+        try:
+            d = commitment.parse_disclosure(text)
+        except InvalidInput:
+            continue
+        if d.name in shown:
+            disclosed[d.name] = d.value
+    return {
+        "proven": [n for n in names if n in shown],
+        "hidden": [n for n in names if n not in shown],
+        "values": {n: disclosed[n] for n in names if n in disclosed},
+    }
 
 
 def _read_checkpoint(chain: Chain, ledger: Contract, seq: int) -> tuple[int, bytes, int] | str:
@@ -409,7 +799,9 @@ def _read_checkpoint(chain: Chain, ledger: Contract, seq: int) -> tuple[int, byt
     return int(size), bytes(root), int(block)
 
 
-def _check_anchor_tx(report: AuditReport, chain: Chain, ledger: Contract, doc: _Doc) -> None:
+def _check_anchor_tx(
+    report: AuditReport, chain: Chain, ledger: Contract, doc: _Doc | _Proof
+) -> None:
     if doc.tx_hash == _ZERO_TX:
         report.add("anchor_tx", True, "no anchoring tx hash recorded by the operator; not checked")
         return
@@ -444,7 +836,7 @@ def _check_anchor_tx(report: AuditReport, chain: Chain, ledger: Contract, doc: _
 
 
 def _check_deployment(
-    report: AuditReport, chain: Chain, doc: _Doc, trusted: TrustedDeployment | None
+    report: AuditReport, chain: Chain, doc: _Doc | _Proof, trusted: TrustedDeployment | None
 ) -> Contract | None:
     """The deployment check; returns the pinned registry when the receipt's ledger is the
     pinned one."""
@@ -502,28 +894,41 @@ def _check_deployment(
     return chain.contract("ParticipantRegistry", registry)
 
 
+RoleFacts = tuple[type[EntryBase], Mapping[str, Any], tuple[str, ...]]
+"""What the roles check needs: the entry type, the (disclosed) field values, the signers."""
+
+
+def _role_facts(signed: SignedEntry) -> RoleFacts:
+    entry = signed.entry
+    values = {name: getattr(entry, name) for name in type(entry).model_fields}
+    return type(entry), values, tuple(signed.signatures)
+
+
 def _role_needs(
-    signed: SignedEntry, view: RegistryView, operator_role: bytes, auditor_role: bytes
+    facts: RoleFacts, view: RegistryView, operator_role: bytes, auditor_role: bytes
 ) -> list[tuple[str, str, bool]]:
-    """(what, address, holds) for every party whose role the entry relies on."""
-    e = signed.entry
+    """(what, address, holds) for every party whose role the entry relies on (of a
+    reduced receipt: every disclosed one, and its signers)."""
+    kind, values, signers = facts
     needs: list[tuple[str, str, bool]] = []
-    if isinstance(e, Agreement | UsageReceipt):
-        needs.append(("consumer", e.consumer, view.with_role(e.consumer, CONSUMER)))
-    providers = list(e.providers) if isinstance(e, Agreement) else []
-    if isinstance(e, UsageReceipt | QualityAttestation | ContributionDeclaration):
-        providers.append(e.provider)
+    if issubclass(kind, Agreement | UsageReceipt) and "consumer" in values:
+        consumer = values["consumer"]
+        needs.append(("consumer", consumer, view.with_role(consumer, CONSUMER)))
+    providers = list(values.get("providers", ())) if issubclass(kind, Agreement) else []
+    provider_named = issubclass(kind, UsageReceipt | QualityAttestation | ContributionDeclaration)
+    if provider_named and "provider" in values:
+        providers.append(values["provider"])
     needs += [("provider", p, view.with_role(p, PROVIDER)) for p in providers]
-    if isinstance(e, QualityAttestation):
-        for s in signed.signatures:  # exactly one (the signatures check holds)
+    if issubclass(kind, QualityAttestation):
+        for s in signers:  # exactly one (the signatures check holds)
             ok = view.with_role(s, CONSUMER) or view.has(auditor_role, s)
             needs.append(("attester (a consumer or an auditor)", s, ok))
-    elif isinstance(e, ContributionDeclaration):
-        for s in signed.signatures:
-            if s != e.provider:
+    elif issubclass(kind, ContributionDeclaration):
+        for s in signers:
+            if s != values.get("provider"):
                 needs.append(("countersigning operator", s, view.has(operator_role, s)))
-    elif isinstance(e, CoalitionValues):
-        for s in signed.signatures:
+    elif issubclass(kind, CoalitionValues):
+        for s in signers:
             ok = (
                 view.has(auditor_role, s)
                 or view.has(operator_role, s)
@@ -538,14 +943,14 @@ def _check_roles(
     chain: Chain,
     registry: Contract,
     history: RegistryHistory,
-    signed: SignedEntry,
+    facts: RoleFacts,
     block: int,
 ) -> None:
     fns = registry.functions
     operator_role = bytes(chain.call(fns.OPERATOR_ROLE()))
     auditor_role = bytes(chain.call(fns.AUDITOR_ROLE()))
     view = history.at(block)
-    needs = _role_needs(signed, view, operator_role, auditor_role)
+    needs = _role_needs(facts, view, operator_role, auditor_role)
     missing = [f"{what} {who}" for what, who, ok in needs if not ok]
     if missing:
         report.add(
@@ -567,11 +972,12 @@ def _check_roles(
 def _chain_checks(
     report: AuditReport,
     chain: Chain,
-    doc: _Doc,
-    signed: SignedEntry | None,
+    doc: _Doc | _Proof,
+    facts: RoleFacts | None,
     leaf: bytes | None,
     trusted: TrustedDeployment | None,
     history: RegistryHistory | None,
+    no_roles: str = "skipped: the signatures do not hold",
 ) -> None:
     node_chain = int(chain.chain_id)
     if node_chain != doc.chain_id:
@@ -640,13 +1046,13 @@ def _chain_checks(
             report.add("contract_inclusion", False, why)
     _check_anchor_tx(report, chain, ledger, doc)
 
-    if signed is None:
-        report.add("roles", None, "skipped: the signatures do not hold")
+    if facts is None:
+        report.add("roles", None, no_roles)
         return
     if history is None or history.address.lower() != str(registry.address).lower():
         from_block = 0 if trusted is None else trusted.from_block
         history = RegistryHistory(chain, registry, from_block=from_block)
-    _check_roles(report, chain, registry, history, signed, block)
+    _check_roles(report, chain, registry, history, facts, block)
 
 
 # --- witnesses ----------------------------------------------------------------------------
@@ -733,7 +1139,7 @@ class WitnessPolicy:
 
 
 def _witnessed_note(
-    doc: Mapping[str, Any], parsed: _Doc
+    doc: Mapping[str, Any], parsed: _Doc | _Proof
 ) -> tuple[Checkpoint, bytes, list[NoteSignature]] | str:
     """The cosigned note's checkpoint, body and signature lines when it is of the
     receipt's checkpoint; else why not."""
@@ -761,7 +1167,7 @@ def _witnessed_note(
 
 
 def _check_witnesses(
-    report: AuditReport, doc: Mapping[str, Any], parsed: _Doc, policy: WitnessPolicy
+    report: AuditReport, doc: Mapping[str, Any], parsed: _Doc | _Proof, policy: WitnessPolicy
 ) -> None:
     found = _witnessed_note(doc, parsed)
     if isinstance(found, str):
@@ -828,6 +1234,10 @@ def audit_receipt(
     receipt (that is a failed check); a node that cannot be reached raises
     :class:`~service.errors.RpcUnavailable`.
     """
+    if isinstance(doc, Mapping) and doc.get("form") == "reduced":
+        return _audit_reduced(
+            doc, chain=chain, trusted=trusted, history=history, witnesses=witnesses
+        )
     eid = doc.get("entry_id") if isinstance(doc, Mapping) else None
     subject = f"receipt {eid}" if isinstance(eid, str) and len(eid) < 80 else "receipt"
     report = AuditReport(subject=subject, offline=chain is None)
@@ -839,33 +1249,118 @@ def audit_receipt(
         for name in (*OFFLINE_CHECKS[1:], *extra, *(() if chain is None else CHAIN_CHECKS)):
             report.add(name, None, "skipped: the document is malformed")
         return report
+    full = parsed.salt is not None
+    report.form = "full" if full else "legacy"
     report.add(
         "document",
         True,
-        f"receipt v{RECEIPT_VERSION}: {parsed.entry.eip712_type.name} at leaf "
+        f"receipt {'v2 (full)' if full else 'v1'}: {parsed.entry.eip712_type.name} at leaf "
         f"{parsed.leaf_index} of {parsed.tree_size}, checkpoint {parsed.seq}",
     )
     signed, leaf = _offline_checks(report, parsed)
     if witnesses is not None:
         _check_witnesses(report, doc, parsed, witnesses)
-    where = f"checkpoint {parsed.seq} at {parsed.contract} on chain {parsed.chain_id}"
-    cosigned = (
-        ""
-        if witnesses is None
-        else f"; cosigned by at least {witnesses.min_witnesses} pinned witness(es)"
+    if chain is None:
+        _offline_summary(report, parsed, witnesses)
+    else:
+        facts = None if signed is None else _role_facts(signed)
+        _chain_checks(report, chain, parsed, facts, leaf, trusted, history)
+        _online_summary(report, parsed, trusted, witnesses, "signed by registered parties")
+    return report
+
+
+def _where(p: _Doc | _Proof) -> str:
+    return f"checkpoint {p.seq} at {p.contract} on chain {p.chain_id}"
+
+
+def _cosigned(witnesses: WitnessPolicy | None) -> str:
+    if witnesses is None:
+        return ""
+    return f"; cosigned by at least {witnesses.min_witnesses} pinned witness(es)"
+
+
+def _offline_summary(
+    report: AuditReport, p: _Doc | _Proof, witnesses: WitnessPolicy | None, proves: str = ""
+) -> None:
+    for name in CHAIN_CHECKS:
+        report.add(name, None, "skipped: offline")
+    report.summary = (
+        f"the {len(report.checks) - len(CHAIN_CHECKS)} offline checks hold{proves}"
+        f"{_cosigned(witnesses)}; OFFLINE: {_where(p)} was not checked on chain "
+        f"({', '.join(CHAIN_CHECKS)} skipped)"
+    )
+
+
+def _online_summary(
+    report: AuditReport,
+    p: _Doc | _Proof,
+    trusted: TrustedDeployment | None,
+    witnesses: WitnessPolicy | None,
+    signed_by: str,
+) -> None:
+    pinned = "" if trusted is None else f" (pinned by {trusted.source})"
+    report.summary = (
+        f"all {len(report.checks)} checks hold; the entry is in {_where(p)}{pinned}, "
+        f"{signed_by}{_cosigned(witnesses)}"
+    )
+
+
+def _audit_reduced(
+    doc: Mapping[str, Any],
+    *,
+    chain: Chain | None,
+    trusted: TrustedDeployment | None,
+    history: RegistryHistory | None,
+    witnesses: WitnessPolicy | None,
+) -> AuditReport:
+    """:func:`audit_receipt` of a reduced version-2 receipt (see the module docstring)."""
+    index = doc.get("leaf_index")
+    subject = "reduced receipt" + (f" (leaf {index})" if type(index) is int else "")
+    report = AuditReport(subject=subject, offline=chain is None, form="reduced")
+    try:
+        if doc.get("version") != RECEIPT_VERSION_COMMITMENT:
+            raise InvalidInput(
+                f"a reduced receipt is version {RECEIPT_VERSION_COMMITMENT}, got "
+                f"{doc.get('version')!r}"
+            )
+        parsed = _parse_reduced(doc)
+    except InvalidInput as err:
+        report.add("document", False, err.message)
+        extra = () if witnesses is None else (WITNESS_CHECK,)
+        rest = (*REDUCED_OFFLINE_CHECKS[1:], *extra, *(() if chain is None else CHAIN_CHECKS))
+        for name in rest:
+            report.add(name, None, "skipped: the document is malformed")
+        return report
+    form = "signed" if parsed.signatures is not None else "unsigned"
+    report.add(
+        "document",
+        True,
+        f"receipt v2 (reduced, {form}): {parsed.kind.eip712_type.name} at leaf "
+        f"{parsed.leaf_index} of {parsed.tree_size}, checkpoint {parsed.seq}",
+    )
+    facts, leaf, values = _reduced_offline_checks(report, parsed)
+    report.fields = _fields_report(parsed, values)
+    if witnesses is not None:
+        _check_witnesses(report, doc, parsed, witnesses)
+    proven = report.fields["proven"]
+    hidden = report.fields["hidden"]
+    proves = (
+        f"; proves {', '.join(proven) or 'no field'}"
+        f"{'; hides ' + ', '.join(hidden) if hidden else ''}"
     )
     if chain is None:
-        for name in CHAIN_CHECKS:
-            report.add(name, None, "skipped: offline")
-        report.summary = (
-            f"the {len(report.checks) - len(CHAIN_CHECKS)} offline checks hold{cosigned}; "
-            f"OFFLINE: {where} was not checked on chain ({', '.join(CHAIN_CHECKS)} skipped)"
-        )
+        _offline_summary(report, parsed, witnesses, proves)
     else:
-        _chain_checks(report, chain, parsed, signed, leaf, trusted, history)
-        pinned = "" if trusted is None else f" (pinned by {trusted.source})"
-        report.summary = (
-            f"all {len(report.checks)} checks hold; the entry is in {where}{pinned}, "
-            f"signed by registered parties{cosigned}"
+        no_roles = (
+            "skipped: an unsigned reduced receipt names no signer"
+            if parsed.signatures is None
+            else "skipped: the signatures do not hold"
         )
+        _chain_checks(report, chain, parsed, facts, leaf, trusted, history, no_roles)
+        signed_by = (
+            "signed by registered parties"
+            if parsed.signatures is not None
+            else "accepted by the operator (no signer named)"
+        )
+        _online_summary(report, parsed, trusted, witnesses, signed_by + proves)
     return report

@@ -104,7 +104,7 @@ import binascii
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -311,3 +311,32 @@ def leaf_data_for(data: bytes, salt: bytes | None) -> bytes:
     if salt is None:
         return data
     return commit(decode_entry(data), salt).leaf_data
+
+
+# Fields whose values name required signers (:func:`~.entries.required_signers`): a signed
+# reduced receipt must disclose them, or a reader could not tell the signers are the
+# right parties. Types absent here name no signer in their message (an attester, an
+# evaluator, a countersigning operator): their signers are the signatures' keys.
+SIGNER_FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    "Agreement": ("consumer", "providers"),
+    "AgreementV2": ("consumer", "providers"),
+    "UsageReceipt": ("consumer", "provider"),
+    "ContributionDeclaration": ("provider",),
+    "Offer": ("providers",),
+    "OfferWithdrawal": ("providers",),
+    "RevenueDeclaration": ("consumer",),
+}
+
+
+def signer_fields(type_name: str) -> tuple[str, ...]:
+    """The fields of entry type ``type_name`` that name its required signers."""
+    return SIGNER_FIELDS.get(type_name, ())
+
+
+def signature_records_of(signatures: Mapping[str, bytes]) -> bytes:
+    """``n (uint16) || records`` of checksummed signer -> normalised 65-byte signature,
+    sorted by signer address (what :func:`signature_records` gives for a signed entry)."""
+    ordered = sorted(signatures.items(), key=lambda item: address_bytes(item[0]))
+    return len(ordered).to_bytes(2, "big") + b"".join(
+        address_bytes(signer) + sig for signer, sig in ordered
+    )

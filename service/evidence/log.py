@@ -14,6 +14,11 @@ agreement's and its period lies inside the agreement's validity; a consumer's re
 (or RevenueDeclaration: the consumer's own agreement, same nonce space) nonce is unused
 for the agreement.
 
+Each accepted entry's Merkle leaf is a commitment to it (T15,
+:mod:`service.evidence.commitment`): a fresh salt per entry, kept in
+``entry_commitments`` and returned to the submitter; ``commitments=False`` appends the
+legacy leaf (the canonical bytes).
+
 Signature recovery, the expensive part, runs before any database lock. The database
 part then runs in one transaction that first takes the log's state-row lock, so several
 API workers on one PostgreSQL serialize their appends without gaps or duplicates.
@@ -46,6 +51,7 @@ from service.errors import (
     UnknownParticipant,
     WrongRole,
 )
+from service.evidence import commitment
 from service.evidence.crossspace import CrossSpaceCheck
 from service.evidence.directory import CONSUMER, PROVIDER, Directory
 from service.evidence.eip712 import Domain
@@ -66,7 +72,7 @@ from service.evidence.entries import (
     verify_many,
 )
 from service.evidence.merkle import leaf_hash
-from service.evidence.models import AgreementRow, LogEntry
+from service.evidence.models import AgreementRow, EntryCommitment, LogEntry
 from service.evidence.tiles import MerkleLog, SqlTileStorage
 
 MAX_SQL_INT = 2**63 - 1
@@ -81,6 +87,7 @@ class ItemResult:
     leaf_index: int | None = None
     code: str | None = None
     message: str | None = None
+    salt: str | None = None  # 0x hex of the entry's salt (commitment leaves; T15)
 
     @property
     def ok(self) -> bool:
@@ -325,11 +332,18 @@ def append_entries(
     entries: Sequence[SignedEntry],
     workers: int | None = None,
     home_spaces: HomeSpaces | None = None,
+    commitments: bool = True,
 ) -> list[ItemResult]:
     """Validate ``entries`` and append the valid ones; one :class:`ItemResult` each.
 
     ``home_spaces``: the foreign spaces whose providers cross-space agreements may name
-    (:mod:`service.evidence.crossspace`); none: every provider is checked here."""
+    (:mod:`service.evidence.crossspace`); none: every provider is checked here.
+
+    ``commitments`` (T15, :mod:`service.evidence.commitment`): each accepted entry gets a
+    fresh salt, its ``entry_commitments`` row in the same transaction, and the leaf
+    ``leaf_hash(commitment leaf data)``; the salt is in its result (and in a duplicate's,
+    the caller having resubmitted the whole signed entry). False: the legacy leaf (the
+    canonical bytes, no salt), for migration tests and the benchmark."""
     results: list[ItemResult | None] = [None] * len(entries)
     encoded: list[tuple[bytes, str]] = []
     required: list[frozenset[str] | None] = []
@@ -365,24 +379,35 @@ def append_entries(
         terms_gate = TermsGate(session, directory, pending)  # T11 catalog + terms hook
         prepaid_gate = PrepaidGate(session, domain.chain_id)  # T11 prepaid balance hook
         ids = [encoded[i][1] for i in range(len(entries)) if results[i] is None]
-        existing: dict[str, int] = dict(
-            session.exec(
-                select(LogEntry.entry_id, LogEntry.leaf_index).where(
-                    col(LogEntry.entry_id).in_(ids)
+        existing: dict[str, tuple[int, bytes | None]] = {
+            str(eid): (int(index), None if salt is None else bytes(salt))
+            for eid, index, salt in session.exec(
+                select(  # type: ignore[call-overload]
+                    LogEntry.entry_id, LogEntry.leaf_index, EntryCommitment.salt
                 )
+                .outerjoin(
+                    EntryCommitment,
+                    col(EntryCommitment.leaf_index) == col(LogEntry.leaf_index),
+                )
+                .where(col(LogEntry.entry_id).in_(ids))
             ).all()
-        )
+        }
         rows: list[dict[str, Any]] = []
         agreements: list[dict[str, Any]] = []
+        commit_rows: list[dict[str, Any]] = []
         new_leaves: list[bytes] = []
-        seen: dict[str, int] = {}
+        seen: dict[str, tuple[int, bytes | None]] = {}
         for i, signed in enumerate(entries):
             if results[i] is not None:
                 continue
             data, eid = encoded[i]
             if eid in existing or eid in seen:
+                index, old_salt = existing[eid] if eid in existing else seen[eid]
                 results[i] = ItemResult(
-                    "duplicate", entry_id=eid, leaf_index=existing.get(eid, seen.get(eid))
+                    "duplicate",
+                    entry_id=eid,
+                    leaf_index=index,
+                    salt=None if old_salt is None else hex32(old_salt),
                 )
                 continue
             try:
@@ -399,11 +424,25 @@ def append_entries(
             rows.append(_row(signed, data, eid, index, now))
             if isinstance(signed.entry, Agreement):
                 agreements.append(_agreement_row(signed.entry, eid, index).model_dump())
-            new_leaves.append(leaf_hash(data))
-            seen[eid] = index
-            results[i] = ItemResult("accepted", entry_id=eid, leaf_index=index)
+            salt: bytes | None = None
+            if commitments:
+                salt = commitment.new_salt()
+                leaf_data = commitment.commit(signed, salt).leaf_data
+                commit_rows.append({"leaf_index": index, "salt": salt, "leaf_data": leaf_data})
+                new_leaves.append(leaf_hash(leaf_data))
+            else:
+                new_leaves.append(leaf_hash(data))
+            seen[eid] = (index, salt)
+            results[i] = ItemResult(
+                "accepted",
+                entry_id=eid,
+                leaf_index=index,
+                salt=None if salt is None else hex32(salt),
+            )
         if new_leaves:
             session.execute(sa.insert(LogEntry), rows)
+            if commit_rows:
+                session.execute(sa.insert(EntryCommitment), commit_rows)
             if agreements:
                 session.execute(sa.insert(AgreementRow), agreements)
             log.append(hashes=new_leaves)
@@ -435,6 +474,23 @@ def get_entry(*, session: Session, eid: str) -> tuple[LogEntry, SignedEntry]:
     if row is None:
         raise EntryNotFound(f"no log entry {eid}")
     return row, decode_entry(row.data)
+
+
+def entry_salt(*, session: Session, leaf_index: int) -> bytes | None:
+    """The salt of the entry at ``leaf_index``; None for a legacy leaf (no commitment)."""
+    row = session.get(EntryCommitment, leaf_index)
+    return None if row is None else bytes(row.salt)
+
+
+def leaf_data_at(*, session: Session, leaf_index: int) -> bytes:
+    """The leaf data at ``leaf_index``: its commitment, or a legacy leaf's canonical bytes."""
+    row = session.get(EntryCommitment, leaf_index)
+    if row is not None:
+        return bytes(row.leaf_data)
+    entry = session.get(LogEntry, leaf_index)
+    if entry is None:
+        raise EntryNotFound(f"no leaf {leaf_index} in the log")
+    return bytes(entry.data)
 
 
 def entries_range(*, session: Session, start: int, end: int) -> list[LogEntry]:

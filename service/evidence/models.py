@@ -1,10 +1,12 @@
 """SQL tables of the evidence log.
 
-``log_entries`` holds every accepted entry (its canonical bytes, which are what the
-Merkle leaf hashes) at its leaf index, with a few columns copied out of the message so
-settlement can query them. ``agreements`` indexes Agreement entries by id. ``anchors``
-records each checkpoint this service anchored on chain. The tree itself lives in the
-tile tables of :mod:`service.evidence.tiles`.
+``log_entries`` holds every accepted entry (its canonical bytes) at its leaf index, with
+a few columns copied out of the message so settlement can query them. The Merkle leaf
+hashes the entry's leaf data: its commitment (``entry_commitments``, since T15) or, for
+a legacy leaf without a commitment row, the canonical bytes themselves. ``agreements``
+indexes Agreement entries by id. ``anchors`` records each checkpoint this service
+anchored on chain. The tree itself lives in the tile tables of
+:mod:`service.evidence.tiles`.
 """
 
 from __future__ import annotations

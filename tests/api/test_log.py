@@ -51,7 +51,9 @@ def test_entries_page_through_the_whole_log(space: Space, engine: Any) -> None:
             seen.extend(page["entries"])
             start = page["next"]
         assert [e["leaf_index"] for e in seen] == list(range(7))
-        root = root_from_leaf_hashes([leaf_hash(b(e["data"])) for e in seen])
+        assert all(e.keys() == {"leaf_index", "leaf_data", "leaf_hash"} for e in seen)
+        assert all(leaf_hash(b(e["leaf_data"])) == b(e["leaf_hash"]) for e in seen)
+        root = root_from_leaf_hashes([b(e["leaf_hash"]) for e in seen])
         head = client.get("/v1/log/checkpoints").json()["log"]
         assert head == {"tree_size": 7, "root": "0x" + root.hex()}
         window = client.get("/v1/log/entries", params={"start": 2, "end": 4}).json()
@@ -89,7 +91,7 @@ def test_inclusion_proofs_verify_against_the_root(
 ) -> None:
     fill(client, space, sign_in, 6)
     entries = client.get("/v1/log/entries").json()["entries"]
-    leaves = [leaf_hash(b(e["data"])) for e in entries]
+    leaves = [leaf_hash(b(e["leaf_data"])) for e in entries]
     for size in (1, 4, 6):
         root = root_from_leaf_hashes(leaves[:size])
         for leaf in range(size):
@@ -109,7 +111,7 @@ def test_consistency_proofs_verify_between_sizes(
 ) -> None:
     fill(client, space, sign_in, 6)
     entries = client.get("/v1/log/entries").json()["entries"]
-    leaves = [leaf_hash(b(e["data"])) for e in entries]
+    leaves = [leaf_hash(b(e["leaf_data"])) for e in entries]
     for old in range(1, 7):
         p = client.get("/v1/log/proof/consistency", params={"from": old, "to": 6}).json()
         assert p["from"] == old and p["to"] == 6

@@ -257,7 +257,7 @@ CASES: list[tuple[str, str, Callable[[Doc, Anchored], None], str]] = [
     # shape
     ("missing.root", "receipt", lambda d, a: d.pop("root"), "document"),
     ("leaf_index.string", "receipt", _set("leaf_index", lambda v, a: str(v)), "document"),
-    ("version", "receipt", _set("version", 2), "document"),
+    ("version", "receipt", _set("version", 3), "document"),
     ("root.short", "receipt", _set("root", lambda v, a: v[:-2]), "document"),
     ("entry.invalid", "receipt", _entry("periodEnd", lambda v, a: 1), "document"),
     (

@@ -8,6 +8,7 @@ from sqlmodel import Session, select
 
 from service.errors import NotAnchored
 from service.evidence.anchor import anchor_once, read_all_checkpoints, sync_anchors
+from service.evidence.commitment import commit
 from service.evidence.merkle import leaf_hash, verify_inclusion
 from service.evidence.models import AnchorRow
 from service.evidence.receipts import build_receipt
@@ -66,7 +67,7 @@ def test_receipt_document_verifies(engine: Engine, space: Space) -> None:
         and doc["anchor"]["contract"] == space.contracts.ledger.address
     )
     proof = [bytes.fromhex(h[2:]) for h in doc["inclusion_proof"]]
-    leaf = leaf_hash(batch[2].encode())
+    leaf = leaf_hash(commit(batch[2], bytes.fromhex(doc["salt"][2:])).leaf_data)
     assert verify_inclusion(leaf, 2, 3, proof, bytes.fromhex(doc["root"][2:]))
     ledger = space.contracts.ledger
     assert space.chain.call(ledger.functions.verifyInclusion(0, 2, leaf, proof)) is True

@@ -26,7 +26,7 @@ from service.db import create_schema, make_engine
 from service.evidence.directory import ChainDirectory
 from service.evidence.eip712 import Domain
 from service.evidence.entries import SignedEntry, UsageReceipt, sign_entry
-from service.evidence.log import append_entries
+from service.evidence.log import append_entries, leaf_data_at
 from service.evidence.merkle import leaf_hash, root_from_leaf_hashes
 from service.evidence.models import LogEntry
 from service.evidence.tiles import MerkleLog, SqlTileStorage
@@ -75,7 +75,9 @@ def assert_log_sound(engine: Engine) -> list[LogEntry]:
     with Session(engine) as s:
         size, root = MerkleLog(SqlTileStorage(s)).state()
     assert size == len(rows)
-    assert root == root_from_leaf_hashes([leaf_hash(r.data) for r in rows])
+    with Session(engine) as s:  # each leaf: the entry's commitment (T15) or its bytes
+        leaves = [leaf_hash(leaf_data_at(session=s, leaf_index=r.leaf_index)) for r in rows]
+    assert root == root_from_leaf_hashes(leaves)
     return rows
 
 

@@ -7,6 +7,7 @@ from dataclasses import replace
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from service.evidence.commitment import commit
 from service.evidence.directory import ChainDirectory
 from service.evidence.entries import (
     Agreement,
@@ -16,7 +17,7 @@ from service.evidence.entries import (
     decode_entry,
     sign_entry,
 )
-from service.evidence.log import append_entries, get_entry
+from service.evidence.log import append_entries, get_entry, leaf_data_at
 from service.evidence.merkle import leaf_hash, root_from_leaf_hashes
 from service.evidence.models import LogEntry
 from service.evidence.tiles import MerkleLog, SqlTileStorage
@@ -83,7 +84,10 @@ def test_accepts_agreement_and_receipts_and_builds_the_tree(engine: Engine, spac
     with Session(engine) as s:
         log = MerkleLog(SqlTileStorage(s))
         assert log.size() == 3
-        assert log.root() == root_from_leaf_hashes([leaf_hash(e.encode()) for e in batch])
+        # each leaf commits to its entry under the salt returned to the submitter (T15)
+        salts = [bytes.fromhex(r.salt[2:]) for r in results]  # type: ignore[attr-defined]
+        leaves = [leaf_hash(commit(e, t).leaf_data) for e, t in zip(batch, salts, strict=True)]
+        assert log.root() == root_from_leaf_hashes(leaves)
 
 
 def test_resubmission_is_idempotent(engine: Engine, space: Space) -> None:
@@ -200,7 +204,7 @@ def test_concurrent_batches_leave_no_gap(engine: Engine, space: Space) -> None:
     assert [r.leaf_index for r in rows] == list(range(21))
     with Session(engine) as s:
         assert MerkleLog(SqlTileStorage(s)).root() == root_from_leaf_hashes(
-            [leaf_hash(r.data) for r in rows]
+            [leaf_hash(leaf_data_at(session=s, leaf_index=r.leaf_index)) for r in rows]
         )
 
 

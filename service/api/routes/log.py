@@ -45,8 +45,9 @@ def entries(
     start: Index = 0,
     end: Annotated[int | None, Query(ge=0, le=MAX_INDEX)] = None,
 ) -> dict[str, Any]:
-    """Entries ``start <= leaf < end`` with their canonical bytes (at most TALLY_PAGE_MAX
-    per page; follow ``next``)."""
+    """Leaves ``start <= leaf < end``: each leaf's data (a commitment to its entry; for a
+    leaf appended before T15, its canonical bytes) and hash, no entry (at most
+    TALLY_PAGE_MAX per page; follow ``next``)."""
     return log_page(session=session, start=start, end=end, page_max=settings.page_max)
 
 

@@ -43,16 +43,18 @@
 //   trusted.chainId / trusted.registry may be null or omitted (not compared then).
 //
 //   The check names and their order are those of `tally audit receipt`
-//   (service/audit/receipt.py): document, signatures, [disclosures, signer_fields,]
-//   entry_id, leaf, inclusion, [witness_cosignatures,] chain_id, deployment, checkpoint,
-//   contract_inclusion, anchor_tx, roles. The browser does not replay the registry's
+//   (service/audit/receipt.py): legacy and full receipts: document, signatures, entry_id,
+//   leaf, inclusion; reduced receipts: document, disclosures, signer_fields, signatures,
+//   entry_id (always skipped: hidden), leaf, inclusion; then [witness_cosignatures,]
+//   chain_id, deployment, checkpoint, contract_inclusion, anchor_tx, roles. The browser does not replay the registry's
 //   events (roles) nor verify witness cosignatures: those are reported as skipped with a
 //   reason, as is deployment when no `trusted` pin is given.
 //
 //   Also exported: verifyInclusion(leafHash, index, size, proof, root) and
 //   verifyConsistency(oldSize, newSize, oldRoot, newRoot, proof) (RFC 9162; hashes as
 //   Uint8Array(32), sizes as numbers or BigInt; async, resolve to booleans), leafHash(data),
-//   hexToBytes / bytesToHex, OFFLINE_CHECKS, CHAIN_CHECKS, ENTRY_TYPES.
+//   hexToBytes / bytesToHex, OFFLINE_CHECKS, REDUCED_OFFLINE_CHECKS, CHAIN_CHECKS,
+//   ENTRY_TYPES.
 // ---------------------------------------------------------------------------------------
 
 import { secp256k1 } from "@noble/curves/secp256k1.js";
@@ -60,6 +62,15 @@ import { keccak_256 } from "@noble/hashes/sha3.js";
 import { abi as LEDGER_ABI } from "../../contracts/build/EvidenceLedger.json";
 
 export const OFFLINE_CHECKS = ["document", "signatures", "entry_id", "leaf", "inclusion"];
+export const REDUCED_OFFLINE_CHECKS = [
+  "document",
+  "disclosures",
+  "signer_fields",
+  "signatures",
+  "entry_id",
+  "leaf",
+  "inclusion",
+];
 export const CHAIN_CHECKS = [
   "chain_id",
   "deployment",
@@ -1253,15 +1264,15 @@ function finishProofKeys(doc, p) {
 /** A legacy (v1) or full (v2) document: _parse of service/audit/receipt.py. */
 function parseDocument(doc) {
   if (!isObject(doc)) throw new Invalid(`a receipt is a JSON object, got ${typeName(doc)}`);
+  if (doc.form === "reduced") return parseReduced(doc);
   const version = field(doc, "version");
-  let form = "legacy";
-  if (version === 2n) {
+  let form;
+  if (version === 1n && (doc.form ?? null) === null) form = "legacy"; // null: the API's form
+  else if (version === 2n) {
     form = field(doc, "form");
-    if (form === "reduced") return parseReduced(doc);
     if (form !== "full")
-      throw new Invalid(`a version 2 receipt's form is "full" or "reduced", got ${repr(form)}`);
-  } else if (version !== 1n)
-    throw new Invalid(`receipt version ${repr(version)} is not supported (only 1 and 2)`);
+      throw new Invalid(`a version-2 receipt's form is 'full' or 'reduced', got ${repr(form)}`);
+  } else throw new Invalid(`receipt version ${repr(version)} is not supported (only 1 and 2)`);
   const entryType = field(doc, "entry_type");
   if (typeof entryType !== "string")
     throw new Invalid(`entry_type must be a string, got ${repr(entryType)}`);
@@ -1276,42 +1287,50 @@ function parseDocument(doc) {
   const signatures = field(doc, "signatures");
   if (!isObject(signatures) || Object.keys(signatures).length === 0)
     throw new Invalid("signatures must be a non-empty object: signer -> 0x signature");
+  const salt = form === "full" ? hash32(field(doc, "salt"), "salt") : null;
+  if (form === "legacy" && (doc.salt ?? null) !== null)
+    throw new Invalid("a version-1 receipt carries no salt (a legacy leaf)");
   const p = parseProofKeys(doc);
   const entryId = hash32(field(doc, "entry_id"), "entry_id");
-  const rest = finishProofKeys(doc, p);
-  const salt = form === "full" ? hash32(field(doc, "salt"), "salt") : null;
-  return { form, entry, signatures, entryId, salt, ...rest };
+  return { form, entry, signatures, entryId, salt, ...finishProofKeys(doc, p) };
 }
 
-/** A reduced (v2) document: disclosures of chosen fields instead of the entry. */
+const MAX_LIST = 64; // more disclosures or field digests than any entry type has fields
+
+/** A reduced (v2) document: disclosures of chosen fields instead of the entry
+ * (_parse_reduced of service/audit/receipt.py; the disclosures are parsed by their check). */
 function parseReduced(doc) {
+  if (doc.version !== 2n)
+    throw new Invalid(`a reduced receipt is version 2, got ${repr(doc.version ?? null)}`);
+  for (const key of ["entry", "entry_id", "salt", "signatures"])
+    if (has(doc, key)) throw new Invalid(`a reduced receipt carries no '${key}'`);
   const entryType = field(doc, "entry_type");
   if (typeof entryType !== "string" || !has(ENTRY_TYPES, entryType))
     throw new Invalid(
-      `entry_type must be one of ${Object.keys(ENTRY_TYPES).join(", ")}, got ${repr(entryType)}`,
+      `unknown entry_type ${repr(entryType)}; expected one of ${Object.keys(ENTRY_TYPES).join(", ")}`,
     );
   const type = ENTRY_TYPES[entryType];
   const disclosures = field(doc, "disclosures");
-  if (!Array.isArray(disclosures) || !disclosures.every((x) => typeof x === "string"))
-    throw new Invalid("disclosures must be a list of disclosure strings");
+  if (!Array.isArray(disclosures) || disclosures.length > MAX_LIST)
+    throw new Invalid(`disclosures must be a list of at most ${MAX_LIST} strings`);
   const digests = field(doc, "field_digests");
-  if (!Array.isArray(digests) || digests.length !== type.fields.length)
-    throw new Invalid(
-      `field_digests must list the digests of all ${type.fields.length} fields of a ${type.name}`,
-    );
+  if (!Array.isArray(digests) || digests.length > MAX_LIST)
+    throw new Invalid(`field_digests must be a list of at most ${MAX_LIST} hashes`);
   const fieldDigests = digests.map((h, i) => hash32(h, `field_digests[${i}]`));
   const commitmentSalt = hash32(field(doc, "commitment_salt"), "commitment_salt");
-  const signedIn = has(doc, "signed");
-  if (signedIn === has(doc, "signers_digest"))
-    throw new Invalid("a reduced receipt carries either signed or signers_digest (exactly one)");
+  if (has(doc, "signed") === has(doc, "signers_digest"))
+    throw new Invalid("a reduced receipt carries either 'signed' or 'signers_digest'");
   let signed = null;
   let signersDigest = null;
-  if (signedIn) {
+  if (has(doc, "signed")) {
     const body = doc.signed;
-    if (!isObject(body)) throw new Invalid("signed must be an object: struct_hash, signatures");
-    const structHash = hash32(field(body, "struct_hash", "signed."), "signed.struct_hash");
-    const signatures = field(body, "signatures", "signed.");
-    if (!isObject(signatures) || Object.keys(signatures).length === 0)
+    const keys = isObject(body) ? Object.keys(body).sort() : [];
+    if (keys.length !== 2 || keys[0] !== "signatures" || keys[1] !== "struct_hash")
+      throw new Invalid("signed must be an object {struct_hash, signatures}");
+    const structHash = hash32(body.struct_hash, "signed.struct_hash");
+    const signatures = body.signatures;
+    const count = isObject(signatures) ? Object.keys(signatures).length : 0;
+    if (count === 0 || count > 512)
       throw new Invalid("signed.signatures must be a non-empty object: signer -> 0x signature");
     signed = { structHash, signatures };
   } else signersDigest = hash32(doc.signers_digest, "signers_digest");
@@ -1509,178 +1528,211 @@ async function commitFull(d, sigs) {
   return commitmentLeaf(type.tag, await commitmentSaltOf(d.salt), body);
 }
 
-/** The fields whose values name a required signer, by entry type (signer_fields). */
+/** The fields whose values name a required signer (commitment.SIGNER_FIELDS): a signed
+ * reduced receipt must disclose them. Other types name no signer in their message. */
 const SIGNER_FIELDS = {
   Agreement: ["consumer", "providers"],
   AgreementV2: ["consumer", "providers"],
   UsageReceipt: ["consumer", "provider"],
+  ContributionDeclaration: ["provider"],
   Offer: ["providers"],
   OfferWithdrawal: ["providers"],
   RevenueDeclaration: ["consumer"],
-  ContributionDeclaration: ["provider"],
-  QualityAttestation: [],
-  CoalitionValues: [],
-  ValuationResult: [],
 };
 
-async function reducedChecks(report, d) {
+/** The disclosures check; the disclosed values (parsed) when it holds, else null. */
+async function checkDisclosures(report, d) {
   const { type } = d;
-  const separator = domainSeparator(d.chainId, d.contract);
-  let sigs = null;
-  let verified = false;
-  if (d.signed === null) {
-    report.add(
-      "signatures",
-      null,
-      "skipped: this reduced receipt names no signer (signers digest only): it proves the " +
-        "disclosed values are committed in the anchored leaf, not who signed them",
-    );
-  } else {
-    const digest = keccak(concat(Uint8Array.of(0x19, 0x01), separator, d.signed.structHash));
-    const r = checkReducedSignatures(report, type, digest, d.signed.signatures, d);
-    sigs = r.built;
-    verified = r.verified;
-  }
-  // disclosures: each opens the digest committed for its field
-  const disclosed = {};
-  let problem = null;
   const names = type.fields.map(([n]) => n);
+  if (d.fieldDigests.length !== names.length) {
+    report.add(
+      "disclosures",
+      false,
+      `field_digests has ${d.fieldDigests.length} digest(s); a ${type.name} has ` +
+        `${names.length} fields`,
+    );
+    return null;
+  }
+  const values = {};
   for (const [i, text] of d.disclosures.entries()) {
     let item;
     try {
       item = parseDisclosure(text);
     } catch (err) {
       if (!(err instanceof Invalid)) throw err;
-      problem = `disclosure ${i}: ${err.message}`;
-      break;
+      report.add("disclosures", false, `disclosure ${i}: ${err.message}`);
+      return null;
     }
     const at = names.indexOf(item.name);
     if (at < 0) {
-      problem = `disclosure ${i} names ${repr(item.name)}, not a field of a ${type.name}`;
-      break;
+      report.add(
+        "disclosures",
+        false,
+        `disclosure ${i} names ${repr(item.name)}, not a field of a ${type.name}`,
+      );
+      return null;
     }
-    if (has(disclosed, item.name)) {
-      problem = `field ${item.name} is disclosed twice`;
-      break;
+    if (has(values, item.name)) {
+      report.add("disclosures", false, `field ${item.name} is disclosed twice`);
+      return null;
     }
     if (!equal(await disclosureDigest(text), d.fieldDigests[at])) {
-      problem = `the disclosure of ${item.name} does not open the digest committed for it`;
-      break;
+      report.add(
+        "disclosures",
+        false,
+        `the disclosure of ${item.name} does not open the digest committed for it ` +
+          `(field_digests[${at}]): a changed value, or a disclosure from another entry`,
+      );
+      return null;
     }
     try {
-      disclosed[item.name] = parseField(item.name, type.fields[at][1], item.value);
+      values[item.name] = parseField(item.name, type.fields[at][1], item.value);
     } catch (err) {
       if (!(err instanceof Invalid)) throw err;
-      problem = `the disclosed ${item.name} is not a valid value: ${err.message}`;
-      break;
+      report.add("disclosures", false, `the disclosed ${item.name} is not a valid value`);
+      return null;
     }
   }
-  const proven = names.filter((n) => has(disclosed, n));
-  if (problem === null)
-    report.add(
-      "disclosures",
-      true,
-      `${proven.length} of ${names.length} fields disclosed and committed: ${proven.join(", ") || "none"}`,
-    );
-  else report.add("disclosures", false, problem);
-  // signer_fields: the fields naming the required signers are disclosed and name them
-  if (sigs === null)
-    report.add("signer_fields", null, "skipped: no signatures to match against fields");
-  else {
-    const wanted = SIGNER_FIELDS[type.name];
-    const hidden = wanted.filter((n) => !has(disclosed, n));
-    if (problem !== null) report.add("signer_fields", null, "skipped: the disclosures do not hold");
-    else if (hidden.length)
-      report.add(
-        "signer_fields",
-        false,
-        `${hidden.join(", ")} must be disclosed: they name the parties that must sign`,
-      );
-    else {
-      let required;
-      try {
-        required = requiredSigners(type, disclosed, [...sigs.keys()]);
-      } catch (err) {
-        if (!(err instanceof Invalid)) throw err;
-        required = null;
-        report.add("signer_fields", false, err.message);
-      }
-      if (required !== null) {
-        const present = new Set(sigs.keys());
-        const missing = sortedAddresses([...required].filter((s) => !present.has(s)));
-        const unexpected = sortedAddresses([...present].filter((s) => !required.has(s)));
-        if (missing.length || unexpected.length) {
-          const parts = [];
-          if (missing.length) parts.push(`missing signature of ${missing.join(", ")}`);
-          if (unexpected.length) parts.push(`unexpected signature of ${unexpected.join(", ")}`);
-          report.add("signer_fields", false, `${type.name}: ${parts.join("; ")}`);
-        } else
-          report.add(
-            "signer_fields",
-            true,
-            `the signers are the disclosed ${wanted.join(", ") || "single signer"}`,
-          );
-      }
-    }
-  }
-  report.add("entry_id", null, "skipped: a reduced receipt carries no entry id");
-  const signers =
-    d.signed === null
-      ? d.signersDigest
-      : sigs === null
-        ? null
-        : await signersDigestOf(separator, d.signed.structHash, signatureRecords(sigs));
-  if (signers === null) {
-    report.add("leaf", null, "skipped: no signers digest without valid signatures");
-    report.add("inclusion", null, "skipped: no leaf");
-    return { verified: false, leaf: null, proven, hidden: names.filter((n) => !has(disclosed, n)), values: disclosed };
-  }
-  const body = commitmentBody(type.tag, d.chainId, d.contract, d.fieldDigests, signers);
-  const leafData = await commitmentLeaf(type.tag, d.commitmentSalt, body);
-  const leaf = await leafHash(leafData);
-  report.add("leaf", true, `commitment leaf ${hex0x(leafData)}, leaf hash ${hex0x(leaf)}`);
-  await checkInclusion(report, d, leaf);
-  return {
-    verified: verified && problem === null,
-    leaf,
-    proven,
-    hidden: names.filter((n) => !has(disclosed, n)),
-    values: disclosed,
-  };
+  const shown = names.filter((n) => has(values, n));
+  report.add(
+    "disclosures",
+    true,
+    `${shown.length} of ${names.length} fields disclosed, each opening its committed digest: ` +
+      `${shown.join(", ") || "none"}`,
+  );
+  return values;
 }
 
-/** The signatures of a reduced, signed document: each recovers to the signer it is filed
- * under (which signers are required is the signer_fields check). */
-function checkReducedSignatures(report, type, digest, rawSignatures, d) {
+function checkSignerFields(report, d, values) {
+  if (d.signed === null) {
+    report.add("signer_fields", null, "skipped: an unsigned reduced receipt names no signer");
+    return false;
+  }
+  if (values === null) {
+    report.add("signer_fields", null, "skipped: the disclosures do not hold");
+    return false;
+  }
+  const needed = SIGNER_FIELDS[d.type.name] ?? [];
+  const hidden = needed.filter((f) => !has(values, f));
+  if (hidden.length) {
+    report.add(
+      "signer_fields",
+      false,
+      `${hidden.join(", ")} hidden: a signed reduced ${d.type.name} must disclose the fields ` +
+        "naming its required signers, or the signatures prove nothing about who they are",
+    );
+    return false;
+  }
+  report.add(
+    "signer_fields",
+    true,
+    needed.length
+      ? `the fields naming the required signers are disclosed: ${needed.join(", ")}`
+      : `a ${d.type.name} names no signer in its message: its signer is the signature's key`,
+  );
+  return true;
+}
+
+/** The signatures check of a reduced receipt: the signers the disclosed fields require,
+ * each recovering over the committed struct hash. Returns the parsed signatures (null when
+ * they do not parse) and whether they hold. */
+function checkReducedSignatures(report, d, values, fieldsOk) {
+  if (d.signed === null) {
+    report.add(
+      "signatures",
+      null,
+      "skipped: an unsigned reduced receipt (signers digest only) proves the disclosed " +
+        "values are committed in the anchored leaf, not who signed them",
+    );
+    return { sigs: null, verified: false };
+  }
   let sigs;
   try {
-    sigs = parseSignatures(rawSignatures);
+    sigs = parseSignatures(d.signed.signatures);
   } catch (err) {
     if (!(err instanceof Invalid)) throw err;
     report.add("signatures", false, err.message);
-    return { built: null, verified: false };
+    return { sigs: null, verified: false };
   }
+  if (!fieldsOk || values === null) {
+    report.add("signatures", null, "skipped: the fields naming the signers do not hold");
+    return { sigs, verified: false };
+  }
+  const present = [...sigs.keys()];
+  let required;
+  try {
+    required = requiredSigners(d.type, values, present);
+  } catch (err) {
+    if (!(err instanceof Invalid)) throw err;
+    report.add("signatures", false, err.message);
+    return { sigs, verified: false };
+  }
+  const missing = [...required].filter((s) => !sigs.has(s)).sort();
+  const unexpected = present.filter((s) => !required.has(s)).sort();
+  if (missing.length || unexpected.length) {
+    const parts = [];
+    if (missing.length) parts.push(`missing signature of ${missing.join(", ")}`);
+    if (unexpected.length) parts.push(`unexpected signature of ${unexpected.join(", ")}`);
+    report.add("signatures", false, `${d.type.name}: ${parts.join("; ")}`);
+    return { sigs, verified: false };
+  }
+  const digest = keccak(
+    concat(Uint8Array.of(0x19, 0x01), domainSeparator(d.chainId, d.contract), d.signed.structHash),
+  );
   for (const [signer, sig] of sigs) {
     const got = recoverAddress(digest, sig);
     if (got !== signer) {
-      report.add(
-        "signatures",
-        false,
+      const why =
         got === null
-          ? `signature of ${signer}: the signature does not recover to any public key`
-          : `the signature given for ${signer} was made by ${got}: a different key, or a ` +
-              "message or domain other than the one signed",
-      );
-      return { built: sigs, verified: false };
+          ? "the signature does not recover to any public key"
+          : `made by ${got}: a different key, or a message or domain other than the one signed`;
+      report.add("signatures", false, `the signature given for ${signer}: ${why}`);
+      return { sigs, verified: false };
     }
   }
   report.add(
     "signatures",
     true,
-    `${type.name} digest ${hex0x(digest)} (chain ${d.chainId}, ledger ${d.contract}); ` +
-      `${sigs.size} signature(s) recover to ${[...sigs.keys()].join(", ")}`,
+    `${d.type.name} digest ${hex0x(digest)} of struct hash ${hex0x(d.signed.structHash)} ` +
+      `(chain ${d.chainId}, ledger ${d.contract}); ${sigs.size} signature(s) recover to ` +
+      present.join(", "),
   );
-  return { built: sigs, verified: true };
+  return { sigs, verified: true };
+}
+
+async function reducedChecks(report, d) {
+  const values = await checkDisclosures(report, d);
+  const fieldsOk = checkSignerFields(report, d, values);
+  const { sigs, verified } = checkReducedSignatures(report, d, values, fieldsOk);
+  report.add("entry_id", null, "skipped: hidden in a reduced receipt");
+  const names = d.type.fields.map(([n]) => n);
+  const shown = values ?? {};
+  const out = {
+    verified: verified && values !== null,
+    leaf: null,
+    proven: names.filter((n) => has(shown, n)),
+    hidden: names.filter((n) => !has(shown, n)),
+    values: shown,
+  };
+  let signers;
+  if (d.signersDigest !== null) signers = d.signersDigest;
+  else if (sigs !== null)
+    signers = await signersDigestOf(
+      domainSeparator(d.chainId, d.contract),
+      d.signed.structHash,
+      signatureRecords(sigs),
+    );
+  else {
+    report.add("leaf", null, "skipped: no signers digest without parseable signatures");
+    report.add("inclusion", null, "skipped: no leaf");
+    return out;
+  }
+  const body = commitmentBody(d.type.tag, d.chainId, d.contract, d.fieldDigests, signers);
+  const leafData = await commitmentLeaf(d.type.tag, d.commitmentSalt, body);
+  out.leaf = await leafHash(leafData);
+  report.add("leaf", true, `commitment leaf ${hex0x(leafData)}, leaf hash ${hex0x(out.leaf)}`);
+  await checkInclusion(report, d, out.leaf);
+  return out;
 }
 
 // --- JSON-RPC ------------------------------------------------------------------------------
@@ -2002,8 +2054,13 @@ export async function verifyReceipt(input, options = {}) {
     if (!(err instanceof Invalid)) throw err;
     docError = err.message;
   }
+  const reduced = docError === null && isObject(doc) && doc.form === "reduced";
   const eid = docError === null && isObject(doc) ? doc.entry_id : undefined;
-  const subject = typeof eid === "string" && eid.length < 80 ? `receipt ${eid}` : "receipt";
+  let subject = typeof eid === "string" && eid.length < 80 ? `receipt ${eid}` : "receipt";
+  if (reduced) {
+    const index = doc.leaf_index;
+    subject = "reduced receipt" + (typeof index === "bigint" ? ` (leaf ${index})` : "");
+  }
   const report = new Report(subject, rpcUrl === null);
   let d = null;
   if (docError === null) {
@@ -2016,11 +2073,17 @@ export async function verifyReceipt(input, options = {}) {
   }
   if (d === null) {
     report.add("document", false, docError);
-    for (const name of [...OFFLINE_CHECKS.slice(1), ...(rpcUrl === null ? [] : CHAIN_CHECKS)])
+    const offline = reduced ? REDUCED_OFFLINE_CHECKS : OFFLINE_CHECKS;
+    for (const name of [...offline.slice(1), ...(rpcUrl === null ? [] : CHAIN_CHECKS)])
       report.add(name, null, "skipped: the document is malformed");
-    return report.toJSON({ form: null, fields: null });
+    return report.toJSON({ form: reduced ? "reduced" : null, fields: null });
   }
-  const version = d.form === "legacy" ? "v1" : `v2 (${d.form})`;
+  const version =
+    d.form === "legacy"
+      ? "v1"
+      : d.form === "full"
+        ? "v2 (full)"
+        : `v2 (reduced, ${d.signed === null ? "unsigned" : "signed"})`;
   const typeName_ = d.form === "reduced" ? d.type.name : d.entry.type.name;
   report.add(
     "document",

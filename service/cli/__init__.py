@@ -82,7 +82,7 @@ def _register() -> None:
     app.command("deploy")(chain_cmd.deploy)
     app.command("demo")(demo_cmd.demo)
     app.command("anchor")(evidence_cmd.anchor)
-    app.command("receipt")(evidence_cmd.receipt)
+    app.add_typer(evidence_cmd.receipt_app, name="receipt")
     app.add_typer(index_cmd.index_app, name="index")
     app.add_typer(settle_cmd.settle_app, name="settle")
     app.command("claim")(settle_cmd.claim_cmd)

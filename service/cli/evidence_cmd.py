@@ -1,4 +1,4 @@
-"""``tally anchor``, ``tally receipt`` and ``tally audit receipt|log``.
+"""``tally anchor``, ``tally receipt [disclose]`` and ``tally audit receipt|log``.
 
 The operator anchors and writes receipts (database + chain + operator key); an auditor
 audits with a receipt file or the operator's log and any RPC endpoint, no key needed.
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from service import jsonsafe
 from service.audit.receipt import AuditReport, WitnessPolicy
@@ -50,6 +51,11 @@ def _emit(report: AuditReport, *, as_json: bool, verbose: bool) -> None:
             marks = {True: "ok  ", False: "FAIL", None: "skip"}
             for check in report.checks:
                 typer.echo(f"{marks[check.ok]}  {check.name}: {check.detail}")
+        if report.fields is not None:  # a reduced receipt (T15): what it proves, what it hides
+            values = report.fields["values"]
+            proven = [f"{name}={json.dumps(values.get(name))}" for name in report.fields["proven"]]
+            typer.echo(f"proven fields: {', '.join(proven) or 'none'}")
+            typer.echo(f"hidden fields: {', '.join(report.fields['hidden']) or 'none'}")
         typer.echo(report.verdict)
     raise typer.Exit(0 if report.ok else 1)
 
@@ -116,6 +122,73 @@ def receipt(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     typer.echo(f"receipt of {doc['entry_id']} (leaf {doc['leaf_index']}) written to {out}")
+
+
+class _ReceiptGroup(TyperGroup):
+    """``tally receipt ENTRY_ID ...`` (the hidden ``get`` command, as before T15) next to
+    ``tally receipt disclose FILE ...``."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["get", *args]
+        return super().parse_args(ctx, args)
+
+
+receipt_app = typer.Typer(
+    cls=_ReceiptGroup,
+    help="tally receipt ENTRY_ID [--out FILE]: write the receipt document (JSON) of one "
+    "anchored entry. tally receipt disclose FILE --fields a,b: reduce a receipt to chosen "
+    "fields.",
+    no_args_is_help=True,
+)
+receipt_app.command("get", hidden=True)(receipt)
+
+
+@receipt_app.command("disclose")
+def disclose_cmd(
+    file: Annotated[Path, typer.Argument(help="A full receipt document (version 2, JSON).")],
+    fields: Annotated[
+        str,
+        typer.Option(
+            "--fields",
+            help="Comma-separated message fields to disclose (e.g. units,periodStart,periodEnd; "
+            "a signed form also needs the fields naming the signers: consumer,provider).",
+        ),
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write here instead of stdout.")
+    ] = None,
+    no_signatures: Annotated[
+        bool,
+        typer.Option(
+            "--no-signatures",
+            help="Drop the struct hash and signatures (the signers digest instead): names no "
+            "signer, and the signer fields may stay hidden.",
+        ),
+    ] = False,
+) -> None:
+    """Write a reduced receipt: the chosen fields proven against the anchored log, the rest
+    hidden.
+
+    Check it with tally audit receipt, which says which fields are proven and which hidden.
+    """
+    from service.evidence.receipts import reduce_receipt
+
+    names = [f.strip() for f in fields.split(",") if f.strip()]
+    if not names:
+        raise InvalidInput("--fields names at least one field, comma-separated")
+    reduced = reduce_receipt(_read_document(file), names, signed=not no_signatures)
+    text = json.dumps(reduced, indent=2) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    shown = ", ".join(n for n in names)
+    typer.echo(
+        f"reduced receipt of leaf {reduced['leaf_index']} written to {out}: discloses {shown}"
+        f"{'' if no_signatures else ' (signed)'}"
+    )
 
 
 # --- auditor commands --------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,26 @@ from service.evidence.entries import SignedEntry
 from service.evidence.merkle import leaf_hash
 from service.evidence.models import AnchorRow
 from service.evidence.sources import SqlLogSource
-from tests.evidence.test_log import agreement, ingest, receipt
+from tests.evidence.test_log import agreement, receipt
 from tests.space import Space, build_space
+
+
+def ingest(engine: Engine, space: Space, entries: list[SignedEntry]) -> list[object]:
+    """Append ``entries`` as legacy leaves (T15's ``commitments=False``): these tests
+    rebuild forged histories from the same entries, and fresh salts would change every
+    leaf of them; commitment leaves are audited in tests/audit/test_log_mixed.py."""
+    from service.evidence.directory import ChainDirectory
+    from service.evidence.log import append_entries
+
+    legacy = "commitments" in inspect.signature(append_entries).parameters
+    return append_entries(  # type: ignore[return-value]
+        engine=engine,
+        domain=space.domain,
+        directory=ChainDirectory(space.chain, space.contracts.registry),
+        entries=entries,
+        **({"commitments": False} if legacy else {}),
+    )
+
 
 SIZES = (3, 6, 10)  # the three checkpoints
 EXTRA = 2  # entries appended after the last checkpoint

@@ -39,8 +39,8 @@ from service.evidence.entries import SignedEntry
 from service.evidence.merkle import leaf_hash, root_from_leaf_hashes
 from service.evidence.sources import SqlLogSource, write_log_export
 from tests.audit.http import Asked, HostileProxy, Reply, on, serve_api
-from tests.audit.test_log import _build, _entries
-from tests.evidence.test_log import ingest, receipt
+from tests.audit.test_log import _build, _entries, ingest
+from tests.evidence.test_log import receipt
 from tests.space import Space, build_space
 
 ROOT = Path(__file__).resolve().parents[2]

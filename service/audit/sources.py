@@ -431,9 +431,13 @@ class ApiSource:
                 raise LogUnavailable(f"{self.describe()}: {what}: the answer is not JSON") from None
         except TallyError as err:  # too deep
             raise LogUnavailable(f"{self.describe()}: {what}: {err.message}") from None
-        if status != 200:
-            code = doc.get("error") if isinstance(doc, dict) else None
-            text = doc.get("message") if isinstance(doc, dict) else None
+        if status != 200:  # the API's errors are {"error": {"code", "message"}}
+            error = doc.get("error") if isinstance(doc, dict) else None
+            if isinstance(error, dict):
+                code, text = error.get("code"), error.get("message")
+            else:
+                code = error
+                text = doc.get("message") if isinstance(doc, dict) else None
             said = f" {str(code)[:64]}: {str(text)[:200]}" if code or text else ""
             raise LogUnavailable(f"{self.describe()}: {what}: HTTP {status}{said}")
         return doc

@@ -15,7 +15,7 @@ from service.audit.sources import ApiSource
 from service.chain.config import save_deployment
 from service.cli import app
 from service.db import create_schema, make_engine
-from service.errors import ConfigError, RoleRequired
+from service.errors import ConfigError, LogUnavailable, RoleRequired
 from tests.audit.http import serve_api
 from tests.evidence.test_log import agreement, ingest, receipt
 from tests.space import Space, build_space
@@ -44,6 +44,9 @@ def test_auditor_and_operator_keys_read_full_entries(space: Space, tmp_path: Pat
                 assert [i for i, _ in source.entries(size=2)] == [0, 1]
         r = httpx.get(f"{api}/v1/evidence")  # no token: the entries are not public
         assert (r.status_code, r.json()["error"]["code"]) == (401, "unauthenticated")
+        with ApiSource(api) as anonymous, pytest.raises(LogUnavailable) as refused:
+            list(anonymous.entries(size=2))
+        assert "HTTP 401 unauthenticated: sign in first" in refused.value.message
     engine.dispose()
 
 

@@ -51,6 +51,8 @@ AUTHENTICATED: list[tuple[str, str, Any, tuple[str, ...] | None]] = [
 ]
 
 PUBLIC: list[tuple[str, str, Any]] = [
+    # no token needed to ask; since T15 only the entry's parties and staff get the entry
+    # (everyone else the 404 of a missing one: tests/api/test_read_access_matrix.py)
     ("get", f"/v1/evidence/{E}", None),
     ("get", f"/v1/receipts/{E}", None),
     ("get", "/v1/log/checkpoints", None),

@@ -233,5 +233,10 @@ def test_full_entries_page_rebuilds_the_log_for_staff(
         for i in items
     ]
     assert "0x" + root_from_leaf_hashes(leaves).hex() == head["root"]
-    r = client.get("/v1/evidence?limit=100000", headers=auditor)
-    assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_input")
+    assert [i["salt"] is not None for i in items] == [True] * len(items)  # all since T15
+    window = client.get("/v1/evidence?start=1&end=3", headers=auditor).json()
+    assert [i["leaf_index"] for i in window["entries"]] == [1, 2] and window["next"] is None
+    assert window["entries"] == items[1:3]
+    for bad in ("limit=100000", "start=3&end=1"):
+        r = client.get(f"/v1/evidence?{bad}", headers=auditor)
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_input"), bad

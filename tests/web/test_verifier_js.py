@@ -1,13 +1,14 @@
 """The browser's receipt verifier (service/web/static/tally-verify.js, run by node through
 scripts/web/verify_cli.mjs) gives the Python auditor's verdict on the same receipts.
 
-Receipts of a log with two checkpoints on a real anvil node (the JS verifier reads the chain
-over JSON-RPC like the page does), untampered and tampered in every way the dashboard's
-tests name (signature, units, leaf index, proof hash, root, contract address) and more:
-offline, and online against the EvidenceLedger with and without a pinned deployment, each
-check the JS verifier runs has the Python auditor's outcome, and the first failing check is
-the same. The browser skips ``roles`` (no registry replay), and ``deployment`` when nothing
-is pinned: those are null, never true.
+Receipts of a mixed log (legacy leaves, then T15 commitment leaves: version-1, full and
+reduced version-2 receipts) with two checkpoints on a real anvil node (the JS verifier
+reads the chain over JSON-RPC like the page does), untampered and tampered in every way
+the dashboard's tests name (signature, units, leaf index, proof hash, root, contract
+address) and more: offline, and online against the EvidenceLedger with and without a
+pinned deployment, each check the JS verifier runs has the Python auditor's outcome, and
+the first failing check is the same. The browser skips ``roles`` (no registry replay), and
+``deployment`` when nothing is pinned: those are null, never true.
 """
 
 from __future__ import annotations
@@ -29,18 +30,21 @@ from service.audit.receipt import CHAIN_CHECKS, OFFLINE_CHECKS, AuditReport, aud
 from service.chain.devnode import Anvil
 from service.db import create_schema, make_engine
 from service.evidence.anchor import anchor_once
+from service.evidence.commitment import make_disclosure, parse_disclosure
+from service.evidence.directory import ChainDirectory
 from service.evidence.eip712 import SECP256K1_N, Domain
 from service.evidence.entries import QualityAttestation, sign_entry
+from service.evidence.log import append_entries
 from service.evidence.merkle import (
     consistency_proof,
     inclusion_proof,
     leaf_hash,
     root_from_leaf_hashes,
 )
-from service.evidence.receipts import build_receipt
+from service.evidence.receipts import build_receipt, reduce_receipt
 from tests.audit.forge import foreign_ledger, one_leaf_receipt
 from tests.audit.forge import pin as _pin
-from tests.evidence.test_log import AG, T0, agreement, ingest, receipt
+from tests.evidence.test_log import AG, T0, agreement, receipt
 from tests.space import Space
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,10 +61,25 @@ class Log:
     second_tx: str  # the tx that anchored checkpoint 1
 
 
+def _append(engine: Any, space: Space, entries: list[Any], *, commitments: bool) -> None:
+    directory = ChainDirectory(space.chain, space.contracts.registry)
+    results = append_entries(
+        engine=engine,
+        domain=space.domain,
+        directory=directory,
+        entries=entries,
+        commitments=commitments,
+    )
+    assert all(r.ok for r in results), results
+
+
 @pytest.fixture(scope="module")
 def log(
     anvil_space: Space, anvil: Anvil, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Log]:
+    """A mixed log on anvil: checkpoint 0 (size 4) of legacy leaves (version-1 receipts),
+    checkpoint 1 (size 8) adds commitment leaves (version-2 full receipts, and reduced ones
+    made from them)."""
     space = anvil_space
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('jsverify')}/tally.db")
     create_schema(engine)
@@ -72,23 +91,28 @@ def log(
         scoreBps=9000,
     )
     attest = sign_entry(quality, space.domain, [space.key(space.consumers[0])])
-    first = [agreement(space), receipt(space, 1), receipt(space, 2, provider=1), attest]
-    second = [receipt(space, n, units=10 * n) for n in range(3, 7)]
+    first = [agreement(space), receipt(space, 1), receipt(space, 2, provider=1), receipt(space, 3)]
+    second = [receipt(space, 4, units=40), receipt(space, 5, units=50), attest, receipt(space, 6)]
     txs = []
-    for batch in (first, second):
-        assert all(r.ok for r in ingest(engine, space, batch))  # type: ignore[attr-defined]
+    for batch, commitments in ((first, False), (second, True)):
+        _append(engine, space, batch, commitments=commitments)
         row = anchor_once(
             engine=engine, chain=space.chain, ledger=space.contracts.ledger, operator=space.operator
         )
         assert row is not None
         txs.append(row.tx_hash)
-    names = ["agreement", "receipt1", "receipt2", "attestation", "receipt3", "receipt", "r5", "r6"]
+    names = ["agreement", "receipt1", "receipt2", "receipt3", "r4", "receipt", "attestation", "r6"]
     with Session(engine) as s:
         docs = {
             name: build_receipt(session=s, eid="0x" + e.id().hex())
             for name, e in zip(names, first + second, strict=True)
         }
     assert (docs["receipt"]["leaf_index"], docs["receipt"]["tree_size"]) == (5, 8)
+    assert [docs[n]["version"] for n in ("receipt1", "receipt", "attestation")] == [1, 2, 2]
+    docs["reduced"] = reduce_receipt(docs["receipt"], ["consumer", "provider", "units"])
+    docs["reduced.unsigned"] = reduce_receipt(docs["receipt"], ["units"], signed=False)
+    docs["reduced.attestation"] = reduce_receipt(docs["attestation"], ["scoreBps"])
+    docs["reduced.r4"] = reduce_receipt(docs["r4"], ["consumer", "provider", "units"])
     yield Log(space, anvil, docs, txs[1])
     engine.dispose()
 
@@ -218,7 +242,90 @@ TAMPERINGS: list[tuple[str, str, Callable[[Doc, Log], None]]] = [
     ("attestation.scoreBps", "attestation", _set("entry.scoreBps", lambda v, lg: v - 1)),
     ("lowercase.signers", "receipt", _do(_lowercase_signers)),  # still valid
     ("signature.v01", "receipt", _do(lambda d: _sig(d, 0, lambda s: s[:64] + bytes([s[64] - 27])))),
+    # a full (version 2) receipt's salt; the legacy receipts of checkpoint 0
+    ("salt", "receipt", _set("salt", lambda v, lg: _flip(v))),
+    ("salt.missing", "receipt", _do(lambda d: d.pop("salt"))),
+    ("legacy.with_salt", "receipt1", _set("salt", "0x" + "11" * 32)),
+    ("legacy.units", "receipt1", _set("entry.units", lambda v, lg: v + 1)),
+    (
+        "legacy.signature[0].r",
+        "receipt1",
+        _do(lambda d: _sig(d, 0, lambda s: bytes([s[0] ^ 1]) + s[1:])),
+    ),
+    ("legacy.leaf_index+1", "receipt1", _set("leaf_index", lambda v, lg: v + 1)),
+    ("legacy.proof[0]", "receipt1", _set("inclusion_proof.0", lambda v, lg: _flip(v))),
+    ("legacy.root", "receipt1", _set("root", lambda v, lg: _flip(v))),
+    (
+        "legacy.anchor.contract",
+        "receipt1",
+        _set("anchor.contract", lambda v, lg: lg.space.contracts.vault.address),
+    ),
+    # reduced receipts (selective disclosure)
+    ("reduced.disclosure.changed", "reduced", lambda d, lg: _redisclose(d, "units", 10**6)),
+    ("reduced.disclosure.foreign", "reduced", lambda d, lg: _borrow(d, lg, "units")),
+    (
+        "reduced.disclosure.twice",
+        "reduced",
+        lambda d, lg: d["disclosures"].append(d["disclosures"][0]),
+    ),
+    ("reduced.disclosure.garbage", "reduced", _set("disclosures.0", "not*base64")),
+    ("reduced.signer_field.hidden", "reduced", lambda d, lg: _hide(d, "provider")),
+    ("reduced.field_digest", "reduced", _set("field_digests.0", lambda v, lg: _flip(v))),
+    ("reduced.field_digests.short", "reduced", _set("field_digests", lambda v, lg: v[:-1])),
+    ("reduced.commitment_salt", "reduced", _set("commitment_salt", lambda v, lg: _flip(v))),
+    ("reduced.struct_hash", "reduced", _set("signed.struct_hash", lambda v, lg: _flip(v))),
+    (
+        "reduced.signature[0].r",
+        "reduced",
+        _do(lambda d: _sig(d["signed"], 0, lambda s: bytes([s[0] ^ 1]) + s[1:])),
+    ),
+    (
+        "reduced.signature.drop",
+        "reduced",
+        _do(lambda d: d["signed"]["signatures"].pop(sorted(d["signed"]["signatures"])[0])),
+    ),
+    ("reduced.signers_digest", "reduced.unsigned", _set("signers_digest", lambda v, lg: _flip(v))),
+    ("reduced.leaf_index", "reduced", _set("leaf_index", lambda v, lg: v - 1)),
+    ("reduced.proof[1]", "reduced", _set("inclusion_proof.1", lambda v, lg: _flip(v))),
+    ("reduced.root", "reduced", _set("root", lambda v, lg: _flip(v))),
+    ("reduced.anchor.block_number", "reduced", _set("anchor.block_number", lambda v, lg: v + 1)),
+    (
+        "reduced.with_entry_id",
+        "reduced",
+        lambda d, lg: d.update(entry_id=lg.docs["receipt"]["entry_id"]),
+    ),
+    ("reduced.both_forms", "reduced", _set("signers_digest", "0x" + "22" * 32)),
+    ("reduced.version1", "reduced", _set("version", 1)),
+    (
+        "reduced.attestation.two_signatures",
+        "reduced.attestation",
+        lambda d, lg: d["signed"]["signatures"].update(
+            {lg.space.consumers[1].address: next(iter(d["signed"]["signatures"].values()))}
+        ),
+    ),
 ]
+
+
+def _redisclose(doc: Doc, name: str, value: Any) -> None:
+    """Replace the disclosure of ``name`` with one of another value under the same salt."""
+    for i, text in enumerate(doc["disclosures"]):
+        item = parse_disclosure(text)
+        if item.name == name:
+            doc["disclosures"][i] = make_disclosure(item.salt, name, value)
+
+
+def _borrow(doc: Doc, lg: Log, name: str) -> None:
+    """Swap in the disclosure of ``name`` from another receipt (its own salt and digest)."""
+    other = next(
+        t for t in lg.docs["reduced.r4"]["disclosures"] if parse_disclosure(t).name == name
+    )
+    doc["disclosures"] = [
+        t if parse_disclosure(t).name != name else other for t in doc["disclosures"]
+    ]
+
+
+def _hide(doc: Doc, name: str) -> None:
+    doc["disclosures"] = [t for t in doc["disclosures"] if parse_disclosure(t).name != name]
 
 
 def _cases(lg: Log) -> dict[str, Doc]:
@@ -304,6 +411,14 @@ def test_js_verdicts_equal_the_python_auditor_offline(
         assert _js_outcomes(js[name]) == _outcomes(py), name
         assert _first(js[name]) == _py_first(py), name
         assert js[name]["ok"] is py.ok and js[name]["offline"] is True, name
+        as_json = py.to_json()
+        assert js[name]["form"] == as_json.get("form"), name
+        if js[name]["form"] == "reduced":
+            ours, theirs = js[name]["fields"], as_json["fields"]
+            if theirs is None:  # a malformed reduced document
+                assert ours is None, name
+            else:
+                assert (ours["proven"], ours["hidden"]) == (theirs["proven"], theirs["hidden"])
     # the tamperings the dashboard's browser test names fail offline where they must
     expected = {
         "signature[0].r": "signatures",
@@ -315,6 +430,17 @@ def test_js_verdicts_equal_the_python_auditor_offline(
     }
     assert {n: _first(js[n]) for n in expected} == expected
     assert all(js[n]["ok"] for n in ("receipt", "agreement", "lowercase.signers", "signature.v01"))
+    forms = {n: js[n]["form"] for n in ("receipt1", "receipt", "reduced", "reduced.unsigned")}
+    assert forms == {
+        "receipt1": "legacy",
+        "receipt": "full",
+        "reduced": "reduced",
+        "reduced.unsigned": "reduced",
+    }
+    assert js["reduced"]["fields"]["values"]["units"] == "50"
+    assert "units" not in js["reduced.unsigned"]["fields"]["hidden"]
+    assert _first(js["reduced.disclosure.foreign"]) == "disclosures"
+    assert _first(js["reduced.signer_field.hidden"]) == "signer_fields"
 
 
 def test_js_verdicts_equal_the_python_auditor_online(
@@ -344,6 +470,7 @@ def test_js_verdicts_equal_the_python_auditor_online(
         if not py.ok:
             failures.add(_py_first(py))
     assert failures >= {"document", "signatures", "entry_id", "inclusion", "deployment"}
+    assert failures >= {"disclosures", "signer_fields"}
     assert failures >= {"checkpoint", "anchor_tx"}
     first = {n: _first(js[n]) for n in ("tree_size-1", "anchor.block_number", "anchor.tx_hash")}
     assert first == {

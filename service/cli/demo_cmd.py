@@ -25,6 +25,7 @@ from service.demo.scenario import (
     audit_evidence,
     build_receipts,
     cast_of,
+    reduced_receipt_lines,
     run_evidence,
     setup_space,
     valuation_cast,
@@ -337,6 +338,8 @@ def demo(
     )
     if audit.first_failure:
         console.print(f"  first failure: {audit.first_failure}")
+    for text in reduced_receipt_lines(chain=chain, result=evidence, out_dir=out / "receipts"):
+        console.print(text, highlight=False)
     console.print(
         ("[green]✓[/green] " if audit.log_consistent else "[red]✗[/red] ") + audit.log_verdict
     )

@@ -36,6 +36,7 @@ from service.demo.catalog import (
 )
 from service.demo.model import coalition_values
 from service.evidence.anchor import anchor_once
+from service.evidence.commitment import signer_fields
 from service.evidence.directory import CONSUMER, PROVIDER, SERVICE
 from service.evidence.eip712 import Domain, keccak256
 from service.evidence.entries import (
@@ -49,7 +50,7 @@ from service.evidence.entries import (
     sign_entry,
 )
 from service.evidence.models import AnchorRow
-from service.evidence.receipts import build_receipt
+from service.evidence.receipts import build_receipt, reduce_receipt
 from service.evidence.sources import SqlLogSource
 from service.settlement.policy import Policy, parse_policy
 from service.valuation.run import ValuationRun
@@ -373,6 +374,44 @@ def audit_evidence(*, engine: Engine, chain: Chain, result: EvidenceResult) -> E
         log_consistent=log_report.ok,
         log_verdict=log_report.verdict,
     )
+
+
+# --- T15: a reduced receipt (tally receipt disclose) -------------------------------------
+
+REDUCED_FIELDS = ("units", "periodStart", "periodEnd")
+"""What the demo's reduced receipt proves (with the signer fields a signed form needs)."""
+
+
+def reduced_receipt_lines(*, chain: Chain, result: EvidenceResult, out_dir: Path) -> list[str]:
+    """Reduce the first full receipt to :data:`REDUCED_FIELDS` and its signer fields, write
+    it to ``out_dir/reduced.json``, audit it online; the lines the demo prints."""
+    full = next((d for d in result.receipt_docs if d.get("form") == "full"), None)
+    if full is None:
+        return ["no commitment receipt to reduce (every leaf is a legacy one)"]
+    doc = reduce_receipt(full, [*signer_fields(full["entry_type"]), *REDUCED_FIELDS])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "reduced.json"
+    text = json.dumps(doc, indent=2) + "\n"
+    path.write_text(text)
+    trusted = TrustedDeployment.from_deployment(
+        result.contracts.deployment, source="the demo's deployment"
+    )
+    report = audit_receipt(doc, chain=chain, trusted=trusted)
+    fields = report.fields or {"proven": [], "hidden": [], "values": {}}
+    values = {n: str(v) for n, v in fields["values"].items()}
+    shown = ", ".join(f"{n}={v[:10] + '…' if len(v) > 14 else v}" for n, v in values.items())
+    passed = sum(1 for c in report.checks if c.ok is True)
+    mark = "[green]✓[/green]" if report.ok else "[red]✗[/red]"
+    full_size = len(json.dumps(full, indent=2)) + 1
+    return [
+        f"reduced receipt of leaf {doc['leaf_index']}: {path.name} ({len(text)} bytes; "
+        f"full: {full_size})",
+        f"  proven: {shown}",
+        f"  hidden: {', '.join(fields['hidden'])}",
+        f"{mark} reduced receipt: {passed} checks hold"
+        + ("" if report.ok else f"; {report.verdict}")
+        + f" ({', '.join(c.name for c in report.skipped)} skipped: hidden)",
+    ]
 
 
 # --- T13: paid by a data valuation (tally demo --providers N --valuation METHOD) --------------

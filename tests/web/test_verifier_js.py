@@ -356,7 +356,7 @@ def _cases(lg: Log) -> dict[str, Doc]:
 @pytest.fixture(scope="module")
 def cases(log: Log) -> dict[str, Doc]:
     found = _cases(log)
-    assert len(found) >= 50
+    assert len(found) == 94  # 12 as built, 79 tamperings, 3 forged
     return found
 
 

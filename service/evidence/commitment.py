@@ -164,8 +164,12 @@ def field_salt(salt: bytes, name: str) -> str:
 
 def make_disclosure(field_salt_b64: str, name: str, value: Any) -> str:
     """``base64url(JSON [salt, name, value])``, compact JSON (see the module docstring)."""
-    text = json.dumps([field_salt_b64, name, value], separators=(",", ":"), ensure_ascii=False)
+    text = _COMPACT.encode([field_salt_b64, name, value])
     return _b64url(text.encode("utf-8"))
+
+
+_COMPACT: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""``json.dumps(..., separators=(",", ":"), ensure_ascii=False)``, built once."""
 
 
 def disclosure_digest(disclosure: str) -> bytes:

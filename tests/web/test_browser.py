@@ -227,13 +227,20 @@ TAMPERINGS: dict[str, Callable[[dict[str, Any]], None]] = {
 }
 
 
-def verify_in_page(browser: Any, server: DemoServer, doc_text: str) -> dict[str, str]:
-    """Paste ``doc_text`` on the verify page, run it; {check name: pass|fail|skipped}."""
+def verify_in_page(
+    browser: Any, server: DemoServer, doc_text: str = "", *, file: Path | None = None
+) -> dict[str, str]:
+    """Paste ``doc_text`` (or choose ``file``) on the verify page and run it; returns
+    {check name: pass | fail | skipped}."""
     from selenium.webdriver.common.by import By
 
     browser.get(server.url + "/verify")
     assert browser.find_element(By.ID, "rpc").get_attribute("value") == server.url + "/rpc"
-    browser.execute_script("document.getElementById('receipt').value = arguments[0]", doc_text)
+    if file is not None:
+        browser.find_element(By.ID, "file").send_keys(str(file))
+        wait_for(lambda: browser.find_element(By.ID, "receipt").get_attribute("value"))
+    else:
+        browser.execute_script("document.getElementById('receipt').value = arguments[0]", doc_text)
     browser.find_element(By.ID, "verify-button").click()
     wait_for(lambda: text(browser, "#verdict").startswith(("PASS", "FAIL", "Could not")))
     return {
@@ -263,7 +270,8 @@ def test_verify_page_passes_a_real_receipt(
     browser: Any, demo_server: DemoServer, auditor_token: str
 ) -> None:
     doc = _receipt(demo_server)
-    checks = verify_in_page(browser, demo_server, json.dumps(doc))
+    path = sorted((demo_server.out / "receipts").glob("0x*.json"))[0]
+    checks = verify_in_page(browser, demo_server, file=path)  # the file, as a user picks it
     assert text(browser, "#verdict").startswith("PASS")
     assert "fail" not in checks.values()
     python = audit_by_api(demo_server, auditor_token, doc)

@@ -53,6 +53,36 @@ five checks run and the report says that the chain checks were skipped: a receip
 be internally consistent and still name a root that was never anchored, so only an
 online audit says the entry is in the anchored log.
 
+Receipt forms (T15, :mod:`service.evidence.commitment` says what each proves): a legacy
+receipt (``version`` 1) runs the checks above as they always ran; a full one (``version``
+2, ``form`` full) the same, its ``leaf`` being the commitment rebuilt from its ``salt``.
+A reduced one (``form`` reduced) runs, in place of the first five:
+
+========================  ==============================================================
+``document``              the shape (no ``entry``, ``entry_id``, ``salt`` or top-level
+                          ``signatures``; either ``signed`` or ``signers_digest``)
+``disclosures``           every disclosure parses (base64url JSON [salt, name, value], at
+                          most 8192 characters), names a field of the type at most once,
+                          holds a valid value of it, and its SHA-256 is the field digest at
+                          that field's position; ``field_digests`` has exactly the type's
+                          field count
+``signer_fields``         signed form: the fields naming the required signers (a receipt's
+                          consumer and provider, ...) are disclosed; unsigned: skipped
+``signatures``            signed form: every signature recovers over keccak(0x1901 ||
+                          domain separator || the carried struct hash) to its signer, and
+                          the signers are exactly the required ones computed from the
+                          disclosed fields; unsigned: skipped
+``entry_id``              skipped: hidden in a reduced receipt
+``leaf``                  the commitment leaf rebuilt from the field digests, the commitment
+                          salt and the signers digest (computed from the signatures, or
+                          carried by the unsigned form)
+``inclusion``             as above, with that leaf
+========================  ==============================================================
+
+then the chain checks unchanged (``roles`` over the disclosed parties and the signers;
+skipped in the unsigned form, which names no signer). The report's ``fields`` says which
+fields are proven (with their values) and which hidden.
+
 A check that cannot run because an earlier one failed (for instance no canonical bytes
 without parseable signatures) is reported as skipped; the verdict names the first
 failure. :class:`Check` and :class:`AuditReport` are shared with :mod:`service.audit.log`.

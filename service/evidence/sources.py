@@ -6,6 +6,8 @@ file. :class:`SqlLogSource` implements the same :class:`~service.audit.sources.L
 interface straight from the SQL tiles and ``log_entries``, for the operator's own checks
 (``tally audit log --db``, ``tally audit settlement --db``, the demo) and for an auditor
 given read access. :func:`write_log_export` writes what ``tally log export`` hands out.
+Both carry each entry's salt (T15: a commitment leaf is rebuilt from the entry and its
+salt, :func:`service.evidence.commitment.leaf_data_for`; no salt: a legacy leaf).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sqlmodel import Session, col, select
 
 from service.audit.sources import EXPORT_FORMAT
 from service.errors import LogUnavailable, NotFound
-from service.evidence.models import AnchorRow, LogEntry
+from service.evidence.models import AnchorRow, EntryCommitment, LogEntry
 from service.evidence.tiles import EVIDENCE_LOG_ID, MerkleLog, SqlTileStorage
 
 __all__ = ["SqlLogSource", "open_log_engine", "write_log_export"]
@@ -109,17 +111,26 @@ class SqlLogSource:
         return self._read(lambda log: log.consistency_proof(old=old, new=new))
 
     def entries(self, *, size: int) -> Iterator[tuple[int, bytes]]:
+        for index, data, _ in self.leaves(size=size):
+            yield index, data
+
+    def leaves(self, *, size: int) -> Iterator[tuple[int, bytes, bytes | None]]:
+        """``(leaf index, canonical bytes, salt or None)`` below ``size``, in leaf order
+        (:data:`service.audit.sources.Leaf`)."""
         leaf = col(LogEntry.leaf_index)
         try:
             with Session(self._engine) as session:
                 rows = session.exec(
-                    select(LogEntry.leaf_index, LogEntry.data)
+                    select(  # type: ignore[call-overload]
+                        LogEntry.leaf_index, LogEntry.data, EntryCommitment.salt
+                    )
+                    .outerjoin(EntryCommitment, col(EntryCommitment.leaf_index) == leaf)
                     .where(leaf < size)
                     .order_by(leaf)
                     .execution_options(yield_per=10_000)
                 )
-                for index, data in rows:
-                    yield int(index), bytes(data)
+                for index, data, salt in rows:
+                    yield int(index), bytes(data), None if salt is None else bytes(salt)
         except SQLAlchemyError as err:
             raise LogUnavailable(
                 f"cannot read the log from {self.describe()}: {type(err).__name__}"
@@ -158,7 +169,10 @@ def write_log_export(*, engine: Engine, seq: int, out: Path) -> dict[str, Any]:
         }
         leaf = col(LogEntry.leaf_index)
         rows = session.exec(
-            select(LogEntry.leaf_index, LogEntry.entry_id, LogEntry.data)
+            select(  # type: ignore[call-overload]
+                LogEntry.leaf_index, LogEntry.entry_id, LogEntry.data, EntryCommitment.salt
+            )
+            .outerjoin(EntryCommitment, col(EntryCommitment.leaf_index) == leaf)
             .where(leaf < anchor.tree_size)
             .order_by(leaf)
             .execution_options(yield_per=10_000)
@@ -166,7 +180,12 @@ def write_log_export(*, engine: Engine, seq: int, out: Path) -> dict[str, Any]:
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("w", encoding="utf-8") as fh:
             fh.write(json.dumps(header) + "\n")
-            for index, eid, data in rows:
-                line = {"leaf_index": index, "entry_id": eid, "data": bytes(data).hex()}
+            for index, eid, data, salt in rows:
+                line = {
+                    "leaf_index": index,
+                    "entry_id": eid,
+                    "data": bytes(data).hex(),
+                    "salt": None if salt is None else bytes(salt).hex(),
+                }
                 fh.write(json.dumps(line) + "\n")
     return header

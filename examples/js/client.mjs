@@ -124,7 +124,8 @@ async function main() {
   // wait for the anchoring loop to cover the receipt: 404 not_anchored until then
   let doc;
   for (const deadline = Date.now() + 90_000; ; await new Promise((r) => setTimeout(r, 500))) {
-    const res = await call("GET", `/v1/receipts/${receiptId}`, { ok: [200, 404] });
+    // receipts go to their parties (and the auditor, the operator) only: send our token
+    const res = await call("GET", `/v1/receipts/${receiptId}`, { ok: [200, 404], token });
     if (res.status === 200) { doc = res.json; break; }
     if (res.json.error?.status !== "pending" || Date.now() > deadline) fail(`not anchored: ${JSON.stringify(res.json)}`);
   }

@@ -382,7 +382,8 @@ def test_receipt_carries_the_cosigned_note(wclient: Any, space: Space) -> None:
     from tests.evidence.test_log import receipt
 
     eid = "0x" + receipt(space, 1).id().hex()
-    doc = client.get(f"/v1/receipts/{eid}").json()
+    auditor = bearer(get_token(client, space.auditor))  # receipts go to parties and staff
+    doc = client.get(f"/v1/receipts/{eid}", headers=auditor).json()
     checkpoint, cosigs = open_checkpoint(
         doc["cosignatures"].encode(), ctx.note_signer.verifier(), [W1.verifier()]
     )

@@ -150,13 +150,13 @@ def test_get_evidence_returns_the_entry_and_its_bytes(
     post(client, [agreement(space), receipt(space, 1)], h)
     signed = receipt(space, 1)
     eid = "0x" + signed.id().hex()
-    r = client.get(f"/v1/evidence/{eid.upper().replace('0X', '0x')}")  # no token needed
+    r = client.get(f"/v1/evidence/{eid.upper().replace('0X', '0x')}", headers=h)  # a party
     assert r.status_code == 200
     body = r.json()
     assert body["leaf_index"] == 1 and body["entry_id"] == eid
     assert body["entry"] == signed.to_json()["entry"]
     assert bytes.fromhex(body["data"][2:]) == signed.encode()
-    missing = client.get("/v1/evidence/0x" + "ab" * 32)
+    missing = client.get("/v1/evidence/0x" + "ab" * 32, headers=h)
     assert (missing.status_code, code(missing)) == (404, "entry_not_found")
     bad = client.get("/v1/evidence/0x1234")
     assert (bad.status_code, code(bad)) == (422, "validation_error")
@@ -168,14 +168,14 @@ def test_receipt_is_404_pending_until_anchored_then_audits(
     h = sign_in(space.consumers[0])
     post(client, [agreement(space), receipt(space, 1)], h)
     eid = "0x" + receipt(space, 1).id().hex()
-    r = client.get(f"/v1/receipts/{eid}")
+    r = client.get(f"/v1/receipts/{eid}", headers=h)  # its consumer (a party)
     assert (r.status_code, code(r)) == (404, "not_anchored")
     assert r.json()["error"]["status"] == "pending" and r.json()["error"]["leaf_index"] == 1
-    unknown = client.get("/v1/receipts/0x" + "cd" * 32)
+    unknown = client.get("/v1/receipts/0x" + "cd" * 32, headers=h)
     assert (unknown.status_code, code(unknown)) == (404, "entry_not_found")
     assert unknown.json()["error"]["status"] == "unknown"
     anchor(ctx, space)
-    r = client.get(f"/v1/receipts/{eid}")
+    r = client.get(f"/v1/receipts/{eid}", headers=h)
     assert r.status_code == 200, r.text
     doc = r.json()
     assert doc["leaf_index"] == 1 and doc["tree_size"] == 2

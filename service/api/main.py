@@ -41,7 +41,9 @@ from service.settings import Settings, load_settings
 API_VERSION = "1.0.0"
 DESCRIPTION = (
     "Tally: tamper-evident usage evidence and contribution-weighted settlement for trusted "
-    "data spaces. Public reads (log, checkpoints, receipts, rounds) need no token; "
+    "data spaces. The public log (leaf commitments, checkpoints, proofs), the catalog and "
+    "rounds need no token; an entry, its receipt, agreements and statements go only to "
+    "their parties, the auditor and the operator (others get the 404 of a missing entry); "
     "everything else needs a bearer token from Sign-In with Ethereum "
     "(`POST /v1/auth/challenge`, then `POST /v1/auth/token`) or an operator API key "
     '(`X-API-Key`). Errors are `{"error": {"code", "message"}}` with stable codes.'

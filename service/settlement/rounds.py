@@ -474,7 +474,7 @@ def propose(
     The debits are ``result.debits`` (the round's bills); they must sum to the pool
     (:class:`SettlementError`) and each consumer's free balance must cover its bill
     (:class:`InsufficientBalance`), both checked before sending. With ``data_dir`` the
-    round files are written first, and ``statement_uri`` defaults to the statement file's
+    round files are written first, and ``statement_uri`` defaults to the claim file's
     ``file://`` URI.
     """
     seq = result.checkpoint_seq if evidence_seq is None else evidence_seq
@@ -514,7 +514,7 @@ def propose(
     files = write_round_files(result=result, data_dir=data_dir) if data_dir is not None else None
     uri = statement_uri
     if uri is None:
-        uri = files.statement_json.resolve().as_uri() if files is not None else ""
+        uri = files.payouts.resolve().as_uri() if files is not None else ""  # T15: no usage
     receipt = _send(
         chain,
         vault.functions.propose(

@@ -284,6 +284,22 @@ def test_verify_page_passes_a_real_receipt(
     assert console_errors(browser) == []
 
 
+def test_verify_page_shows_what_a_reduced_receipt_proves(
+    browser: Any, demo_server: DemoServer, auditor_token: str
+) -> None:
+    path = demo_server.out / "receipts" / "reduced.json"
+    checks = verify_in_page(browser, demo_server, file=path)
+    python = audit_by_api(demo_server, auditor_token, json.loads(path.read_text()))
+    assert text(browser, "#verdict").startswith("PASS"), checks
+    assert {n for n, s in checks.items() if s == "pass"} == {
+        n for n, ok in python.items() if ok
+    } - {"roles"}
+    assert {"disclosures", "signer_fields", "inclusion", "checkpoint"} <= set(checks)
+    shown = text(browser, "#fields")
+    assert shown.startswith("Proven: ") and "units = " in shown and "Hidden: " in shown
+    assert console_errors(browser) == []
+
+
 @pytest.mark.parametrize("tampering", sorted(TAMPERINGS))
 def test_verify_page_names_the_failing_check(
     browser: Any, demo_server: DemoServer, auditor_token: str, tampering: str

@@ -289,6 +289,14 @@
           li.append(mark, name, document.createTextNode(c.detail ? ": " + c.detail : ""));
           list.append(li);
         }
+        const fields = $("#fields");
+        fields.textContent = "";
+        if (report.fields) {
+          // a reduced receipt: what it proves and what its holder chose to hide
+          const values = report.fields.values || {};
+          const proven = report.fields.proven.map((f) => `${f} = ${JSON.stringify(values[f])}`);
+          say(fields, `Proven: ${proven.join(", ") || "none"}. Hidden: ${report.fields.hidden.join(", ") || "none"}.`);
+        }
         const failed = report.checks.filter((c) => c.ok === false).map((c) => c.name);
         say(
           verdict,

@@ -1,7 +1,7 @@
 // A Tally client in JavaScript (ethers 6 + siwe): sign in, sign an Agreement and a
 // UsageReceipt with the consumer's and the provider's keys, submit them, wait for the
 // anchor, and verify the receipt without trusting the server: canonical bytes and entry
-// id rebuilt here, the RFC 9162 inclusion proof folded here, the checkpoint read from
+// id and the commitment leaf rebuilt here, the RFC 9162 inclusion proof folded here, the checkpoint read from
 // the EvidenceLedger on chain. Field rules: docs/evidence.md.
 //
 //   TALLY_API_URL=http://127.0.0.1:8000 TALLY_RPC_URL=http://127.0.0.1:8545 \
@@ -67,6 +67,25 @@ function canonicalBytes(tag, domain, type, fields, message, signatures) {
     toBeHex(getBytes(abi).length, 4), abi, toBeHex(signers.length, 2),
     ...signers.flatMap((s) => [s, signatures[s]]),
   ]));
+}
+
+// T15 commitment leaf (service/evidence/commitment.py): 0x02 || tag || SHA-256(commitment salt
+// || body); the body commits to one SD-JWT-style salted digest per field and to the struct
+// hash and signatures. `entry` is the message in the receipt's JSON form.
+const b64url = (bytes) => Buffer.from(getBytes(bytes)).toString("base64url");
+function commitmentLeaf(tag, domain, fields, entry, salt, canonical) {
+  const label = (text) => concat([toUtf8Bytes(text), "0x00"]);
+  const digests = fields.map(({ name }) => {
+    const fieldSalt = b64url(getBytes(sha256(concat([label("tally/field-salt"), salt, toUtf8Bytes(name)]))).slice(0, 16));
+    const disclosure = b64url(toUtf8Bytes(JSON.stringify([fieldSalt, name, entry[name]])));
+    return sha256(toUtf8Bytes(disclosure));
+  });
+  const messageLength = Number(BigInt(hexlify(canonical.slice(131, 135))));
+  const signers = sha256(concat([canonical.slice(67, 131), canonical.slice(135 + messageLength)]));
+  const body = concat([toUtf8Bytes("TALLY-COMMIT-V2"), toBeHex(tag, 1), toBeHex(domain.chainId, 32),
+    domain.verifyingContract, toBeHex(fields.length, 2), ...digests, signers]);
+  const commitSalt = sha256(concat([label("tally/commitment-salt"), salt]));
+  return concat(["0x02", toBeHex(tag, 1), sha256(concat([commitSalt, body]))]);
 }
 
 // RFC 9162 section 2.1.3.2: the root an inclusion proof leads to (null if malformed).
@@ -137,10 +156,13 @@ async function main() {
   // 2. our bytes, our id, our leaf, our root
   const bytes = canonicalBytes(meta[type].tag, domain, type, fields, items[1].entry, items[1].signatures);
   if (sha256(bytes) !== doc.entry_id) fail("entry id is not the SHA-256 of our canonical bytes");
-  const leaf = sha256(concat(["0x00", bytes]));
+  // 3. our leaf: the commitment under the salt the server returned when it accepted the entry
+  if (doc.salt !== batch.results[1].salt) fail("the receipt's salt is not the one ingest returned");
+  const leafData = doc.salt ? commitmentLeaf(meta[type].tag, domain, fields, doc.entry, doc.salt, bytes) : bytes;
+  const leaf = sha256(concat(["0x00", leafData]));
   const root = rootFromProof(doc.leaf_index, doc.tree_size, leaf, doc.inclusion_proof);
   if (root !== doc.root) fail(`inclusion proof leads to ${root}, not ${doc.root}`);
-  // 3. the checkpoint on chain, read from the ledger that is the EIP-712 verifying contract
+  // 4. the checkpoint on chain, read from the ledger that is the EIP-712 verifying contract
   const rpc = new JsonRpcProvider(env("TALLY_RPC_URL"));
   if ((await rpc.getNetwork()).chainId !== BigInt(domain.chainId)) fail("RPC node is on another chain");
   if (doc.anchor.contract !== domain.verifyingContract) fail("anchored on another ledger");

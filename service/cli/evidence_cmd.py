@@ -125,8 +125,8 @@ def receipt(
 
 
 class _ReceiptGroup(TyperGroup):
-    """``tally receipt ENTRY_ID ...`` (the hidden ``get`` command, as before T15) next to
-    ``tally receipt disclose FILE ...``."""
+    """``tally receipt get ENTRY_ID ...`` and ``tally receipt disclose FILE ...``; the
+    pre-T15 form ``tally receipt ENTRY_ID ...`` still runs ``get``."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
@@ -136,12 +136,11 @@ class _ReceiptGroup(TyperGroup):
 
 receipt_app = typer.Typer(
     cls=_ReceiptGroup,
-    help="tally receipt ENTRY_ID [--out FILE]: write the receipt document (JSON) of one "
-    "anchored entry. tally receipt disclose FILE --fields a,b: reduce a receipt to chosen "
-    "fields.",
+    help="Receipt documents: get one (tally receipt get ENTRY_ID --out FILE), or reduce "
+    "one to chosen fields (tally receipt disclose FILE --fields a,b).",
     no_args_is_help=True,
 )
-receipt_app.command("get", hidden=True)(receipt)
+receipt_app.command("get")(receipt)
 
 
 @receipt_app.command("disclose")
@@ -152,7 +151,8 @@ def disclose_cmd(
         typer.Option(
             "--fields",
             help="Comma-separated message fields to disclose (e.g. units,periodStart,periodEnd; "
-            "a signed form also needs the fields naming the signers: consumer,provider).",
+            "the signed form also discloses the fields naming the signers, e.g. a receipt's "
+            "consumer and provider).",
         ),
     ],
     out: Annotated[
@@ -167,17 +167,23 @@ def disclose_cmd(
         ),
     ] = False,
 ) -> None:
-    """Write a reduced receipt: the chosen fields proven against the anchored log, the rest
-    hidden.
+    """Write a reduced receipt: chosen fields proven against the anchored log, rest hidden.
 
     Check it with tally audit receipt, which says which fields are proven and which hidden.
     """
+    from service.evidence.commitment import signer_fields
     from service.evidence.receipts import reduce_receipt
 
     names = [f.strip() for f in fields.split(",") if f.strip()]
     if not names:
         raise InvalidInput("--fields names at least one field, comma-separated")
-    reduced = reduce_receipt(_read_document(file), names, signed=not no_signatures)
+    doc = _read_document(file)
+    added: list[str] = []
+    if not no_signatures and isinstance(doc, dict) and isinstance(doc.get("entry_type"), str):
+        # a signed reduced receipt must show who signed: disclose the signer fields too
+        added = [f for f in signer_fields(doc["entry_type"]) if f not in names]
+        names += added
+    reduced = reduce_receipt(doc, names, signed=not no_signatures)
     text = json.dumps(reduced, indent=2) + "\n"
     if out is None:
         typer.echo(text, nl=False)
@@ -185,9 +191,10 @@ def disclose_cmd(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     shown = ", ".join(n for n in names)
+    also = f"; {', '.join(added)} added: they name the signers" if added else ""
     typer.echo(
         f"reduced receipt of leaf {reduced['leaf_index']} written to {out}: discloses {shown}"
-        f"{'' if no_signatures else ' (signed)'}"
+        f"{'' if no_signatures else ' (signed)'}{also}"
     )
 
 

@@ -31,6 +31,7 @@ from service.chain.config import save_deployment
 from service.chain.devnode import free_port
 from service.cli.serve_cmd import check_serve_options
 from service.errors import ConfigError
+from service.evidence.commitment import leaf_data_for
 from service.evidence.entries import SignedEntry
 from service.evidence.merkle import leaf_hash, root_from_leaf_hashes
 from service.settings import Settings
@@ -147,19 +148,24 @@ def post_all(
                 assert previous == item["leaf_index"], item
 
 
-def read_log(url: str) -> list[dict[str, Any]]:
+def read_log(url: str, auditor: LocalAccount) -> list[dict[str, Any]]:
+    """Every full entry with its salt, from the staff route (the public log since T15
+    serves only leaf data), signed in as the auditor."""
     entries: list[dict[str, Any]] = []
     start: int | None = 0
     with httpx.Client(base_url=url, timeout=30.0) as http:
+        headers = token(http, auditor)
         while start is not None:
-            page = http.get("/v1/log/entries", params={"start": start}).json()
+            r = http.get("/v1/evidence", params={"start": start}, headers=headers)
+            assert r.status_code == 200, r.text
+            page = r.json()
             entries.extend(page["entries"])
             start = page["next"]
     return entries
 
 
-def check_log(url: str, acked: dict[str, int]) -> list[dict[str, Any]]:
-    log = read_log(url)
+def check_log(url: str, acked: dict[str, int], auditor: LocalAccount) -> list[dict[str, Any]]:
+    log = read_log(url, auditor)
     assert [e["leaf_index"] for e in log] == list(range(len(log)))  # gap-free
     ids = [e["entry_id"] for e in log]
     assert len(set(ids)) == len(ids)  # no entry twice
@@ -168,9 +174,14 @@ def check_log(url: str, acked: dict[str, int]) -> list[dict[str, Any]]:
     assert not missing, f"{len(missing)} acknowledged entries are not at their leaf"
     with httpx.Client(base_url=url) as http:
         head = http.get("/v1/log/checkpoints").json()["log"]
-    root = root_from_leaf_hashes([leaf_hash(bytes.fromhex(e["data"][2:])) for e in log])
-    assert head == {"tree_size": len(log), "root": "0x" + root.hex()}
+    leaves = [leaf_hash(leaf_data_for(_bytes(e["data"]), _bytes(e["salt"]))) for e in log]
+    assert all(e["salt"] is not None for e in log)  # every entry since T15 is a commitment
+    assert head == {"tree_size": len(log), "root": "0x" + root_from_leaf_hashes(leaves).hex()}
     return log
+
+
+def _bytes(value: str | None) -> bytes | None:
+    return None if value is None else bytes.fromhex(value.removeprefix("0x"))
 
 
 def metric(url: str, name: str, status: str, headers: dict[str, str]) -> float:
@@ -232,7 +243,7 @@ def test_two_workers_keep_every_acknowledged_entry_across_a_kill(
             ]:
                 f.result()
         assert len(acked) == 2 * WAVE * BATCH
-        check_log(url, acked)
+        check_log(url, acked, space.auditor)
         # the workers' metrics are aggregated: whichever worker answers counts everything
         with httpx.Client(base_url=url, timeout=30.0) as http:
             op = token(http, space.operator)
@@ -267,7 +278,7 @@ def test_two_workers_keep_every_acknowledged_entry_across_a_kill(
         log_path=tmp_path / "serve2.log",
     ).start()
     try:
-        log = check_log(server.url, acked)
+        log = check_log(server.url, acked, space.auditor)
         assert len(log) >= len(acked) + 2  # + the agreements
         # the anchoring loop catches up; a receipt from before the kill audits on chain
         eid = next(iter(acked))

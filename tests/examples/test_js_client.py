@@ -27,9 +27,10 @@ from service.audit.receipt import audit_receipt
 from service.audit.trust import TrustedDeployment
 from service.chain.client import Chain
 from service.chain.devnode import free_port
+from service.evidence.commitment import commit
 from service.evidence.entries import UsageReceipt, decode_entry, entry_id
 from service.evidence.merkle import leaf_hash
-from tests.api.test_serve import serve_env
+from tests.api.test_serve import serve_env, token
 from tests.space import build_space
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,13 +93,21 @@ def test_js_client_signs_submits_and_verifies_its_receipt_on_chain(
         assert out["chain_id"] == 31337
         assert out["ledger"] == space.contracts.ledger.address
 
-        # independently of the client: the entry is in the log, at that leaf
+        # independently of the client: the public log shows only the commitment at that
+        # leaf, and the entry behind it (read as its consumer) opens it
         page = httpx.get(f"{server.url}/v1/log/entries", params={"start": 0}).json()
         row = page["entries"][out["leaf_index"]]
-        data = bytes.fromhex(row["data"][2:])
-        assert row["entry_id"] == out["entry_id"] == "0x" + entry_id(data).hex()
-        assert "0x" + leaf_hash(data).hex() == out["leaf_hash"]
+        assert set(row) == {"leaf_index", "leaf_data", "leaf_hash"}
+        leaf_data = bytes.fromhex(row["leaf_data"][2:])
+        assert "0x" + leaf_hash(leaf_data).hex() == out["leaf_hash"] == row["leaf_hash"]
+        with httpx.Client(base_url=server.url) as http:
+            headers = token(http, consumer)
+        full = httpx.get(f"{server.url}/v1/evidence/{out['entry_id']}", headers=headers).json()
+        data = bytes.fromhex(full["data"][2:])
+        assert out["entry_id"] == "0x" + entry_id(data).hex()
         signed = decode_entry(data)
+        receipt = httpx.get(f"{server.url}/v1/receipts/{out['entry_id']}", headers=headers).json()
+        assert commit(signed, bytes.fromhex(receipt["salt"][2:])).leaf_data == leaf_data
         assert isinstance(signed.entry, UsageReceipt)
         assert set(signed.signatures) == {consumer.address, provider.address}
         assert signed.recover() == {consumer.address, provider.address}
@@ -106,7 +115,6 @@ def test_js_client_signs_submits_and_verifies_its_receipt_on_chain(
         ledger = space.contracts.ledger
         size, root, _, _ = anvil_chain.call(ledger.functions.checkpoint(out["checkpoint_seq"]))
         assert (size, "0x" + bytes(root).hex()) == (out["tree_size"], out["root"])
-        receipt = httpx.get(f"{server.url}/v1/receipts/{out['entry_id']}").json()
         pinned = TrustedDeployment.from_deployment(space.contracts.deployment, source="test")
         report = audit_receipt(receipt, chain=anvil_chain, trusted=pinned)
         assert report.ok, report.verdict

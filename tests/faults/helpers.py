@@ -37,6 +37,7 @@ from service.bench.indexer import BulkSender
 from service.chain.client import Chain
 from service.chain.deploy import TallyContracts
 from service.evidence.entries import SignedEntry
+from service.evidence.log import leaf_data_at
 from service.evidence.merkle import leaf_hash, root_from_leaf_hashes
 from service.evidence.models import LogEntry
 from service.evidence.tiles import MerkleLog, SqlTileStorage
@@ -289,7 +290,9 @@ def check_log(engine: Engine) -> list[LogEntry]:
     with Session(engine) as s:
         size, root = MerkleLog(SqlTileStorage(s)).state()
     assert size == len(rows)
-    assert root == root_from_leaf_hashes([leaf_hash(r.data) for r in rows])
+    with Session(engine) as s:
+        leaves = [leaf_hash(leaf_data_at(session=s, leaf_index=r.leaf_index)) for r in rows]
+    assert root == root_from_leaf_hashes(leaves)
     return rows
 
 

@@ -282,9 +282,11 @@ def test_two_workers_keep_every_acknowledged_entry_across_a_kill(
         assert len(log) >= len(acked) + 2  # + the agreements
         # the anchoring loop catches up; a receipt from before the kill audits on chain
         eid = next(iter(acked))
+        with httpx.Client(base_url=server.url, timeout=30.0) as http:
+            staff = token(http, space.auditor)  # receipts go to parties and staff only
         deadline = time.monotonic() + 30
         while True:
-            r = httpx.get(f"{server.url}/v1/receipts/{eid}")
+            r = httpx.get(f"{server.url}/v1/receipts/{eid}", headers=staff)
             if r.status_code == 200 or time.monotonic() > deadline:
                 break
             time.sleep(0.3)

@@ -151,7 +151,7 @@ def test_kill_serve_mid_ingest_keeps_every_acknowledged_entry_once(
         wait_ready(url, child)
         assert headers is not None
         post_batches(url, headers, iter(resend), acks)
-        served = _read_log(url)
+        served = _read_log(url, sign_in(url, space.auditor))
     finally:
         sigkill(child)
     at = {e["entry_id"]: e["leaf_index"] for e in served}
@@ -171,12 +171,13 @@ def test_kill_serve_mid_ingest_keeps_every_acknowledged_entry_once(
     assert in_flight >= TRIALS // 3  # most kills hit the server with requests in flight
 
 
-def _read_log(url: str) -> list[dict[str, Any]]:
+def _read_log(url: str, headers: dict[str, str]) -> list[dict[str, Any]]:
+    """Every entry with its id, from the staff route (the public log serves leaves only)."""
     entries: list[dict[str, Any]] = []
     start: int | None = 0
     with httpx.Client(base_url=url, timeout=30.0) as http:
         while start is not None:
-            page = http.get("/v1/log/entries", params={"start": start}).json()
+            page = http.get("/v1/evidence", params={"start": start}, headers=headers).json()
             entries.extend(page["entries"])
             start = page["next"]
     return entries

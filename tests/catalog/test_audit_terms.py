@@ -144,7 +144,10 @@ def test_operator_lets_through_a_receipt_beyond_narrowed_terms_audited_over_the_
     assert "5 units used + 5 > 8 allowed" in report.first_failure.detail  # type: ignore[attr-defined]
     from service.audit.login import sign_in
 
-    with serve_api(space, engine) as url, ApiSource(url, token=sign_in(url, space.auditor)) as source:
+    with (
+        serve_api(space, engine) as url,
+        ApiSource(url, token=sign_in(url, space.auditor)) as source,
+    ):
         over_api = audit_log(chain=space.chain, ledger=space.contracts.ledger, proofs=source)
     failed = over_api.first_failure
     assert failed is not None and failed.name == "terms"

@@ -20,7 +20,6 @@ issues: the audits check every entry against the chain.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import httpx
@@ -38,19 +37,12 @@ READER_ROLES = ("auditor", "operator")  # who GET /v1/evidence serves
 
 def audit_key(chain: Chain | None, key_env: str | None) -> LocalAccount:
     """The key to sign in with: ``key_env``'s private key, else the network's key."""
+    from service.chain.keys import env_account, operator_account
+
     if key_env is not None:
-        value = os.environ.get(key_env)
-        if not value:
-            raise ConfigError(f"environment variable {key_env} holds no private key")
-        try:
-            acct: LocalAccount = Account.from_key(value.strip())
-        except (ValueError, TypeError):
-            raise ConfigError(f"{key_env} is not a valid private key") from None
-        return acct
+        return env_account(key_env)
     if chain is None:
         raise ConfigError("give --key-env VAR: the auditor's private key signs in to the API")
-    from service.chain.keys import operator_account
-
     return operator_account(chain.network)
 
 

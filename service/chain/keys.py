@@ -45,6 +45,18 @@ def dev_accounts(count: int) -> list[LocalAccount]:
     return [dev_account(i) for i in range(count)]
 
 
+def env_account(var: str) -> LocalAccount:
+    """The private key in environment variable ``var`` (``--key-env VAR``)."""
+    value = os.environ.get(var)
+    if not value:
+        raise ConfigError(f"environment variable {var} holds no private key")
+    try:
+        acct: LocalAccount = Account.from_key(value.strip())
+    except (ValueError, TypeError):
+        raise ConfigError(f"{var} is not a valid private key") from None
+    return acct
+
+
 def operator_account(network: NetworkConfig) -> LocalAccount:
     """The operator's key as the network's config says (dev account 0 on dev chains)."""
     keys = network.keys

@@ -17,12 +17,10 @@ one line saying what it means (``error[transaction_reverted]: … (SettlementVau
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from rich.console import Console
 from rich.table import Table
@@ -86,18 +84,9 @@ def _checkpoint(engine: Engine, seq: int | None) -> AnchorRow:
 
 
 def _signer(chain: Chain, key_env: str | None) -> LocalAccount:
-    if key_env is None:
-        from service.chain.keys import operator_account
+    from service.chain.keys import env_account, operator_account
 
-        return operator_account(chain.network)
-    value = os.environ.get(key_env)
-    if not value:
-        raise ConfigError(f"environment variable {key_env} holds no private key")
-    try:
-        acct: LocalAccount = Account.from_key(value.strip())
-    except (ValueError, TypeError):
-        raise ConfigError(f"{key_env} is not a valid private key") from None
-    return acct
+    return operator_account(chain.network) if key_env is None else env_account(key_env)
 
 
 def _address(value: str, what: str) -> str:
@@ -651,50 +640,6 @@ def withdraw_status(
 # --- log export and audit ---------------------------------------------------------------------
 
 
-def _write_log_export(*, engine: Engine, seq: int, out: Path) -> dict[str, Any]:
-    """Leaves ``0 .. tree_size(seq) - 1`` in the export format
-    (:class:`~service.audit.sources.ExportFileSource`), each line with its ``salt`` (null
-    for a legacy leaf): the salts are what rebuild commitment leaves (T15)."""
-    from sqlmodel import Session, col, select
-
-    from service.audit.sources import EXPORT_FORMAT
-    from service.errors import NotFound
-    from service.evidence.models import AnchorRow, EntryCommitment, LogEntry
-
-    with Session(engine) as session:
-        anchor = session.get(AnchorRow, seq)
-        if anchor is None:
-            raise NotFound(f"checkpoint {seq} is not recorded in this database")
-        header = {
-            "format": EXPORT_FORMAT,
-            "seq": anchor.seq,
-            "tree_size": anchor.tree_size,
-            "root": anchor.root,
-            "chain_id": anchor.chain_id,
-            "ledger": anchor.contract,
-        }
-        leaf = col(LogEntry.leaf_index)
-        rows = session.exec(
-            select(LogEntry.leaf_index, LogEntry.entry_id, LogEntry.data, EntryCommitment.salt)  # type: ignore[call-overload]
-            .outerjoin(EntryCommitment, col(EntryCommitment.leaf_index) == leaf)
-            .where(leaf < anchor.tree_size)
-            .order_by(leaf)
-            .execution_options(yield_per=10_000)
-        )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("w", encoding="utf-8") as fh:
-            fh.write(json.dumps(header) + "\n")
-            for index, eid, data, salt in rows:
-                line = {
-                    "leaf_index": index,
-                    "entry_id": eid,
-                    "data": bytes(data).hex(),
-                    "salt": None if salt is None else bytes(salt).hex(),
-                }
-                fh.write(json.dumps(line) + "\n")
-    return header
-
-
 @log_app.command("export")
 def log_export(
     upto: Annotated[int, typer.Option("--upto", help="Checkpoint seq to export up to.", min=0)],
@@ -706,7 +651,9 @@ def log_export(
     hand the file to auditors only)."""
     engine = _engine(db)
     try:
-        header = _write_log_export(engine=engine, seq=upto, out=out)
+        from service.evidence.sources import write_log_export
+
+        header = write_log_export(engine=engine, seq=upto, out=out)
     finally:
         engine.dispose()
     typer.echo(

@@ -254,26 +254,6 @@ class AuditReport:
 # --- the document ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Doc:
-    """A receipt document whose shape has been checked (nothing verified yet)."""
-
-    entry: Entry
-    signatures: Mapping[str, Any]  # signer -> 0x signature, parsed by SignedEntry
-    entry_id: bytes
-    leaf_index: int
-    tree_size: int
-    root: bytes
-    proof: list[bytes]
-    chain_id: int
-    contract: str
-    seq: int
-    tx_hash: str
-    block_number: int
-    domain: Domain
-    salt: bytes | None = None  # a full version-2 receipt's: the commitment leaf's salt
-
-
 def _field(doc: Mapping[str, Any], key: str, where: str = "") -> Any:
     if key not in doc:
         raise InvalidInput(f"{where}{key} is missing")
@@ -312,6 +292,16 @@ class _Proof:
     tx_hash: str
     block_number: int
     domain: Domain
+
+
+@dataclass(frozen=True)
+class _Doc(_Proof):
+    """A full or legacy receipt whose shape has been checked (nothing verified yet)."""
+
+    entry: Entry
+    signatures: Mapping[str, Any]  # signer -> 0x signature, parsed by SignedEntry
+    entry_id: bytes
+    salt: bytes | None = None  # a full version-2 receipt's: the commitment leaf's salt
 
 
 def _parse_proof(doc: Mapping[str, Any]) -> _Proof:
@@ -380,17 +370,8 @@ def _parse(doc: object) -> _Doc:
         entry=entry,
         signatures=signatures,
         entry_id=_hash32(_field(doc, "entry_id"), "entry_id"),
-        leaf_index=p.leaf_index,
-        tree_size=p.tree_size,
-        root=p.root,
-        proof=p.proof,
-        chain_id=p.chain_id,
-        contract=p.contract,
-        seq=p.seq,
-        tx_hash=p.tx_hash,
-        block_number=p.block_number,
-        domain=p.domain,
         salt=salt,
+        **vars(p),
     )
 
 
@@ -446,7 +427,7 @@ def _parse_reduced(doc: Mapping[str, Any]) -> _Reduced:
         signers = _hash32(doc["signers_digest"], "signers_digest")
     p = _parse_proof(doc)
     return _Reduced(
-        **{f: getattr(p, f) for f in _Proof.__dataclass_fields__},
+        **vars(p),
         kind=kind,
         disclosures=disclosures,
         field_digests=field_digests,
@@ -552,7 +533,7 @@ def _offline_checks(report: AuditReport, doc: _Doc) -> tuple[SignedEntry | None,
     return verified, leaf
 
 
-def _check_inclusion(report: AuditReport, doc: _Proof | _Doc, leaf: bytes) -> None:
+def _check_inclusion(report: AuditReport, doc: _Proof, leaf: bytes) -> None:
     if verify_inclusion(leaf, doc.leaf_index, doc.tree_size, doc.proof, doc.root):
         report.add(
             "inclusion",
@@ -829,9 +810,7 @@ def _read_checkpoint(chain: Chain, ledger: Contract, seq: int) -> tuple[int, byt
     return int(size), bytes(root), int(block)
 
 
-def _check_anchor_tx(
-    report: AuditReport, chain: Chain, ledger: Contract, doc: _Doc | _Proof
-) -> None:
+def _check_anchor_tx(report: AuditReport, chain: Chain, ledger: Contract, doc: _Proof) -> None:
     if doc.tx_hash == _ZERO_TX:
         report.add("anchor_tx", True, "no anchoring tx hash recorded by the operator; not checked")
         return
@@ -866,7 +845,7 @@ def _check_anchor_tx(
 
 
 def _check_deployment(
-    report: AuditReport, chain: Chain, doc: _Doc | _Proof, trusted: TrustedDeployment | None
+    report: AuditReport, chain: Chain, doc: _Proof, trusted: TrustedDeployment | None
 ) -> Contract | None:
     """The deployment check; returns the pinned registry when the receipt's ledger is the
     pinned one."""
@@ -1002,7 +981,7 @@ def _check_roles(
 def _chain_checks(
     report: AuditReport,
     chain: Chain,
-    doc: _Doc | _Proof,
+    doc: _Proof,
     facts: RoleFacts | None,
     leaf: bytes | None,
     trusted: TrustedDeployment | None,
@@ -1169,7 +1148,7 @@ class WitnessPolicy:
 
 
 def _witnessed_note(
-    doc: Mapping[str, Any], parsed: _Doc | _Proof
+    doc: Mapping[str, Any], parsed: _Proof
 ) -> tuple[Checkpoint, bytes, list[NoteSignature]] | str:
     """The cosigned note's checkpoint, body and signature lines when it is of the
     receipt's checkpoint; else why not."""
@@ -1197,7 +1176,7 @@ def _witnessed_note(
 
 
 def _check_witnesses(
-    report: AuditReport, doc: Mapping[str, Any], parsed: _Doc | _Proof, policy: WitnessPolicy
+    report: AuditReport, doc: Mapping[str, Any], parsed: _Proof, policy: WitnessPolicy
 ) -> None:
     found = _witnessed_note(doc, parsed)
     if isinstance(found, str):
@@ -1299,7 +1278,7 @@ def audit_receipt(
     return report
 
 
-def _where(p: _Doc | _Proof) -> str:
+def _where(p: _Proof) -> str:
     return f"checkpoint {p.seq} at {p.contract} on chain {p.chain_id}"
 
 
@@ -1310,7 +1289,7 @@ def _cosigned(witnesses: WitnessPolicy | None) -> str:
 
 
 def _offline_summary(
-    report: AuditReport, p: _Doc | _Proof, witnesses: WitnessPolicy | None, proves: str = ""
+    report: AuditReport, p: _Proof, witnesses: WitnessPolicy | None, proves: str = ""
 ) -> None:
     for name in CHAIN_CHECKS:
         report.add(name, None, "skipped: offline")
@@ -1323,7 +1302,7 @@ def _offline_summary(
 
 def _online_summary(
     report: AuditReport,
-    p: _Doc | _Proof,
+    p: _Proof,
     trusted: TrustedDeployment | None,
     witnesses: WitnessPolicy | None,
     signed_by: str,

@@ -18,11 +18,11 @@ from service.db import create_schema, make_engine
 from service.evidence.anchor import anchor_once
 from service.evidence.directory import CONSUMER, PROVIDER
 from service.evidence.eip712 import SECP256K1_N, Domain
-from service.evidence.entries import QualityAttestation, SignedEntry, sign_entry
+from service.evidence.entries import SignedEntry, sign_entry
 from service.evidence.receipts import build_receipt
 from tests.audit.forge import anchor_alone, foreign_ledger, one_leaf_receipt, usage
 from tests.audit.forge import pin as _pin
-from tests.evidence.test_log import AG, T0, agreement, ingest, receipt
+from tests.evidence.test_log import agreement, attestation, ingest, receipt
 from tests.space import Space, build_space
 
 Doc = dict[str, Any]
@@ -47,14 +47,7 @@ def anchored(
     snap = _embedded.snapshot()
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('audit')}/tally.db")
     create_schema(engine)
-    quality = QualityAttestation(
-        agreementId=AG,
-        provider=space.providers[0].address,
-        periodStart=T0,
-        periodEnd=T0 + 5,
-        scoreBps=9000,
-    )
-    attest = sign_entry(quality, space.domain, [space.key(space.consumers[0])])
+    attest = attestation(space)
     first = [agreement(space), receipt(space, 1), receipt(space, 2), attest]
     second = [receipt(space, n) for n in range(3, 7)]
 

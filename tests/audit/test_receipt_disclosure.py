@@ -25,10 +25,9 @@ from service.db import create_schema, make_engine
 from service.errors import InvalidInput
 from service.evidence import commitment
 from service.evidence.anchor import anchor_once
-from service.evidence.entries import QualityAttestation, sign_entry
 from service.evidence.receipts import build_receipt, reduce_receipt
 from tests.audit.forge import pin
-from tests.evidence.test_log import AG, T0, agreement, ingest, receipt
+from tests.evidence.test_log import agreement, attestation, ingest, receipt
 from tests.space import Space
 
 Doc = dict[str, Any]
@@ -51,14 +50,7 @@ def log(_space: Space, _embedded: Chain, tmp_path_factory: pytest.TempPathFactor
     snap = _embedded.snapshot()
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('disclose')}/tally.db")
     create_schema(engine)
-    quality = QualityAttestation(
-        agreementId=AG,
-        provider=space.providers[0].address,
-        periodStart=T0,
-        periodEnd=T0 + 5,
-        scoreBps=9000,
-    )
-    attest = sign_entry(quality, space.domain, [space.key(space.consumers[0])])
+    attest = attestation(space)
     batch = [agreement(space), receipt(space, 1), receipt(space, 2, units=25), attest]
     results = ingest(engine, space, batch)
     assert all(r.status == "accepted" and r.salt for r in results)  # type: ignore[attr-defined]

@@ -63,6 +63,18 @@ def receipt(
     return sign_entry(r, space.domain, [space.key(s) for s in signers])  # type: ignore[union-attr]
 
 
+def attestation(space: Space) -> SignedEntry:
+    """A QualityAttestation of provider 0 for agreement AG, signed by its consumer."""
+    q = QualityAttestation(
+        agreementId=AG,
+        provider=space.providers[0].address,
+        periodStart=T0,
+        periodEnd=T0 + 5,
+        scoreBps=9000,
+    )
+    return sign_entry(q, space.domain, [space.key(space.consumers[0])])
+
+
 def ingest(engine: Engine, space: Space, entries: list[SignedEntry]) -> list[object]:
     directory = ChainDirectory(space.chain, space.contracts.registry)
     return append_entries(engine=engine, domain=space.domain, directory=directory, entries=entries)  # type: ignore[return-value]

@@ -33,7 +33,7 @@ from service.evidence.anchor import anchor_once
 from service.evidence.commitment import make_disclosure, parse_disclosure
 from service.evidence.directory import ChainDirectory
 from service.evidence.eip712 import SECP256K1_N, Domain
-from service.evidence.entries import QualityAttestation, sign_entry
+from service.evidence.entries import sign_entry
 from service.evidence.log import append_entries
 from service.evidence.merkle import (
     consistency_proof,
@@ -44,7 +44,7 @@ from service.evidence.merkle import (
 from service.evidence.receipts import build_receipt, reduce_receipt
 from tests.audit.forge import foreign_ledger, one_leaf_receipt
 from tests.audit.forge import pin as _pin
-from tests.evidence.test_log import AG, T0, agreement, receipt
+from tests.evidence.test_log import agreement, attestation, receipt
 from tests.space import Space
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,14 +83,7 @@ def log(
     space = anvil_space
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('jsverify')}/tally.db")
     create_schema(engine)
-    quality = QualityAttestation(
-        agreementId=AG,
-        provider=space.providers[0].address,
-        periodStart=T0,
-        periodEnd=T0 + 5,
-        scoreBps=9000,
-    )
-    attest = sign_entry(quality, space.domain, [space.key(space.consumers[0])])
+    attest = attestation(space)
     first = [agreement(space), receipt(space, 1), receipt(space, 2, provider=1), receipt(space, 3)]
     second = [receipt(space, 4, units=40), receipt(space, 5, units=50), attest, receipt(space, 6)]
     txs = []

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from service.api.metrics import EVIDENCE_ITEMS
+from service.api.metrics import EVIDENCE_ITEMS, EVIDENCE_REJECTIONS
 from service.chain.homespace import HomeSpaces
 from service.errors import BatchTooLarge, InvalidInput
 from service.evidence.directory import Directory
@@ -90,4 +90,6 @@ def ingest_batch(
     final = [o for o in outcomes if o is not None]
     for o in final:
         EVIDENCE_ITEMS.labels(o.status).inc()
+        if o.status == "rejected":
+            EVIDENCE_REJECTIONS.labels(o.code or "unknown").inc()
     return BatchOutcome(final)

@@ -10,6 +10,8 @@ agree whichever worker answers.
 - ``tally_http_request_duration_seconds{method, route}`` (histogram)
 - ``tally_evidence_items_total{status}``: ingested entries by result
   (accepted, duplicate, rejected)
+- ``tally_evidence_rejections_total{code}``: rejected entries by error code
+  (``signature_invalid``, ``quota_exceeded``, ...), what the dashboard's overview lists
 - ``tally_log_size``, ``tally_anchored_size``, ``tally_anchor_lag_entries``,
   ``tally_anchor_lag_seconds`` (age of the oldest unanchored entry),
   ``tally_indexer_lag_blocks`` (-1 when the mirror has not indexed this deployment)
@@ -41,6 +43,7 @@ from service.evidence.tiles import MerkleLog, SqlTileStorage
 __all__ = [
     "CONTENT_TYPE_LATEST",
     "EVIDENCE_ITEMS",
+    "EVIDENCE_REJECTIONS",
     "Lags",
     "MetricsMiddleware",
     "read_lags",
@@ -58,6 +61,9 @@ LATENCY = Histogram(
 )
 EVIDENCE_ITEMS = Counter(
     "tally_evidence_items_total", "Evidence entries submitted, by result.", ["status"]
+)
+EVIDENCE_REJECTIONS = Counter(
+    "tally_evidence_rejections_total", "Evidence entries rejected, by error code.", ["code"]
 )
 
 

@@ -172,46 +172,105 @@ def evidence_entry(*, session: Session, eid: str) -> dict[str, Any]:
     }
 
 
-def full_entries(*, session: Session, start: int, end: int | None, limit: int) -> dict[str, Any]:
+def full_entries(
+    *,
+    session: Session,
+    start: int,
+    end: int | None,
+    limit: int,
+    agreement: str | None = None,
+    party: str | None = None,
+    entry_type: str | None = None,
+    period_from: int | None = None,
+    period_to: int | None = None,
+) -> dict[str, Any]:
     """Full entries ``start <= leaf_index < end``, at most ``limit``, in leaf order, each
     with its canonical bytes and its salt (None: a legacy leaf, whose leaf data is the
     bytes themselves): what an auditor rebuilds every leaf from
-    (:func:`service.evidence.commitment.leaf_data_for`). ``next`` continues."""
+    (:func:`service.evidence.commitment.leaf_data_for`). ``next`` continues.
+
+    The filters narrow the range (a page then holds up to ``limit`` matches and ``next``
+    is the leaf after the last one): ``agreement`` (entries naming that agreement id),
+    ``party`` (a checksummed address named as the entry's consumer or provider, or by
+    the agreement the entry names: what :func:`service.api.access.entry_parties` counts,
+    signers aside), ``entry_type`` and a period ``[period_from, period_to)`` the entry's
+    own period overlaps (a receipt's or attestation's period, an agreement's or offer's
+    validity; entries without one do not match)."""
     size = SqlTileStorage(session).read_state().size
     wanted_end = size if end is None else min(end, size)
     if end is not None and start > end:
         raise InvalidInput(f"start ({start}) must not be after end ({end})")
-    stop = max(start, min(wanted_end, start + limit))
-    rows = (
-        session.exec(
-            select(
-                LogEntry.leaf_index,
-                LogEntry.entry_id,
-                LogEntry.entry_type,
-                LogEntry.data,
-                EntryCommitment.salt,
-            )  # type: ignore[call-overload]
-            .outerjoin(EntryCommitment, col(EntryCommitment.leaf_index) == col(LogEntry.leaf_index))
-            .where(col(LogEntry.leaf_index) >= start, col(LogEntry.leaf_index) < stop)
-            .order_by(col(LogEntry.leaf_index).asc())
-        ).all()
-        if stop > start
-        else []
+    if period_from is not None and period_to is not None and period_from >= period_to:
+        raise InvalidInput(f"from ({period_from}) must be before to ({period_to})")
+    filters: list[Any] = []
+    if agreement is not None:
+        filters.append(col(LogEntry.agreement_id) == agreement.lower())
+    if party is not None:
+        theirs = select(AgreementRow.agreement_id).where(
+            or_(
+                col(AgreementRow.consumer) == party,
+                col(AgreementRow.providers).contains(party),
+            )
+        )
+        filters.append(
+            or_(
+                col(LogEntry.consumer) == party,
+                col(LogEntry.provider) == party,
+                col(LogEntry.agreement_id).in_(theirs),
+            )
+        )
+    if entry_type is not None:
+        filters.append(col(LogEntry.entry_type) == entry_type)
+    if period_from is not None:
+        filters.append(col(LogEntry.period_end) > period_from)
+    if period_to is not None:
+        filters.append(col(LogEntry.period_start) < period_to)
+    query = (
+        select(
+            LogEntry.leaf_index,
+            LogEntry.entry_id,
+            LogEntry.entry_type,
+            LogEntry.data,
+            LogEntry.received_at,
+            LogEntry.agreement_id,
+            EntryCommitment.salt,
+        )  # type: ignore[call-overload]
+        .outerjoin(EntryCommitment, col(EntryCommitment.leaf_index) == col(LogEntry.leaf_index))
+        .where(col(LogEntry.leaf_index) >= start, col(LogEntry.leaf_index) < wanted_end)
+        .order_by(col(LogEntry.leaf_index).asc())
     )
+    if filters:
+        rows = list(session.exec(query.where(*filters).limit(limit + 1)).all())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        stop = int(rows[-1][0]) + 1 if more else max(start, wanted_end)
+        following: int | None = stop if more else None
+    else:
+        stop = max(start, min(wanted_end, start + limit))
+        rows = (
+            list(session.exec(query.where(col(LogEntry.leaf_index) < stop)).all())
+            if stop > start
+            else []
+        )
+        following = stop if stop < wanted_end else None
+    last = latest_anchor(session)
     return {
         "tree_size": size,
+        "anchored_size": 0 if last is None else last.tree_size,
         "start": start,
         "end": stop,
-        "next": stop if stop < wanted_end else None,
+        "next": following,
         "entries": [
             {
                 "leaf_index": index,
                 "entry_id": eid,
                 "entry_type": etype,
+                "received_at": received,
+                "agreement_id": agreement_id,
                 "data": _hex(data),
                 "salt": None if salt is None else _hex(salt),
             }
-            for index, eid, etype, data, salt in rows
+            for index, eid, etype, data, received, agreement_id, salt in rows
         ],
     }
 

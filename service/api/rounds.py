@@ -312,7 +312,31 @@ def round_detail(*, engine: Engine, chain: Chain, vault: Contract, round_id: int
         out["on_chain"] = _on_chain_json(rnd)
     if draft is not None:
         out["computed"] = _draft_json(draft, out["status"]) | {"policy": json.loads(draft.policy)}
+    out["mirror"] = _mirrored_progress(engine=engine, chain=chain, vault=vault, round_id=round_id)
     return out
+
+
+def _mirrored_progress(
+    *, engine: Engine, chain: Chain, vault: Contract, round_id: int
+) -> dict[str, Any] | None:
+    """The round's claim progress as the indexer mirrored it from the vault's events
+    (None: not mirrored yet): what was claimed, by how many claims, and swept, as of
+    ``block_number``. Individual claims stay with their payee and staff (``/claims``)."""
+    from service.indexer.models import Round
+
+    with Session(engine) as session:
+        row = session.get(Round, (chain.chain_id, vault.address.lower(), round_id))
+    if row is None:
+        return None
+    return {
+        "status": row.status.capitalize(),
+        "total": str(row.total),
+        "claimed_total": str(row.claimed_total),
+        "claim_count": row.claim_count,
+        "swept_total": str(row.swept_total),
+        "unclaimed": str(max(0, row.total - row.claimed_total - row.swept_total)),
+        "block_number": row.block_number,
+    }
 
 
 def list_rounds(

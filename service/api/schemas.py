@@ -434,6 +434,8 @@ class FullEntryOut(_Out):
     leaf_index: int
     entry_id: str
     entry_type: str
+    received_at: int = Field(description="Unix seconds when the log appended it.")
+    agreement_id: str | None = Field(description="The agreement it names (null: none).")
     data: str = Field(description="0x hex of the entry's canonical bytes.")
     salt: str | None = Field(
         description="0x hex of the entry's 32-byte salt; null for a legacy leaf (appended "
@@ -443,6 +445,9 @@ class FullEntryOut(_Out):
 
 class FullEntriesOut(_Out):
     tree_size: int
+    anchored_size: int = Field(
+        description="The latest checkpoint's tree size: a leaf below it has a receipt."
+    )
     start: int
     end: int
     next: int | None = Field(description="Where the next page starts; null on the last one.")
@@ -609,6 +614,12 @@ class RoundOut(_Loose):
     status: str = Field(description="draft | Proposed | Disputed | Cancelled | Finalized | Closed")
     on_chain: dict[str, Any] | None
     computed: dict[str, Any] | None
+    mirror: dict[str, Any] | None = Field(
+        default=None,
+        description="Claim progress from the indexer's mirror of the vault's events "
+        "(`claimed_total`, `claim_count`, `swept_total`, `unclaimed`, as of `block_number`); "
+        "null until the indexer has seen the round.",
+    )
 
 
 class RoundSummaryOut(_Loose):

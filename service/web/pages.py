@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from anyio import to_thread
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from service.api.context import ServiceContext
+from service.evidence.entries import ENTRY_CLASSES
 from service.web.client import COOKIE, Answer, Api
 
 HERE = Path(__file__).parent
@@ -31,7 +32,7 @@ router = APIRouter(include_in_schema=False)
 PAGE = 25
 """Rows per page of the explorer's tables."""
 HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
-ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+ENTRY_TYPES = tuple(ENTRY_CLASSES)
 ROUND_STATES = ("Proposed", "Disputed", "Cancelled", "Finalized", "Closed")
 
 
@@ -62,6 +63,11 @@ def _ago(seconds: float | None) -> str:
     if s < 172800:
         return f"{s // 3600} h"
     return f"{s // 86400} d"
+
+
+def _percent(part: Any, whole: Any) -> int:
+    """``100 * part // whole`` of two integer amounts (0 when ``whole`` is 0)."""
+    return 100 * int(part) // int(whole) if int(whole) else 0
 
 
 def _when(ts: Any) -> str:
@@ -213,6 +219,9 @@ async def overview_data(request: Request, api: Api) -> dict[str, Any]:
             data["metrics_visible"] = True
             items = _metric_samples(metrics.text, "tally_evidence_items_total")
             data["ingest"] = {k.split('"')[1]: int(v) for k, v in items.items() if '"' in k}
+            rejected = _metric_samples(metrics.text, "tally_evidence_rejections_total")
+            by_code = {k.split('"')[1]: int(v) for k, v in rejected.items() if '"' in k and v}
+            data["rejections"] = dict(sorted(by_code.items(), key=lambda kv: (-kv[1], kv[0])))
             errors: dict[str, int] = {}
             for labels, value in _metric_samples(metrics.text, "tally_http_requests_total").items():
                 found = dict(re.findall(r'(\w+)="([^"]*)"', labels))
@@ -243,17 +252,44 @@ async def overview_fragment(request: Request) -> HTMLResponse:
 # --- evidence explorer -------------------------------------------------------------------
 
 
+def _is_staff(me: dict[str, Any] | None) -> bool:
+    return me is not None and bool({"operator", "auditor"} & set(me.get("roles", [])))
+
+
+SEARCH_FIELDS = ("agreement", "party", "type", "from", "to")
+
+
 @router.get("/evidence", response_class=HTMLResponse)
 async def explorer(
     request: Request,
     q: str = "",
+    agreement: str = "",
     party: str = "",
+    entry_type: str = Query("", alias="type"),
+    from_: str = Query("", alias="from"),
+    to: str = "",
+    start: int = 0,
     page: int = 0,
 ) -> Response:
-    """Search by entry id (``q``), by party (their agreements), or browse the log."""
+    """Look up an entry id (``q``), search entries by agreement, party, type and period
+    (``GET /v1/evidence``'s filters, as the visitor may), or browse the log."""
     api = Api(request)
-    q, party, page = q.strip(), party.strip(), max(0, page)
-    values: dict[str, Any] = {"q": q, "party": party, "pageno": page, "problem": None}
+    me = await _whoami(api)
+    staff = _is_staff(me)
+    q, page, start = q.strip(), max(0, page), max(0, start)
+    search = {
+        k: v.strip()
+        for k, v in zip(SEARCH_FIELDS, (agreement, party, entry_type, from_, to), strict=True)
+        if v.strip()
+    }
+    values: dict[str, Any] = {
+        "q": q,
+        "search": search,
+        "pageno": page,
+        "problem": None,
+        "staff": staff,
+        "found": None,
+    }
     if q:
         if not HASH.match(q):
             values["problem"] = "an entry id is 0x and 64 hex digits"
@@ -262,39 +298,43 @@ async def explorer(
             if found.ok:
                 return RedirectResponse(f"/evidence/{q.lower()}", status_code=303)
             values["problem"] = _problem(found, f"entry {q[:12]}…")
-    if party:
-        if not ADDRESS.match(party):
-            values["problem"] = "a party is a 0x address (40 hex digits)"
+    elif search:
+        if me is None:
+            values["problem"] = (
+                "searching entries needs a sign-in: a participant searches its own, "
+                "the auditor and operator every entry (My account)"
+            )
         else:
-            got = await api.get("/v1/agreements", party=party, offset=page * PAGE, limit=PAGE)
+            if not staff and "party" not in search:
+                search["party"] = me["address"]  # a participant searches its own entries
+            got = await api.get("/v1/evidence", start=start, limit=PAGE, **search)
             if got.ok:
-                values["agreements"] = got.body
+                values["found"] = got.body
+                values["search"] = search
             else:
-                values["problem"] = _problem(got, "agreements of " + party[:10] + "…")
+                values["problem"] = _problem(got, "search")
     head = await api.get("/v1/log/checkpoints", limit=1)
     size = int(head.body["log"]["tree_size"]) if head.ok else 0
     end = max(0, size - page * PAGE)
-    start = max(0, end - PAGE)
+    first = max(0, end - PAGE)
     rows: list[dict[str, Any]] = []
-    me = await _whoami(api)
     # staff read the full entries (ids, types); everyone else the public log's leaves
-    staff = me is not None and bool({"operator", "auditor"} & set(me.get("roles", [])))
-    if end > start:
+    if end > first and values["found"] is None:
         if staff:
-            got = await api.get("/v1/evidence", start=start, end=end, limit=PAGE)
+            got = await api.get("/v1/evidence", start=first, end=end, limit=PAGE)
         else:
-            got = await api.get("/v1/log/entries", start=start, end=end)
+            got = await api.get("/v1/log/entries", start=first, end=end)
         if got.ok:
             rows = list(reversed(got.body["entries"]))
         else:
             values["problem"] = _problem(got, "log entries")
-    values["staff"] = staff
     values.update(
         size=size,
         rows=rows,
-        start=start,
+        start=first,
         end=end,
         pages=(size + PAGE - 1) // PAGE,
+        types=ENTRY_TYPES,
     )
     return await _render(request, api, "evidence.html", "evidence", **values)
 
@@ -449,7 +489,7 @@ async def round_page(request: Request, round_id: int) -> HTMLResponse:
     rnd = got.body
     on_chain = rnd.get("on_chain") or {}
     me = await _whoami(api)
-    staff = me is not None and bool({"operator", "auditor"} & set(me.get("roles", [])))
+    staff = _is_staff(me)
     payees: list[dict[str, Any]] = []
     note = None
     if me is None:
@@ -474,6 +514,7 @@ async def round_page(request: Request, round_id: int) -> HTMLResponse:
             if claim.ok:
                 payees.append(claim.body)
         payees.sort(key=lambda c: int(c["index"]))
+    mirror = rnd.get("mirror")
     total = int(on_chain.get("total") or 0)
     paid = int(on_chain.get("paid") or 0)
     claimed = sum(int(p["amount"]) for p in payees if p["claimed"])
@@ -493,7 +534,9 @@ async def round_page(request: Request, round_id: int) -> HTMLResponse:
         staff=staff,
         total=total,
         paid=paid,
-        paid_pct=(100 * paid // total) if total else 0,
+        paid_pct=_percent(paid, total),
+        mirror=mirror,
+        claimed_pct=_percent(mirror["claimed_total"], mirror["total"]) if mirror else 0,
         claimed_listed=claimed,
         note=note,
         problem=None,
@@ -507,7 +550,12 @@ async def round_page(request: Request, round_id: int) -> HTMLResponse:
 async def account(request: Request) -> HTMLResponse:
     api = Api(request)
     me = await _whoami(api)
-    values: dict[str, Any] = {"agreements": None, "statements": [], "problems": []}
+    values: dict[str, Any] = {
+        "agreements": None,
+        "receipts": None,
+        "statements": [],
+        "problems": [],
+    }
     if me is not None:
         address = me["address"]
         got = await api.get("/v1/agreements", party=address, limit=100)
@@ -515,6 +563,11 @@ async def account(request: Request) -> HTMLResponse:
             values["agreements"] = got.body
         else:
             values["problems"].append(_problem(got, "agreements"))
+        mine = await api.get("/v1/evidence", party=address, type="UsageReceipt", limit=PAGE)
+        if mine.ok:
+            values["receipts"] = mine.body
+        else:
+            values["problems"].append(_problem(mine, "my receipts"))
         rounds = await api.get("/v1/rounds", limit=100)
         if not rounds.ok:
             values["problems"].append(_problem(rounds, "rounds"))

@@ -81,6 +81,7 @@ def matrix(space: Space, eid: str) -> list[tuple[str, str, dict[str, int]]]:
         ("/v1/log/proof/inclusion", "/v1/log/proof/inclusion?leaf=1&size=4", ALL_200),
         ("/v1/log/proof/consistency", "/v1/log/proof/consistency?from=1&to=4", ALL_200),
         ("/v1/evidence", "/v1/evidence?start=0&limit=10", STAFF_ONLY),
+        ("/v1/evidence", f"/v1/evidence?party={p0}&type=UsageReceipt", OWN_OR_STAFF),
         ("/v1/evidence/{entry_id}", f"/v1/evidence/{eid}", PARTIES_ONLY),
         ("/v1/receipts/{entry_id}", f"/v1/receipts/{eid}", PARTIES_ONLY),
         ("/v1/participants", "/v1/participants", SIGNED_IN),

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from typing import Any
 
 import pytest
 
 from service.api.context import ServiceContext
+from service.web.pages import _tokens
 from tests.api.conftest import SignIn, TestClient, get_token
 from tests.api.test_evidence import anchor, post
 from tests.evidence.test_log import agreement, receipt
@@ -101,6 +103,54 @@ def test_metrics_figures_only_for_the_operator(
     assert int(dd(operator, "items-accepted")) >= 4
 
 
+def test_overview_counts_rejections_by_code(
+    client: TestClient, entries: list[str], space: Space, sign_in: SignIn
+) -> None:
+    """Two forged receipts and one with an unknown agreement: the operator's overview
+    counts each code as ``/metrics`` does (the counters are process-wide: deltas)."""
+    signed_in_client(client, get_token(client, space.operator))
+
+    def shown() -> dict[str, int]:
+        html = client.get("/fragments/overview").text
+        return {k: int(v) for k, v in re.findall(r'id="rejected-(\w+)">(\d+)<', html)}
+
+    def metric() -> dict[str, int]:
+        text = client.get("/metrics", headers=sign_in(space.operator)).text
+        return {
+            k: int(float(v))
+            for k, v in re.findall(r'tally_evidence_rejections_total\{code="(\w+)"\} (\S+)', text)
+        }
+
+    before = shown()
+    assert before == metric()
+    forged = receipt(space, 40).to_json()
+    forged["entry"]["units"] = int(forged["entry"]["units"]) + 1  # signatures now fail
+    stray = receipt(space, 41, agreementId=b"\x99" * 32).to_json()
+    r = client.post(
+        "/v1/evidence",
+        json={"entries": [forged, forged, stray]},
+        headers=sign_in(space.consumers[0]),
+    )
+    codes = [x["code"] for x in r.json()["results"]]
+    assert r.json()["rejected"] == 3 and len(set(codes)) == 2, codes
+    after = shown()
+    assert after == metric()
+    for code in set(codes):
+        assert after[code] - before.get(code, 0) == codes.count(code)
+
+
+def test_account_lists_my_receipts(client: TestClient, entries: list[str], space: Space) -> None:
+    signed_in_client(client, get_token(client, space.consumers[0]))
+    html = client.get("/account").text
+    table = html[html.index('id="my-receipts"') : html.index('id="h-st"')]
+    rows = re.findall(r'<td><a href="/evidence/(0x[0-9a-f]{64})">', table)
+    assert rows == entries[1:]  # the receipts, not the agreement
+    assert table.count(">verify</a>") == 2  # receipt 3 is pending
+    signed_in_client(client, get_token(client, space.providers[2]))  # party to nothing
+    other = client.get("/account").text
+    assert 'id="no-receipts"' in other and not any(e in other for e in entries)
+
+
 def test_explorer_pages_the_log_newest_first(
     client: TestClient, entries: list[str], space: Space
 ) -> None:
@@ -127,18 +177,35 @@ def test_explorer_pages_the_log_newest_first(
     assert "not found, or not yours to read" in missing
 
 
-def test_explorer_party_search_follows_the_agreements_route(
+def test_explorer_search_follows_the_evidence_route(
     client: TestClient, entries: list[str], space: Space
 ) -> None:
+    """The explorer's search is ``GET /v1/evidence``'s, as the visitor may: none signed
+    out, a participant its own entries only, staff anyone's."""
     party = space.consumers[0].address
+    aid = "0x" + agreement(space).entry.agreementId.hex()
     anonymous = client.get("/evidence", params={"party": party}).text
-    assert "sign in first" in anonymous and 'id="agreements"' not in anonymous
+    assert "searching entries needs a sign-in" in anonymous and 'id="found"' not in anonymous
     signed_in_client(client, get_token(client, space.providers[2]))  # not a party
     other = client.get("/evidence", params={"party": party}).text
-    assert "your role may not read this (role_required)" in other
+    assert "your role may not read this (role_required)" in other and 'id="found"' not in other
+    none = client.get("/evidence", params={"agreement": aid}).text  # searches its own
+    assert 'id="found-none"' in none
     signed_in_client(client, get_token(client, space.consumers[0]))
-    mine = client.get("/evidence", params={"party": party}).text
-    assert 'id="agreements"' in mine and f'href="/evidence/{entries[0]}"' in mine
+    mine = client.get("/evidence", params={"agreement": aid, "type": "UsageReceipt"}).text
+    api = client.get(
+        "/v1/evidence",
+        params={"party": party, "agreement": aid, "type": "UsageReceipt"},
+        headers={"Authorization": "Bearer " + get_token(client, space.consumers[0])},
+    ).json()
+    shown = re.findall(r'<td><a href="/evidence/(0x[0-9a-f]{64})">', mine)
+    assert shown == [e["entry_id"] for e in api["entries"]] == entries[1:]
+    assert mine.count(">verify</a>") == 2 and "pending" in mine  # receipt 3 is not anchored
+    signed_in_client(client, get_token(client, space.auditor))
+    staff = client.get("/evidence", params={"party": party, "from": "1970-01-02"}).text
+    assert re.findall(r'<td><a href="/evidence/(0x[0-9a-f]{64})">', staff) == entries
+    bad = client.get("/evidence", params={"from": "yesterday"}).text
+    assert "invalid_input" in bad and "yesterday" in bad
 
 
 @pytest.mark.parametrize("who", ["anonymous", "outsider", "party", "auditor", "operator"])
@@ -372,6 +439,20 @@ def test_demo_on_a_node_then_tally_serve_shows_its_data(tmp_path: Any) -> None:
             rounds = httpx.get(base + "/rounds", timeout=30).text
             right = summary["settlement"]["round_id"]
             assert f'href="/rounds/{right}"' in rounds and "Finalized" in rounds
+            # claim progress from the indexer's mirror (serve --index), once it caught up
+            paid = [c for c in summary["claims"] if c["tx_hash"] is not None]
+            deadline = time.monotonic() + 60
+            while True:
+                mirror = httpx.get(f"{base}/v1/rounds/{right}", timeout=30).json()["mirror"]
+                if mirror is not None and mirror["claim_count"] == len(paid):
+                    break
+                assert time.monotonic() < deadline, mirror
+                time.sleep(0.5)
+            assert mirror["claimed_total"] == str(sum(int(c["amount"]) for c in paid))
+            page = httpx.get(f"{base}/rounds/{right}", timeout=30).text
+            assert dd(page, "claim-count") == str(len(paid)) and paid
+            assert dd(page, "claim-unclaimed") == _tokens(mirror["unclaimed"])
+            assert dd(page, "claim-claimed") == _tokens(mirror["claimed_total"])
             verify = httpx.get(base + "/verify", timeout=30).text
             assert f'value="{node.url}"' in verify  # the node's own JSON-RPC, not /rpc
             assert httpx.post(base + "/rpc", json={}).status_code == 404

@@ -3,26 +3,29 @@
 Reads of full entries follow :mod:`service.api.access`: an entry and its receipt are
 served to the entry's parties, the auditor and the operator; to anyone else an entry
 is a 404 ``entry_not_found`` exactly like one that does not exist. ``GET /v1/evidence``
-pages through every full entry with its salt, in leaf order (auditor or operator)."""
+pages through every full entry with its salt, in leaf order (auditor or operator), and
+searches them by agreement, party, type and period (a participant: its own entries)."""
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
 from service.api.access import require_reader
+from service.api.auth import checksum
 from service.api.deps import (
     CtxDep,
     OptionalPrincipalDep,
     PrincipalDep,
     SessionDep,
     SettingsDep,
-    StaffDep,
 )
 from service.api.ingest import ingest_batch
 from service.api.queries import evidence_entry, full_entries, receipt
 from service.api.schemas import (
+    ADDRESS_PATTERN,
     HASH_PATTERN,
     MAX_INDEX,
     BatchOut,
@@ -34,6 +37,8 @@ from service.api.schemas import (
     ReceiptOut,
 )
 from service.errors import InvalidInput
+from service.evidence.entries import ENTRY_CLASSES
+from service.settlement.period import parse_time
 
 router = APIRouter(tags=["evidence"])
 
@@ -66,15 +71,28 @@ NOT_YOURS = (
 )
 
 
+_TIME_HELP = (
+    "Unix seconds or ISO 8601 (`2026-01-01`, `2026-01-01T08:00:00+08:00`; UTC when no "
+    "offset is given)."
+)
+EntryType = Enum("EntryType", {name: name for name in ENTRY_CLASSES}, type=str)  # type: ignore[misc]
+
+
 @router.get(
     "/v1/evidence",
     response_model=FullEntriesOut,
-    responses={403: {"model": ErrorOut, "description": "`role_required`: auditor or operator."}},
+    responses={
+        403: {
+            "model": ErrorOut,
+            "description": "`role_required`: the auditor or operator, or a participant "
+            "searching with `party` = its own address.",
+        }
+    },
 )
 def list_full_entries(
     session: SessionDep,
     settings: SettingsDep,
-    principal: StaffDep,
+    principal: PrincipalDep,
     start: Annotated[int, Query(ge=0, le=MAX_INDEX, description="First leaf index.")] = 0,
     end: Annotated[
         int | None, Query(ge=0, le=MAX_INDEX, description="Stop before this leaf index.")
@@ -85,14 +103,64 @@ def list_full_entries(
             ge=1, le=2**62, description="Entries per page (default 100, at most TALLY_PAGE_MAX)."
         ),
     ] = None,
+    agreement: Annotated[
+        str | None, Query(pattern=HASH_PATTERN, description="Only entries naming this agreement.")
+    ] = None,
+    party: Annotated[
+        str | None,
+        Query(
+            pattern=ADDRESS_PATTERN,
+            description="Only entries naming this address as consumer or provider, or "
+            "under an agreement that names it.",
+        ),
+    ] = None,
+    entry_type: Annotated[
+        EntryType | None, Query(alias="type", description="Only entries of this type.")
+    ] = None,
+    from_: Annotated[
+        str | None,
+        Query(
+            alias="from",
+            max_length=64,
+            description="Only entries whose period (an agreement's: its validity) ends after "
+            "this time. " + _TIME_HELP,
+        ),
+    ] = None,
+    to: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="Only entries whose period starts before this time (excluded). "
+            + _TIME_HELP,
+        ),
+    ] = None,
 ) -> dict[str, Any]:
-    """Every full entry ``start <= leaf < end`` (default: to the log's end) in leaf order,
-    with its canonical bytes and salt (null: a legacy leaf), for the auditor and the
-    operator: what ``tally audit log --api`` rebuilds each leaf from. Follow ``next``."""
+    """Full entries ``start <= leaf < end`` (default: to the log's end) in leaf order,
+    with canonical bytes and salt (null: a legacy leaf): what ``tally audit log --api``
+    rebuilds each leaf from, and the dashboard's explorer searches. Filters narrow the
+    range; a page then holds up to ``limit`` matches. Follow ``next``.
+
+    The auditor and the operator read every entry. A participant may search with
+    ``party`` set to its own address: it then reads the entries it is a named party to."""
+    who = None if party is None else checksum(party)
+    if who is None:
+        principal.require("operator", "auditor")
+    else:
+        principal.require_self_or(who, "operator", "auditor")
     if limit is not None and limit > settings.page_max:
         raise InvalidInput(f"limit must be at most {settings.page_max}, got {limit}")
     count = settings.page_max if limit is None else limit
-    return full_entries(session=session, start=start, end=end, limit=count)
+    return full_entries(
+        session=session,
+        start=start,
+        end=end,
+        limit=count,
+        agreement=agreement,
+        party=who,
+        entry_type=None if entry_type is None else entry_type.value,
+        period_from=None if from_ is None else parse_time(from_, "from"),
+        period_to=None if to is None else parse_time(to, "to"),
+    )
 
 
 @router.get(

@@ -321,14 +321,29 @@ def _mirrored_progress(
 ) -> dict[str, Any] | None:
     """The round's claim progress as the indexer mirrored it from the vault's events
     (None: not mirrored yet): what was claimed, by how many claims, and swept, as of
-    ``block_number``. Individual claims stay with their payee and staff (``/claims``)."""
-    from service.indexer.models import Round
+    ``block_number``, and the round's steps (``history``: each status-changing event).
+    Individual claims stay with their payee and staff (``/claims``)."""
+    from service.indexer.models import Round, RoundStatusChange
 
+    contract = vault.address.lower()
     with Session(engine) as session:
-        row = session.get(Round, (chain.chain_id, vault.address.lower(), round_id))
+        row = session.get(Round, (chain.chain_id, contract, round_id))
+        steps = session.exec(
+            select(RoundStatusChange)
+            .where(
+                col(RoundStatusChange.chain_id) == chain.chain_id,
+                col(RoundStatusChange.contract) == contract,
+                col(RoundStatusChange.round_id) == round_id,
+            )
+            .order_by(col(RoundStatusChange.block_number), col(RoundStatusChange.log_index))
+        ).all()
     if row is None:
         return None
     return {
+        "history": [
+            {"event": s.event, "status": s.status.capitalize(), "block_number": s.block_number}
+            for s in steps
+        ],
         "status": row.status.capitalize(),
         "total": str(row.total),
         "claimed_total": str(row.claimed_total),

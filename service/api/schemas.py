@@ -617,7 +617,8 @@ class RoundOut(_Loose):
     mirror: dict[str, Any] | None = Field(
         default=None,
         description="Claim progress from the indexer's mirror of the vault's events "
-        "(`claimed_total`, `claim_count`, `swept_total`, `unclaimed`, as of `block_number`); "
+        "(`claimed_total`, `claim_count`, `swept_total`, `unclaimed`, as of `block_number`) "
+        "and its `history`: each status-changing event (`event`, `status`, `block_number`); "
         "null until the indexer has seen the round.",
     )
 

@@ -441,9 +441,11 @@ async def rounds_page(request: Request) -> HTMLResponse:
     )
 
 
-def _steps(status: str, on_chain: dict[str, Any] | None) -> list[dict[str, Any]]:
+def _steps(status: str, visited: set[str]) -> list[dict[str, Any]]:
     """The state machine's steps with this round's position: proposed, then challenged
-    (disputed) and cancelled, or finalized, then swept (closed)."""
+    (disputed) and cancelled, or finalized, then swept (closed). ``visited``: the statuses
+    the indexer's mirror saw the round pass through (the vault keeps only the current one,
+    so a challenge shows once the mirror has it)."""
     order = {
         "draft": [],
         "Proposed": ["Proposed"],
@@ -452,8 +454,7 @@ def _steps(status: str, on_chain: dict[str, Any] | None) -> list[dict[str, Any]]
         "Finalized": ["Proposed", "Finalized"],
         "Closed": ["Proposed", "Finalized", "Closed"],
     }.get(status, [])
-    if status == "Cancelled" and on_chain and on_chain.get("disputed_at"):
-        order = ["Proposed", "Disputed", "Cancelled"]
+    done = set(order) | (visited if order else set())
     labels = {
         "Proposed": "proposed",
         "Disputed": "challenged",
@@ -462,12 +463,7 @@ def _steps(status: str, on_chain: dict[str, Any] | None) -> list[dict[str, Any]]
         "Closed": "swept",
     }
     return [
-        {
-            "name": labels[s],
-            "state": s,
-            "done": s in order,
-            "current": s == status,
-        }
+        {"name": labels[s], "state": s, "done": s in done, "current": s == status}
         for s in ("Proposed", "Disputed", "Cancelled", "Finalized", "Closed")
     ]
 
@@ -525,7 +521,7 @@ async def round_page(request: Request, round_id: int) -> HTMLResponse:
         "rounds",
         rnd=rnd,
         on_chain=on_chain,
-        steps=_steps(rnd["status"], on_chain),
+        steps=_steps(rnd["status"], {h["status"] for h in (mirror or {}).get("history", [])}),
         payees=payees,
         shares=[
             {"account": p["account"], "amount": str(p["amount"]), "claimed": p["claimed"]}

@@ -29,6 +29,11 @@ def dd(html: str, element_id: str) -> str:
     return found.group(1).strip()
 
 
+def steps(html: str) -> set[str]:
+    """The names of a round page's state-machine steps marked done."""
+    return set(re.findall(r'<li class="done[^"]*"[^>]*>(\w+)</li>', html))
+
+
 def signed_in_client(client: TestClient, token: str) -> TestClient:
     r = client.post("/session", json={"token": token})
     assert r.status_code == 200, r.text
@@ -451,6 +456,14 @@ def test_demo_on_a_node_then_tally_serve_shows_its_data(tmp_path: Any) -> None:
             assert mirror["claimed_total"] == str(sum(int(c["amount"]) for c in paid))
             page = httpx.get(f"{base}/rounds/{right}", timeout=30).text
             assert dd(page, "claim-count") == str(len(paid)) and paid
+            assert steps(page) == {"proposed", "finalized"}  # not swept yet
+            # the cheat's round: challenged, then cancelled by the arbiter (the vault keeps
+            # only "Cancelled"; the challenge is the mirror's)
+            wrong = summary["rejected_round"]
+            assert wrong["dispute"]["challenged"], wrong
+            cancelled = httpx.get(f"{base}/rounds/{wrong['round_id']}", timeout=30).text
+            assert steps(cancelled) == {"proposed", "challenged", "cancelled"}
+            assert 'aria-current="step">cancelled<' in cancelled
             assert dd(page, "claim-unclaimed") == _tokens(mirror["unclaimed"])
             assert dd(page, "claim-claimed") == _tokens(mirror["claimed_total"])
             verify = httpx.get(base + "/verify", timeout=30).text

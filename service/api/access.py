@@ -73,11 +73,14 @@ def hidden(eid: str, **detail: Any) -> EntryNotFound:
 
 def require_reader(
     *, session: Session, principal: Principal | None, eid: str, **detail: Any
-) -> None:
-    """Raise :func:`hidden` (``eid`` as the caller wrote it, with ``detail``) unless entry
-    ``eid`` exists and ``principal`` may read it."""
+) -> tuple[LogEntry, SignedEntry]:
+    """Entry ``eid``'s row and decoded entry (for the route to serve without reading it
+    again); raise :func:`hidden` (``eid`` as the caller wrote it, with ``detail``) unless
+    it exists and ``principal`` may read it."""
     row = session.exec(select(LogEntry).where(LogEntry.entry_id == eid.lower())).first()
     if row is None:
         raise hidden(eid, **detail)
-    if not may_read(session=session, principal=principal, signed=decode_entry(row.data)):
+    signed = decode_entry(row.data)
+    if not may_read(session=session, principal=principal, signed=signed):
         raise hidden(eid, **detail)
+    return row, signed

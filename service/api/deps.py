@@ -15,12 +15,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
+from anyio import to_thread
 from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
 from service.api.auth import API_KEY_PREFIX, Principal, admit, api_key_address, verify_token
 from service.api.context import ServiceContext
+from service.api.limits import RateLimiter
 from service.errors import InvalidInput, InvalidToken, RateLimited, Unauthenticated
 from service.settings import Settings
 
@@ -33,7 +35,14 @@ _api_key = APIKeyHeader(
 )
 
 
-def get_context(request: Request) -> ServiceContext:
+# The dependencies that only compute (the context, a token's signature, the in-process
+# rate limit, a cached registry answer) are coroutines: FastAPI runs a plain ``def``
+# dependency in the thread pool, a hop per dependency per request that the profile of
+# GET /v1/receipts showed costing more than the checks themselves. What may block (the
+# database, the chain) still runs in a worker thread (``to_thread``).
+
+
+async def get_context(request: Request) -> ServiceContext:
     ctx: ServiceContext = request.app.state.ctx
     return ctx
 
@@ -41,7 +50,7 @@ def get_context(request: Request) -> ServiceContext:
 CtxDep = Annotated[ServiceContext, Depends(get_context)]
 
 
-def get_settings_dep(ctx: CtxDep) -> Settings:
+async def get_settings_dep(ctx: CtxDep) -> Settings:
     return ctx.settings
 
 
@@ -62,7 +71,7 @@ class Caller:
     via: str  # "token" | "api_key"
 
 
-def caller(
+async def caller(
     ctx: CtxDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
@@ -83,26 +92,38 @@ def caller(
         )
         return Caller(address, "token")
     if api_key is not None:
-        with Session(ctx.engine) as session:
-            return Caller(api_key_address(session=session, key=api_key), "api_key")
+        key = api_key
+
+        def lookup() -> str:
+            with Session(ctx.engine) as session:
+                return api_key_address(session=session, key=key)
+
+        return Caller(await to_thread.run_sync(lookup), "api_key")
     return None
 
 
 CallerDep = Annotated[Caller | None, Depends(caller)]
 
 
-def rate_limit(request: Request, ctx: CtxDep, who: CallerDep) -> None:
+async def rate_limit(request: Request, ctx: CtxDep, who: CallerDep) -> None:
     """One token from the caller's bucket, or 429 with Retry-After."""
     client = request.client.host if request.client else "unknown"
-    wait = ctx.limiter.take(who.address if who is not None else f"ip:{client}")
+    key = who.address if who is not None else f"ip:{client}"
+    limiter = ctx.limiter
+    if isinstance(limiter, RateLimiter):  # in this process: a lock and arithmetic
+        wait = limiter.take(key)
+    else:  # the shared PostgreSQL bucket: a statement
+        wait = await to_thread.run_sync(limiter.take, key)
     if wait is not None:
         raise RateLimited(f"too many requests; retry in {wait:.1f}s", retry_after_s=round(wait, 3))
 
 
-def optional_principal(ctx: CtxDep, who: CallerDep) -> Principal | None:
+async def optional_principal(ctx: CtxDep, who: CallerDep) -> Principal | None:
     if who is None:
         return None
-    party = ctx.directory.party(who.address)
+    party = ctx.directory.cached(who.address)
+    if party is None:  # a registry read on the chain
+        party = await to_thread.run_sync(ctx.directory.party, who.address)
     admit(party)
     if who.via == "api_key" and not party.operator:
         raise InvalidToken("the API key's operator no longer holds the operator role")
@@ -112,7 +133,7 @@ def optional_principal(ctx: CtxDep, who: CallerDep) -> Principal | None:
 OptionalPrincipalDep = Annotated[Principal | None, Depends(optional_principal)]
 
 
-def current_principal(principal: OptionalPrincipalDep) -> Principal:
+async def current_principal(principal: OptionalPrincipalDep) -> Principal:
     if principal is None:
         raise Unauthenticated("sign in first: POST /v1/auth/challenge, then /v1/auth/token")
     return principal
@@ -121,7 +142,7 @@ def current_principal(principal: OptionalPrincipalDep) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
-def operator(principal: PrincipalDep) -> Principal:
+async def operator(principal: PrincipalDep) -> Principal:
     principal.require("operator")
     return principal
 
@@ -129,7 +150,7 @@ def operator(principal: PrincipalDep) -> Principal:
 OperatorDep = Annotated[Principal, Depends(operator)]
 
 
-def staff(principal: PrincipalDep) -> Principal:
+async def staff(principal: PrincipalDep) -> Principal:
     principal.require("operator", "auditor")
     return principal
 
@@ -148,7 +169,7 @@ class Page:
         self.limit = limit
 
 
-def page(
+async def page(
     settings: SettingsDep,
     offset: Annotated[int, Query(ge=0, le=2**62, description="Items to skip.")] = 0,
     limit: Annotated[

@@ -105,6 +105,16 @@ class LiveDirectory:
             registered_block=int(registered_at),
         )
 
+    def cached(self, address: str) -> Party | None:
+        """The cached party when it is younger than ``ttl_s`` (None: ask :meth:`party`)."""
+        if self._ttl <= 0:
+            return None
+        with self._lock:
+            hit = self._cache.get(address)
+        if hit is not None and self._clock() - hit[0] < self._ttl:
+            return hit[1]
+        return None
+
     def party(self, address: str) -> Party:
         """The party, from the cache when it is younger than ``ttl_s``."""
         now = self._clock()

@@ -23,6 +23,7 @@ from service.errors import (
     TreeSizeNotFound,
 )
 from service.evidence.anchor import latest_anchor
+from service.evidence.entries import SignedEntry
 from service.evidence.log import get_entry, leaf_data_at
 from service.evidence.merkle import leaf_hash
 from service.evidence.models import AgreementRow, AnchorRow, EntryCommitment, LogEntry
@@ -155,9 +156,12 @@ def consistency(*, session: Session, old: int, new: int) -> dict[str, Any]:
 # --- entries and receipts ---------------------------------------------------------------
 
 
-def evidence_entry(*, session: Session, eid: str) -> dict[str, Any]:
-    """One log entry: its message, signatures, place in the log and canonical bytes."""
-    row, signed = get_entry(session=session, eid=eid)
+def evidence_entry(
+    *, session: Session, eid: str, entry: tuple[LogEntry, SignedEntry] | None = None
+) -> dict[str, Any]:
+    """One log entry: its message, signatures, place in the log and canonical bytes
+    (``entry``: its row and decoded entry, when already read)."""
+    row, signed = get_entry(session=session, eid=eid) if entry is None else entry
     body = signed.to_json()
     return {
         "entry_id": row.entry_id,
@@ -281,8 +285,10 @@ def receipt(
     eid: str,
     note_signer: NoteSigner | None = None,
     witnesses: tuple[CosignatureV1Verifier, ...] = (),
+    entry: tuple[LogEntry, SignedEntry] | None = None,
 ) -> dict[str, Any]:
-    """The receipt document of an anchored entry, or a 404 that says how far it got.
+    """The receipt document of an anchored entry, or a 404 that says how far it got
+    (``entry``: its row and decoded entry, when already read).
 
     The error carries ``status``: ``"pending"`` (in the log, no checkpoint covers it
     yet; with ``leaf_index``) or ``"unknown"`` (not in the log). With the space's
@@ -290,10 +296,17 @@ def receipt(
     """
     try:
         return build_receipt(
-            session=session, eid=eid.lower(), note_signer=note_signer, witnesses=witnesses
+            session=session,
+            eid=eid.lower(),
+            note_signer=note_signer,
+            witnesses=witnesses,
+            entry=entry,
         )
     except NotAnchored as err:
-        row = session.exec(select(LogEntry).where(LogEntry.entry_id == eid.lower())).one()
+        if entry is not None:
+            row = entry[0]
+        else:
+            row = session.exec(select(LogEntry).where(LogEntry.entry_id == eid.lower())).one()
         raise NotAnchored(err.message, status="pending", leaf_index=row.leaf_index) from None
     except EntryNotFound as err:
         raise EntryNotFound(err.message, status="unknown") from None

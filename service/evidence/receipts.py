@@ -32,7 +32,7 @@ from service.evidence import commitment
 from service.evidence.eip712 import Domain
 from service.evidence.entries import SignedEntry
 from service.evidence.log import entry_salt, get_entry
-from service.evidence.models import AnchorRow
+from service.evidence.models import AnchorRow, LogEntry
 from service.evidence.tiles import MerkleLog, SqlTileStorage
 
 if TYPE_CHECKING:
@@ -49,10 +49,12 @@ def build_receipt(
     eid: str,
     note_signer: NoteSigner | None = None,
     witnesses: tuple[CosignatureV1Verifier, ...] = (),
+    entry: tuple[LogEntry, SignedEntry] | None = None,
 ) -> dict[str, Any]:
     """The receipt of entry ``eid`` against the first checkpoint that covers it; with a
-    ``note_signer``, its ``cosignatures`` note (the configured ``witnesses``' lines)."""
-    row, signed = get_entry(session=session, eid=eid)
+    ``note_signer``, its ``cosignatures`` note (the configured ``witnesses``' lines).
+    ``entry``: its row and decoded entry when the caller has read them already."""
+    row, signed = get_entry(session=session, eid=eid) if entry is None else entry
     anchor = session.exec(
         select(AnchorRow)
         .where(AnchorRow.tree_size > row.leaf_index)

@@ -173,8 +173,8 @@ def get_evidence(
 ) -> dict[str, Any]:
     """One log entry: message, signatures, leaf index, canonical bytes (its parties, the
     auditor and the operator only)."""
-    require_reader(session=session, principal=principal, eid=entry_id)
-    return evidence_entry(session=session, eid=entry_id)
+    entry = require_reader(session=session, principal=principal, eid=entry_id)
+    return evidence_entry(session=session, eid=entry_id, entry=entry)
 
 
 @router.get(
@@ -194,7 +194,13 @@ def get_receipt(
     """The receipt document of an anchored entry (save it; audit it anywhere); with the
     space's cosigned checkpoint note in ``cosignatures`` when it has a note key. Its
     parties, the auditor and the operator only (it carries the full entry and salt)."""
-    require_reader(session=session, principal=principal, eid=entry_id.lower(), status="unknown")
+    entry = require_reader(
+        session=session, principal=principal, eid=entry_id.lower(), status="unknown"
+    )
     return receipt(
-        session=session, eid=entry_id, note_signer=ctx.note_signer, witnesses=ctx.witnesses
+        session=session,
+        eid=entry_id,
+        note_signer=ctx.note_signer,
+        witnesses=ctx.witnesses,
+        entry=entry,
     )

@@ -210,12 +210,7 @@ def full_entries(
     if agreement is not None:
         filters.append(col(LogEntry.agreement_id) == agreement.lower())
     if party is not None:
-        theirs = select(AgreementRow.agreement_id).where(
-            or_(
-                col(AgreementRow.consumer) == party,
-                col(AgreementRow.providers).contains(party),
-            )
-        )
+        theirs = select(AgreementRow.agreement_id).where(_names(party))
         filters.append(
             or_(
                 col(LogEntry.consumer) == party,
@@ -312,12 +307,14 @@ def receipt(
         raise EntryNotFound(err.message, status="unknown") from None
 
 
+def _names(party: str) -> Any:
+    """The agreements in which ``party`` (checksummed) is the consumer or a provider."""
+    return or_(col(AgreementRow.consumer) == party, col(AgreementRow.providers).contains(party))
+
+
 def agreements_of(*, session: Session, party: str, offset: int, limit: int) -> dict[str, Any]:
     """Agreements in which ``party`` (checksummed) is the consumer or a provider."""
-    where = or_(
-        col(AgreementRow.consumer) == party,
-        col(AgreementRow.providers).contains(party),
-    )
+    where = _names(party)
     total = session.exec(select(func.count()).select_from(AgreementRow).where(where)).one()
     rows = session.exec(
         select(AgreementRow)

@@ -30,6 +30,10 @@ ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
 HASH_PATTERN = r"^0x[0-9a-fA-F]{64}$"
 MAX_INDEX = 2**62  # offsets, leaf indices, sizes (BIGINT columns)
 MAX_TIME = 2**63 - 1  # unix seconds in uint64 fields stored as BIGINT
+TIME_HELP = (
+    "Unix seconds (`1767225600`) or ISO 8601 (`2026-01-01`, `2026-01-01T08:00:00+08:00`;"
+    " UTC when no offset is given)."
+)
 
 
 class _Out(BaseModel):

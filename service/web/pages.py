@@ -310,7 +310,6 @@ async def explorer(
             got = await api.get("/v1/evidence", start=start, limit=PAGE, **search)
             if got.ok:
                 values["found"] = got.body
-                values["search"] = search
             else:
                 values["problem"] = _problem(got, "search")
     head = await api.get("/v1/log/checkpoints", limit=1)

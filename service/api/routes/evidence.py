@@ -28,6 +28,7 @@ from service.api.schemas import (
     ADDRESS_PATTERN,
     HASH_PATTERN,
     MAX_INDEX,
+    TIME_HELP,
     BatchOut,
     ErrorOut,
     EvidenceBatchIn,
@@ -71,10 +72,6 @@ NOT_YOURS = (
 )
 
 
-_TIME_HELP = (
-    "Unix seconds or ISO 8601 (`2026-01-01`, `2026-01-01T08:00:00+08:00`; UTC when no "
-    "offset is given)."
-)
 EntryType = Enum("EntryType", {name: name for name in ENTRY_CLASSES}, type=str)  # type: ignore[misc]
 
 
@@ -123,7 +120,7 @@ def list_full_entries(
             alias="from",
             max_length=64,
             description="Only entries whose period (an agreement's: its validity) ends after "
-            "this time. " + _TIME_HELP,
+            "this time. " + TIME_HELP,
         ),
     ] = None,
     to: Annotated[
@@ -131,7 +128,7 @@ def list_full_entries(
         Query(
             max_length=64,
             description="Only entries whose period starts before this time (excluded). "
-            + _TIME_HELP,
+            + TIME_HELP,
         ),
     ] = None,
 ) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from service.api.deps import CtxDep, OperatorDep, PageDep, PrincipalDep
 from service.api.schemas import (
     ADDRESS_PATTERN,
     MAX_INDEX,
+    TIME_HELP,
     BillOut,
     ClaimOut,
     RoundDraftOut,
@@ -30,10 +31,6 @@ router = APIRouter(tags=["rounds"])
 RoundIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="The round id.")]
 AddressPath = Annotated[str, Path(pattern=ADDRESS_PATTERN)]
 STAFF = ("operator", "auditor")
-_TIME_HELP = (
-    "Unix seconds (`1767225600`) or ISO 8601 (`2026-01-01`, `2026-01-01T08:00:00+08:00`;"
-    " UTC when no offset is given)."
-)
 
 
 @router.post("/v1/rounds", response_model=RoundDraftOut)
@@ -174,8 +171,8 @@ def bill(
     address: AddressPath,
     ctx: CtxDep,
     principal: PrincipalDep,
-    from_: Annotated[str, Query(alias="from", max_length=64, description=_TIME_HELP)],
-    to: Annotated[str, Query(max_length=64, description=_TIME_HELP + " Excluded.")],
+    from_: Annotated[str, Query(alias="from", max_length=64, description=TIME_HELP)],
+    to: Annotated[str, Query(max_length=64, description=TIME_HELP + " Excluded.")],
     checkpoint: Annotated[int | None, Query(ge=0, le=MAX_INDEX)] = None,
 ) -> dict[str, Any]:
     """What consumer ``address`` owes for ``[from, to)`` under a checkpoint (default: the

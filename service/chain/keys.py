@@ -167,6 +167,19 @@ def new_note_skey(origin: str) -> str:
     return NoteSigner.generate(origin).skey()
 
 
+def write_new_secret(path: Path, text: str) -> None:
+    """Write ``text`` to a new file readable by its owner only (mode 0600, created
+    exclusively: an existing file, a key perhaps, is never overwritten)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"{path} exists: not overwriting a key") from None
+    except OSError as err:
+        raise ConfigError(f"cannot create {path}: {err.strerror}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
 def _scrypt(salt: bytes, n: int, r: int, p: int) -> Scrypt:
     return Scrypt(salt=salt, length=32, n=n, r=r, p=p)
 

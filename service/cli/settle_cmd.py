@@ -44,7 +44,10 @@ withdraw_app = typer.Typer(
     help="Take your free balance out of the vault, after the vault's notice period.",
     no_args_is_help=True,
 )
-log_app = typer.Typer(help="Export the evidence log for auditors.", no_args_is_help=True)
+log_app = typer.Typer(
+    help="Export the evidence log for auditors; make its checkpoint note key.",
+    no_args_is_help=True,
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 KeyEnvOpt = Annotated[
@@ -660,6 +663,38 @@ def log_export(
         f"exported {header['tree_size']} entries (checkpoint {header['seq']}, root "
         f"{header['root']}) to {out}"
     )
+
+
+@log_app.command("keygen")
+def log_keygen(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Write the note private key here (0600).")
+    ],
+    network: NetworkOpt = None,
+    deployment: DeploymentOpt = None,
+) -> None:
+    """Make the log's checkpoint note key (Ed25519, C2SP signed note) for keys.source
+    "env", named after this space's origin, and print the origin and the vkey witnesses
+    pin. Serve with TALLY_NOTE_KEY set to the file's one line; the key is never printed.
+    The origin is what tally serve computes: TALLY_SPACE_NAME (else TALLY_SIWE_DOMAIN),
+    the chain id and the deployment's EvidenceLedger (--deployment, else
+    TALLY_DEPLOYMENT_FILE, else the network's)."""
+    from service.api.context import note_origin
+    from service.chain.config import deployment_path, load_deployment, load_network
+    from service.chain.keys import new_note_skey, write_new_secret
+    from service.witness.note import NoteSigner
+
+    settings = get_settings()
+    dep = load_deployment(
+        deployment
+        or settings.deployment_file
+        or deployment_path(load_network(network or settings.network).name)
+    )
+    origin = note_origin(settings, dep.chain_id, dep.address("EvidenceLedger"))
+    skey = new_note_skey(origin)
+    write_new_secret(out, skey + "\n")
+    typer.echo(f"origin {origin}")
+    typer.echo(f"vkey   {NoteSigner.from_skey(skey).vkey()}")
 
 
 def audit_settlement_cmd(

@@ -218,13 +218,9 @@ def keygen(
 
     The private key goes to --out (mode 0600); the vkey printed is what spaces and
     auditors pin."""
+    from service.chain.keys import write_new_secret
     from service.witness.note import CosignatureV1Signer
 
     signer = CosignatureV1Signer.generate(name)
-    try:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise ConfigError(f"{out} exists: not overwriting a key") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(signer.skey() + "\n")
+    write_new_secret(out, signer.skey() + "\n")
     typer.echo(signer.vkey())

@@ -81,3 +81,45 @@ def test_serve_signs_with_the_env_note_key_and_never_logs_it(
     finally:
         server.stop()
     assert "no note key" in log2.read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.mark.anvil
+def test_tally_log_keygen_makes_the_key_serve_signs_with(
+    anvil_space: Space, tmp_path: Path
+) -> None:
+    """``tally log keygen`` names the key after the origin ``tally serve`` computes from the
+    same settings (serve refuses a key named otherwise): served with it, ``/v1/log/key``
+    gives the printed origin and vkey. The file is 0600, the key is not printed, and a
+    second run does not overwrite it."""
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    db_url = f"sqlite:///{tmp_path}/tally.db"
+    env = _env(tmp_path, anvil_space, db_url)
+    key = tmp_path / "note.key"
+    cmd = [sys.executable, "-m", "service.cli", "log", "keygen", "--out", str(key)]
+    made = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    skey = key.read_text().strip()
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    assert skey.split("+", 4)[4] not in made.stdout + made.stderr
+    printed = dict(line.split(maxsplit=1) for line in made.stdout.splitlines())
+    ledger = anvil_space.contracts.ledger.address
+    origin = space_origin(space="space-a.example", chain_id=31337, ledger=ledger)
+    signer = NoteSigner.from_skey(skey)
+    assert printed["origin"] == origin == signer.name
+    assert printed["vkey"] == signer.verifier().vkey()
+    server = ServeProcess(
+        env=env | {"TALLY_NOTE_KEY": skey}, port=free_port(), log_path=tmp_path / "serve.log"
+    ).start()
+    try:
+        served = httpx.get(server.url + "/v1/log/key", timeout=30).json()
+        assert (served["origin"], served["vkey"]) == (origin, printed["vkey"])
+    finally:
+        server.stop()
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode != 0 and key.read_text().strip() == skey
+    lines = again.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error[config_invalid]")

@@ -45,11 +45,12 @@ def dev_accounts(count: int) -> list[LocalAccount]:
     return [dev_account(i) for i in range(count)]
 
 
-def env_account(var: str) -> LocalAccount:
-    """The private key in environment variable ``var`` (``--key-env VAR``)."""
+def env_account(var: str, *, missing: str | None = None) -> LocalAccount:
+    """The private key in environment variable ``var`` (``--key-env VAR``); ``missing``:
+    the error when it is unset or empty."""
     value = os.environ.get(var)
     if not value:
-        raise ConfigError(f"environment variable {var} holds no private key")
+        raise ConfigError(missing or f"environment variable {var} holds no private key")
     try:
         acct: LocalAccount = Account.from_key(value.strip())
     except (ValueError, TypeError):
@@ -65,14 +66,8 @@ def operator_account(network: NetworkConfig) -> LocalAccount:
             raise ConfigError(f"network {network.name}: the dev mnemonic is refused here")
         return dev_account(0)
     if keys.source == "env":
-        value = os.environ.get(keys.env_var)
-        if not value:
-            raise ConfigError(f"network {network.name}: set {keys.env_var} to the operator key")
-        try:
-            acct: LocalAccount = Account.from_key(value.strip())
-        except (ValueError, TypeError):
-            raise ConfigError(f"{keys.env_var} is not a valid private key") from None
-        return acct
+        missing = f"network {network.name}: set {keys.env_var} to the operator key"
+        return env_account(keys.env_var, missing=missing)
     assert keys.keystore_path is not None  # checked by the config model
     password = os.environ.get(keys.password_env)
     if password is None:
@@ -86,7 +81,7 @@ def operator_account(network: NetworkConfig) -> LocalAccount:
         raise ConfigError(
             f"keystore {keys.keystore_path}: cannot decrypt (wrong password?)"
         ) from None
-    acct = Account.from_key(key)
+    acct: LocalAccount = Account.from_key(key)
     return acct
 
 

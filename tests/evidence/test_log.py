@@ -179,14 +179,8 @@ def test_wrong_domain_is_refused(engine: Engine, space: Space) -> None:
 
 def test_quality_attestation_by_consumer_or_auditor(engine: Engine, space: Space) -> None:
     ingest(engine, space, [agreement(space)])
-    q = QualityAttestation(
-        agreementId=AG,
-        provider=space.providers[0].address,
-        periodStart=T0,
-        periodEnd=T0 + 5,
-        scoreBps=9000,
-    )
-    by_consumer = sign_entry(q, space.domain, [space.key(space.consumers[0])])
+    by_consumer = attestation(space)
+    q = by_consumer.entry
     by_auditor = sign_entry(q, space.domain, [space.key(space.auditor)])
     by_provider = sign_entry(q, space.domain, [space.key(space.providers[1])])
     assert _codes(ingest(engine, space, [by_consumer, by_auditor, by_provider])) == [

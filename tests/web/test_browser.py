@@ -96,6 +96,8 @@ def sign_out(browser: Any, server: DemoServer) -> None:
 
 
 def test_every_page_loads_without_console_errors(browser: Any, demo_server: DemoServer) -> None:
+    from selenium.webdriver.common.by import By
+
     entry = sorted((demo_server.out / "receipts").glob("0x*.json"))[0].stem
     operator = key_of(demo_server.participant("data-space operator"))
     for signed_in in (False, True):
@@ -103,6 +105,7 @@ def test_every_page_loads_without_console_errors(browser: Any, demo_server: Demo
         if signed_in:  # the operator may read every entry
             sign_in_in_page(browser, demo_server, operator)
             pages["entry"] = f"/evidence/{entry}"
+            pages["search"] = "/evidence?type=UsageReceipt&from=2026-01-01"
         for path in pages.values():
             browser.get(demo_server.url + path)
             wait_for(lambda: browser.execute_script("return document.readyState") == "complete")
@@ -110,6 +113,8 @@ def test_every_page_loads_without_console_errors(browser: Any, demo_server: Demo
             errors = console_errors(browser)
             assert errors == [], f"{path} (signed in: {signed_in}): {errors}"
             assert browser.title.endswith("Tally dashboard")
+            if path == pages.get("search"):  # the operator's search found receipts
+                assert browser.find_elements(By.CSS_SELECTOR, "#found tbody tr")
     # a page that is not there is one clear line, not a stack trace
     browser.get(demo_server.url + "/evidence/0x" + "00" * 32)
     assert "not found" in text(browser, "#problem")

@@ -117,12 +117,10 @@ class LiveDirectory:
 
     def party(self, address: str) -> Party:
         """The party, from the cache when it is younger than ``ttl_s``."""
+        hit = self.cached(address)
+        if hit is not None:
+            return hit
         now = self._clock()
-        if self._ttl > 0:
-            with self._lock:
-                hit = self._cache.get(address)
-            if hit is not None and now - hit[0] < self._ttl:
-                return hit[1]
         party = self.record(address).party
         if self._ttl > 0:
             with self._lock:

@@ -66,6 +66,7 @@ __all__ = [
     "public_key_to_address",
     "recover_address_bytes",
     "recover_jobs",
+    "recover_jobs_started",
     "recover_signer",
     "sign_digest",
     "to_checksum_address",
@@ -464,3 +465,20 @@ def recover_jobs(jobs: Iterable[tuple[bytes, bytes]]) -> list[bytes | str]:
         except InvalidSignature as exc:
             out.append(exc.message)
     return out
+
+
+_started: Any = None  # a worker's multiprocessing semaphore, set by start_worker
+
+
+def start_worker(started: Any) -> None:
+    """Worker-process initializer: keep the pool's "a chunk has started" semaphore."""
+    global _started
+    _started = started
+
+
+def recover_jobs_started(jobs: list[tuple[bytes, bytes]]) -> list[bytes | str]:
+    """:func:`recover_jobs` in a pool worker, first telling the submitter it has begun
+    (see ``service.evidence.entries._recover_started``)."""
+    if _started is not None:
+        _started.release()
+    return recover_jobs(jobs)

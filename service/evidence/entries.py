@@ -110,7 +110,9 @@ from service.evidence.eip712 import (
     parse_signature,
     private_key_to_address,
     recover_jobs,
+    recover_jobs_started,
     sign_digest,
+    start_worker,
     to_checksum_address,
 )
 
@@ -148,6 +150,7 @@ __all__ = [
     "UsageReceipt",
     "ValuationResult",
     "VerifyResult",
+    "begin_verify",
     "decode_entry",
     "encode_entry",
     "entry_id",
@@ -155,6 +158,7 @@ __all__ = [
     "required_signers",
     "shutdown_verify_pools",
     "sign_entry",
+    "struct_hash_of",
     "verify_many",
 ]
 
@@ -1082,6 +1086,15 @@ def encode_entry(signed: SignedEntry) -> bytes:
     return b"".join(parts)
 
 
+_STRUCT_HASH_AT: Final = len(MAGIC) + 1 + 32 + 20 + 32
+
+
+def struct_hash_of(data: bytes) -> bytes:
+    """The EIP-712 struct hash carried in canonical bytes ``data`` (as
+    :func:`encode_entry` wrote it: ingest reads it back instead of hashing again)."""
+    return bytes(data[_STRUCT_HASH_AT : _STRUCT_HASH_AT + 32])
+
+
 def decode_entry(data: bytes) -> SignedEntry:
     """Parse canonical bytes back into a :class:`SignedEntry` (no signature checks).
 
@@ -1181,7 +1194,9 @@ class VerifyResult:
         return self.error is None
 
 
-_pools: dict[int, ProcessPoolExecutor] = {}
+_pools: dict[int, _Pool] = {}
+STARTED_WAIT_S: Final = 0.005
+"""How long a submitter waits, GIL released, for each worker to take its chunk."""
 _pools_lock = threading.Lock()
 
 
@@ -1191,10 +1206,16 @@ def shutdown_verify_pools() -> None:
         pools = list(_pools.values())
         _pools.clear()
     for pool in pools:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
+@dataclass(frozen=True)
+class _Pool:
+    executor: ProcessPoolExecutor
+    started: Any  # a multiprocessing semaphore, released by a worker as it takes a chunk
+
+
+def _pool(workers: int) -> _Pool:
     with _pools_lock:
         pool = _pools.get(workers)
         if pool is None:
@@ -1205,26 +1226,54 @@ def _pool(workers: int) -> ProcessPoolExecutor:
             ctx.set_forkserver_preload(["service.evidence.eip712"])
             if not _pools:
                 atexit.register(shutdown_verify_pools)
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+            started = ctx.Semaphore(0)
+            executor = ProcessPoolExecutor(
+                max_workers=workers, mp_context=ctx, initializer=start_worker, initargs=(started,)
+            )
+            pool = _Pool(executor, started)
             _pools[workers] = pool
         return pool
 
 
-def _recover_parallel(jobs: list[tuple[bytes, bytes]], workers: int) -> list[bytes | str]:
-    n_chunks = workers * 4
-    size = max(1, -(-len(jobs) // n_chunks))
+def _recover_started(
+    jobs: list[tuple[bytes, bytes]], workers: int
+) -> Callable[[], list[bytes | str]]:
+    """Submit ``jobs`` to the worker pool; the returned call waits for the answers."""
+    size = max(1, -(-len(jobs) // workers))  # one chunk per worker
     chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
-    try:
-        pool = _pool(workers)
-        out: list[bytes | str] = []
-        for part in pool.map(recover_jobs, chunks):
-            out.extend(part)
-        return out
-    except BrokenProcessPool:
+
+    def in_process() -> list[bytes | str]:
         # a worker died (OOM killer, signal): forget the pool and finish in-process
         with _pools_lock:
             _pools.pop(workers, None)
         return recover_jobs(jobs)
+
+    try:
+        pool = _pool(workers)
+        while pool.started.acquire(block=False):  # signals a caller stopped waiting for
+            pass
+        futures = [pool.executor.submit(recover_jobs_started, chunk) for chunk in chunks]
+    except BrokenProcessPool:
+        return in_process
+    # The executor hands chunks to the workers from its own threads, which need the GIL:
+    # a caller that computes on (ingest's commitments) held them back until it waited,
+    # measured: the workers started only after 25 ms of commitments. So wait here, GIL
+    # released, until each worker has taken its chunk; never long (another caller's
+    # chunk may take the signal).
+    for _ in chunks:
+        if not pool.started.acquire(timeout=STARTED_WAIT_S):
+            break
+
+    def wait() -> list[bytes | str]:
+        try:
+            out: list[bytes | str] = []
+            for future in futures:
+                out.extend(future.result())
+            return out
+        except BrokenProcessPool:
+            return in_process()
+
+    return wait
 
 
 def verify_many(
@@ -1234,6 +1283,7 @@ def verify_many(
     *,
     required: Sequence[frozenset[str] | None] | None = None,
     min_parallel: int = PARALLEL_MIN_BATCH,
+    digests: Sequence[bytes] | None = None,
 ) -> list[VerifyResult]:
     """Verify a batch; one result per entry, in order (an invalid entry never raises).
 
@@ -1241,12 +1291,35 @@ def verify_many(
     (from :func:`required_signers` with the context it needs); otherwise it comes from
     the entry alone, which works for Agreement, UsageReceipt and ContributionDeclaration
     without operator (QualityAttestation and CoalitionValues raise ``ValueError``: pass
-    their sets). Signature recovery runs in ``workers`` processes (default: all CPUs)
-    when the batch has at least ``min_parallel`` entries, else in-process. Hashing and
-    the signer-set checks run in the calling process.
+    their sets). ``digests[i]``, when given, is entry ``i``'s EIP-712 digest (the caller
+    computed it already); otherwise it is computed here. Signature recovery runs in
+    ``workers`` processes (default: all CPUs) when the batch has at least
+    ``min_parallel`` entries, else in-process. Hashing and the signer-set checks run in
+    the calling process.
     """
+    return begin_verify(
+        entries, domain, workers, required=required, min_parallel=min_parallel, digests=digests
+    )()
+
+
+def begin_verify(
+    entries: Sequence[SignedEntry],
+    domain: Domain,
+    workers: int | None = None,
+    *,
+    required: Sequence[frozenset[str] | None] | None = None,
+    min_parallel: int = PARALLEL_MIN_BATCH,
+    digests: Sequence[bytes] | None = None,
+) -> Callable[[], list[VerifyResult]]:
+    """:func:`verify_many` in two steps: this call checks the signer sets and hands the
+    recoveries to the worker pool; the returned call waits for them and gives the
+    results. Between the two the caller's process is free (ingest builds its
+    commitments there). In-process recovery (small batches, ``workers=1``) runs in the
+    returned call."""
     if required is not None and len(required) != len(entries):
         raise ValueError("required must have one item per entry")
+    if digests is not None and len(digests) != len(entries):
+        raise ValueError("digests must have one item per entry")
     results: list[VerifyResult | None] = [None] * len(entries)
     jobs: list[tuple[bytes, bytes]] = []
     owners: list[tuple[int, str]] = []
@@ -1259,27 +1332,30 @@ def verify_many(
         except InvalidSignature as exc:
             results[i] = VerifyResult(frozenset(), exc)
             continue
-        digest = signed.digest()
+        digest = signed.digest() if digests is None else digests[i]
         for signer, sig in signed.signatures.items():
             jobs.append((digest, sig))
             owners.append((i, signer))
 
     n_workers = workers if workers is not None else (os.cpu_count() or 1)
     if n_workers > 1 and len(entries) >= min_parallel and jobs:
-        recovered = _recover_parallel(jobs, n_workers)
+        recovered = _recover_started(jobs, n_workers)
     else:
-        recovered = recover_jobs(jobs)
+        recovered = lambda: recover_jobs(jobs)  # noqa: E731
 
-    errors: dict[int, InvalidSignature] = {}
-    for (i, signer), got in zip(owners, recovered, strict=True):
-        if i not in errors and got != address_bytes(signer):
-            errors[i] = _mismatch_error(signer, got)
-    final: list[VerifyResult] = []
-    for i, signed in enumerate(entries):
-        result = results[i]
-        if result is None:
-            error = errors.get(i)
-            signers = frozenset() if error else frozenset(signed.signatures)
-            result = VerifyResult(signers, error)
-        final.append(result)
-    return final
+    def finish() -> list[VerifyResult]:
+        errors: dict[int, InvalidSignature] = {}
+        for (i, signer), got in zip(owners, recovered(), strict=True):
+            if i not in errors and got != address_bytes(signer):
+                errors[i] = _mismatch_error(signer, got)
+        final: list[VerifyResult] = []
+        for i, signed in enumerate(entries):
+            result = results[i]
+            if result is None:
+                error = errors.get(i)
+                signers = frozenset() if error else frozenset(signed.signatures)
+                result = VerifyResult(signers, error)
+            final.append(result)
+        return final
+
+    return finish

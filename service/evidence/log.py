@@ -66,10 +66,11 @@ from service.evidence.entries import (
     SignedEntry,
     UsageReceipt,
     ValuationResult,
+    begin_verify,
     decode_entry,
     entry_id,
     required_signers,
-    verify_many,
+    struct_hash_of,
 )
 from service.evidence.merkle import leaf_hash
 from service.evidence.models import AgreementRow, EntryCommitment, LogEntry
@@ -359,9 +360,23 @@ def append_entries(
                 eid, err if isinstance(err, TallyError) else InvalidEntry(str(err))
             )
     todo = [i for i in range(len(entries)) if results[i] is None]
-    verdicts = verify_many(
-        [entries[i] for i in todo], domain, workers, required=[required[i] for i in todo]
+    # the canonical bytes carry each struct hash: digests and commitments reuse it
+    struct_hashes = {i: struct_hash_of(encoded[i][0]) for i in todo}
+    finish_verify = begin_verify(
+        [entries[i] for i in todo],
+        domain,
+        workers,
+        required=[required[i] for i in todo],
+        digests=[entries[i].domain.digest(struct_hashes[i]) for i in todo],
     )
+    # while a worker pool recovers the signatures, this process salts and commits
+    # (a duplicate or a rejected entry drops its commitment unused)
+    commits: dict[int, commitment.Commitment] = {}
+    if commitments:
+        for i in todo:
+            fresh = commitment.new_salt()
+            commits[i] = commitment.commit(entries[i], fresh, struct_hash=struct_hashes[i])
+    verdicts = finish_verify()
     for i, verdict in zip(todo, verdicts, strict=True):
         if verdict.error is not None:
             results[i] = _rejected(encoded[i][1], verdict.error)
@@ -426,8 +441,7 @@ def append_entries(
                 agreements.append(_agreement_row(signed.entry, eid, index).model_dump())
             salt: bytes | None = None
             if commitments:
-                salt = commitment.new_salt()
-                leaf_data = commitment.commit(signed, salt).leaf_data
+                salt, leaf_data = commits[i].salt, commits[i].leaf_data
                 commit_rows.append({"leaf_index": index, "salt": salt, "leaf_data": leaf_data})
                 new_leaves.append(leaf_hash(leaf_data))
             else:

@@ -3,6 +3,12 @@ commitment; legacy leaves with ``commitments=False``; duplicates answer the same
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -88,3 +94,41 @@ def test_commitments_false_appends_legacy_leaves_without_salt(engine: Engine, sp
 def test_rejected_entry_gets_no_salt(engine: Engine, space: Space) -> None:
     results = _append(engine, space, [receipt(space, 1)])  # no agreement yet
     assert results[0].status == "rejected" and results[0].salt is None
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**300), max_value=2**300)
+    | st.text() | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)  # fmt: skip
+
+
+def _stdlib_disclosure(salt: str, name: str, value: object) -> str:
+    """The module docstring's definition, with nothing but the standard library."""
+    text = json.dumps([salt, name, value], separators=(",", ":"), ensure_ascii=False)
+    return base64.urlsafe_b64encode(text.encode("utf-8")).rstrip(b"=").decode("ascii")
+
+
+@settings(max_examples=300, deadline=None)
+@given(salt=st.text(), name=st.text(), value=_JSON)
+def test_disclosure_is_byte_for_byte_the_stdlib_json_and_base64(
+    salt: str, name: str, value: object
+) -> None:
+    assert commitment.make_disclosure(salt, name, value) == _stdlib_disclosure(salt, name, value)
+
+
+def test_every_field_disclosure_of_a_receipt_is_the_stdlib_one(space: Space) -> None:
+    signed = receipt(space, nonce=5)
+    salt = bytes(range(32))
+    message = signed.entry.message()
+    expected = []
+    for name in commitment.field_names(type(signed.entry)):
+        h = hashlib.sha256(b"tally/field-salt\x00" + salt + name.encode()).digest()[:16]
+        field = base64.urlsafe_b64encode(h).rstrip(b"=").decode()
+        expected.append(_stdlib_disclosure(field, name, message[name]))
+    assert commitment.disclosures(signed, salt) == expected
+    struct_hash = signed.entry.struct_hash()
+    assert commitment.commit(signed, salt, struct_hash=struct_hash) == commitment.commit(
+        signed, salt
+    )

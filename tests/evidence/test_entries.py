@@ -28,6 +28,7 @@ from service.evidence.entries import (
     EntryType,
     SignedEntry,
     UsageReceipt,
+    begin_verify,
     decode_entry,
     encode_entry,
     entry_id,
@@ -763,6 +764,33 @@ def test_verify_many_process_pool_gives_the_same_results() -> None:
         assert 2 in entries_module._pools  # the work really went through worker processes
     finally:
         shutdown_verify_pools()
+
+
+def test_verify_many_finishes_in_process_when_its_workers_were_killed() -> None:
+    entries, bad = _batch()
+    try:
+        verify_many(entries, DOMAIN, workers=2, min_parallel=1)  # the pool is up
+        executor = entries_module._pools[2].executor
+        for process in list(executor._processes.values()):  # the OOM killer, say
+            process.kill()
+            process.join()
+        _check_batch(verify_many(entries, DOMAIN, workers=2, min_parallel=1), bad)
+        assert 2 not in entries_module._pools  # the broken pool was dropped
+        _check_batch(verify_many(entries, DOMAIN, workers=2, min_parallel=1), bad)
+        assert entries_module._pools[2].executor is not executor  # and a new one started
+    finally:
+        shutdown_verify_pools()
+
+
+def test_begin_verify_uses_the_digests_it_is_given() -> None:
+    entries, bad = _batch()
+    digests = [e.digest() for e in entries]
+    _check_batch(begin_verify(entries, DOMAIN, workers=1, digests=digests)(), bad)
+    digests[0] = digests[1]  # entry 0's signatures are not over entry 1's digest
+    results = begin_verify(entries, DOMAIN, workers=1, digests=digests)()
+    assert not results[0].ok and "was made by" in results[0].error.message
+    with pytest.raises(ValueError, match="digests"):
+        begin_verify(entries, DOMAIN, workers=1, digests=digests[:3])
 
 
 def test_verify_many_takes_explicit_signer_sets() -> None:

@@ -38,6 +38,13 @@ _NAMED_MANY = ("providers",)
 
 def entry_parties(*, session: Session, signed: SignedEntry) -> frozenset[str]:
     """The checksummed addresses that are party to ``signed`` (see the module docstring)."""
+    parties = _named_parties(signed)
+    agreement = _agreement_parties(session, signed)
+    return frozenset(parties | agreement)
+
+
+def _named_parties(signed: SignedEntry) -> set[str]:
+    """The signers and the addresses the message names (no database read)."""
     entry = signed.entry
     parties: set[str] = set(signed.signatures)
     for name in _NAMED_ONE:
@@ -48,13 +55,16 @@ def entry_parties(*, session: Session, signed: SignedEntry) -> frozenset[str]:
         values = getattr(entry, name, None)
         if isinstance(values, tuple | list):
             parties.update(str(v) for v in values)
-    agreement_id: Any = getattr(entry, "agreementId", None)
-    if isinstance(agreement_id, bytes):
-        row = session.get(AgreementRow, "0x" + agreement_id.hex())
-        if row is not None:
-            parties.add(row.consumer)
-            parties.update(row.provider_list)
-    return frozenset(parties)
+    return parties
+
+
+def _agreement_parties(session: Session, signed: SignedEntry) -> set[str]:
+    """The consumer and providers of the agreement ``signed`` names, if any."""
+    agreement_id: Any = getattr(signed.entry, "agreementId", None)
+    if not isinstance(agreement_id, bytes):
+        return set()
+    row = session.get(AgreementRow, "0x" + agreement_id.hex())
+    return set() if row is None else {row.consumer, *row.provider_list}
 
 
 def may_read(*, session: Session, principal: Principal | None, signed: SignedEntry) -> bool:
@@ -63,7 +73,10 @@ def may_read(*, session: Session, principal: Principal | None, signed: SignedEnt
         return False
     if principal.has(*STAFF):
         return True
-    return principal.address in entry_parties(session=session, signed=signed)
+    # a signer or a named party needs no agreement read (the common case: one's own receipt)
+    if principal.address in _named_parties(signed):
+        return True
+    return principal.address in _agreement_parties(session, signed)
 
 
 def hidden(eid: str, **detail: Any) -> EntryNotFound:

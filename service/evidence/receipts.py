@@ -62,7 +62,8 @@ def build_receipt(
     ).first()
     if anchor is None:
         raise NotAnchored(f"entry {eid} (leaf {row.leaf_index}) is not anchored yet")
-    proof = MerkleLog(SqlTileStorage(session)).inclusion_proof(
+    # the proof and the tree's own root at the anchored size (for the note), in two reads
+    proof, tree_root = MerkleLog(SqlTileStorage(session)).proof_and_root(
         index=row.leaf_index, size=anchor.tree_size
     )
     body = signed.to_json()
@@ -89,10 +90,10 @@ def build_receipt(
     if salt is not None:
         doc["salt"] = "0x" + salt.hex()
     if note_signer is not None:
-        from service.witness.cosignatures import checkpoint_note
+        from service.witness.cosignatures import served_checkpoint
 
-        served = checkpoint_note(
-            session=session, signer=note_signer, witnesses=witnesses, size=anchor.tree_size
+        served = served_checkpoint(
+            session=session, signer=note_signer, witnesses=witnesses, row=anchor, root=tree_root
         )
         doc["cosignatures"] = served.note.decode("utf-8")
     return doc

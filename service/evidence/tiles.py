@@ -514,6 +514,19 @@ class MerkleLog:
             raise InvalidInput(f"leaf index {index} is not in a tree of size {size}")
         return self._range_hashes(inclusion_ranges(index, size))
 
+    def proof_and_root(self, *, index: int, size: int) -> tuple[list[bytes], bytes]:
+        """:meth:`inclusion_proof` of leaf ``index`` in the tree of ``size`` leaves and
+        :meth:`root` at ``size``, from one state read and one tile query (a receipt
+        needs both: the proof and its checkpoint note's root)."""
+        state = self._within(size)
+        if not 0 <= index < size:
+            raise InvalidInput(f"leaf index {index} is not in a tree of size {size}")
+        ranges = inclusion_ranges(index, size)
+        if size == state.size:
+            return self._range_hashes(ranges), state.root
+        *proof, root = self._range_hashes([*ranges, (0, size)])
+        return proof, root
+
     def consistency_proof(self, *, old: int, new: int) -> list[bytes]:
         """RFC 9162 consistency proof from tree size ``old`` to tree size ``new``."""
         self._within(new)

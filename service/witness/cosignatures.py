@@ -193,6 +193,8 @@ def stored_cosignatures(
     witnesses: tuple[CosignatureV1Verifier, ...],
 ) -> tuple[str, ...]:
     """Stored lines of configured witnesses that verify over ``checkpoint``'s body now."""
+    if not witnesses:
+        return ()  # no witness is trusted here: no stored line could be served
     body = checkpoint.body()
     trusted = {(w.name, w.key_id): w for w in witnesses}
     rows = session.exec(
@@ -227,6 +229,22 @@ def checkpoint_note(
     if signer is None:
         raise NoteKeyUnavailable("this space has no note key configured")
     checkpoint, row = anchored_checkpoint(session=session, origin=signer.name, size=size)
+    return served_checkpoint(
+        session=session, signer=signer, witnesses=witnesses, row=row, root=checkpoint.root
+    )
+
+
+def served_checkpoint(
+    *,
+    session: Session,
+    signer: NoteSigner,
+    witnesses: tuple[CosignatureV1Verifier, ...],
+    row: AnchorRow,
+    root: bytes,
+) -> ServedCheckpoint:
+    """:func:`checkpoint_note` for a caller that has read the anchor ``row`` and the
+    tree's own ``root`` at its size already (a receipt reads both with its proof)."""
+    checkpoint = Checkpoint(signer.name, row.tree_size, root)
     lines = stored_cosignatures(session=session, checkpoint=checkpoint, witnesses=witnesses)
     note = sign_note(checkpoint.body(), signer) + "".join(lines).encode("utf-8")
     return ServedCheckpoint(checkpoint, row.seq, row.root, lines, note)

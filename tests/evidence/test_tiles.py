@@ -50,8 +50,11 @@ def check_against_pure(log: MerkleLog, hashes: Sequence[bytes], sizes: Sequence[
         if size == 0:
             continue
         for index in sorted({0, size - 1, size // 2, rng.randrange(size)}):
-            assert log.inclusion_proof(index=index, size=size) == merkle.inclusion_proof(
-                prefix, index
+            proof = merkle.inclusion_proof(prefix, index)
+            assert log.inclusion_proof(index=index, size=size) == proof, (index, size)
+            assert log.proof_and_root(index=index, size=size) == (
+                proof,
+                merkle.root_from_leaf_hashes(prefix),
             ), (index, size)
         for old in sorted({0, 1, size - 1, size, rng.randrange(size + 1)}):
             assert log.consistency_proof(old=old, new=size) == merkle.consistency_proof(
@@ -207,6 +210,8 @@ def test_out_of_range_requests_raise_invalid_input(log_backend: LogBackend) -> N
         lambda: log.inclusion_proof(index=5, size=5),
         lambda: log.inclusion_proof(index=-1, size=5),
         lambda: log.inclusion_proof(index=0, size=6),
+        lambda: log.proof_and_root(index=5, size=5),
+        lambda: log.proof_and_root(index=0, size=6),
         lambda: log.consistency_proof(old=3, new=6),
         lambda: log.consistency_proof(old=4, new=3),
         lambda: log.root(size=6),

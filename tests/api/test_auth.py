@@ -12,6 +12,7 @@ import threading
 import time
 
 import jwt
+import pytest
 from sqlalchemy import update
 from sqlmodel import Session, select
 
@@ -19,7 +20,7 @@ from service.api import auth
 from service.api.context import ServiceContext
 from service.api.models import ApiKey, AuthNonce
 from service.api.siwe import parse
-from service.errors import ChallengeUsed
+from service.errors import ChallengeUsed, InvalidToken
 from tests.api.conftest import SECRET, TestClient, bearer, get_token, sign_message
 from tests.space import Space
 
@@ -199,6 +200,26 @@ def test_missing_forged_and_expired_tokens_are_401(client: TestClient, space: Sp
     # a bad credential is refused on public endpoints too
     r = client.get("/v1/log/checkpoints", headers=bearer("x.y.z"))
     assert (r.status_code, code(r.json())) == (401, "invalid_token")
+
+
+def test_a_remembered_token_still_expires_and_binds_its_secret_and_issuer(space: Space) -> None:
+    who = space.consumers[0].address
+    issued = auth.issue_token(address=who, secret=SECRET, ttl_s=2, issuer="tally.test")
+    assert auth.verify_token(token=issued.token, secret=SECRET, issuer="tally.test") == who
+    assert auth.verify_token(token=issued.token, secret=SECRET, issuer="tally.test") == who
+    # remembered under its secret and issuer only: another secret or issuer decodes it
+    with pytest.raises(InvalidToken, match="not valid"):
+        auth.verify_token(token=issued.token, secret="another" * 8, issuer="tally.test")
+    with pytest.raises(InvalidToken, match="not valid"):
+        auth.verify_token(token=issued.token, secret=SECRET, issuer="elsewhere.test")
+    # a forged variant (one signature character changed) is not the remembered text
+    head, _, sig = issued.token.rpartition(".")
+    forged = head + "." + ("A" if sig[0] != "A" else "B") + sig[1:]
+    with pytest.raises(InvalidToken, match="not valid"):
+        auth.verify_token(token=forged, secret=SECRET, issuer="tally.test")
+    time.sleep(max(0.0, issued.expires_at - time.time()) + 0.05)
+    with pytest.raises(InvalidToken, match="expired"):
+        auth.verify_token(token=issued.token, secret=SECRET, issuer="tally.test")
 
 
 def test_concurrent_redemptions_of_one_nonce_succeed_once(

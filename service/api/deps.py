@@ -110,6 +110,8 @@ async def rate_limit(request: Request, ctx: CtxDep, who: CallerDep) -> None:
     client = request.client.host if request.client else "unknown"
     key = who.address if who is not None else f"ip:{client}"
     limiter = ctx.limiter
+    if not limiter.enabled:  # TALLY_RATE_LIMIT_PER_S=0: no bucket, no thread hop
+        return
     if isinstance(limiter, RateLimiter):  # in this process: a lock and arithmetic
         wait = limiter.take(key)
     else:  # the shared PostgreSQL bucket: a statement

@@ -31,8 +31,8 @@ from service.errors import InvalidEntry, InvalidInput, NotAnchored
 from service.evidence import commitment
 from service.evidence.eip712 import Domain
 from service.evidence.entries import SignedEntry
-from service.evidence.log import entry_salt, get_entry
-from service.evidence.models import AnchorRow, LogEntry
+from service.evidence.log import get_entry
+from service.evidence.models import AnchorRow, EntryCommitment, LogEntry
 from service.evidence.tiles import MerkleLog, SqlTileStorage
 
 if TYPE_CHECKING:
@@ -55,19 +55,27 @@ def build_receipt(
     ``note_signer``, its ``cosignatures`` note (the configured ``witnesses``' lines).
     ``entry``: its row and decoded entry when the caller has read them already."""
     row, signed = get_entry(session=session, eid=eid) if entry is None else entry
-    anchor = session.exec(
-        select(AnchorRow)
+    # the first checkpoint that covers the entry, and the entry's salt, in one statement
+    salt_of = (
+        select(EntryCommitment.salt)
+        .where(EntryCommitment.leaf_index == row.leaf_index)
+        .scalar_subquery()
+    )
+    found = session.exec(
+        select(AnchorRow, salt_of)
         .where(AnchorRow.tree_size > row.leaf_index)
         .order_by(col(AnchorRow.seq).asc())
+        .limit(1)
     ).first()
-    if anchor is None:
+    if found is None:
         raise NotAnchored(f"entry {eid} (leaf {row.leaf_index}) is not anchored yet")
+    anchor, stored_salt = found
+    salt = None if stored_salt is None else bytes(stored_salt)
     # the proof and the tree's own root at the anchored size (for the note), in two reads
     proof, tree_root = MerkleLog(SqlTileStorage(session)).proof_and_root(
         index=row.leaf_index, size=anchor.tree_size
     )
     body = signed.to_json()
-    salt = entry_salt(session=session, leaf_index=row.leaf_index)
     doc: dict[str, Any] = {
         "version": RECEIPT_VERSION if salt is None else RECEIPT_VERSION_COMMITMENT,
         **({} if salt is None else {"form": "full"}),

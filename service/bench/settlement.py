@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from service.db import create_schema, is_postgres, make_engine
+from service.db import create_schema, is_postgres, make_engine, table_of
 from service.errors import ConfigError, SettlementError
 from service.evidence.eip712 import Domain, keccak256, private_key_to_address
 from service.evidence.entries import Agreement, UsageReceipt, sign_entry
@@ -169,7 +169,7 @@ def _insert(engine: Engine, rows: list[tuple[Any, ...]]) -> None:
         finally:
             raw.close()
         return
-    table = LogEntry.__table__  # type: ignore[attr-defined]
+    table = table_of(LogEntry)
     with engine.begin() as conn:
         for pos in range(0, len(rows), CHUNK):
             conn.execute(
@@ -214,9 +214,9 @@ def bench_settlement(
         )
         receipt_rows, units_total = _receipt_rows(n, agreements, terms, ballast, seed)
         with engine.begin() as conn:
-            conn.execute(sa.insert(LogEntry.__table__), agreement_rows)  # type: ignore[attr-defined]
+            conn.execute(sa.insert(table_of(LogEntry)), agreement_rows)
             conn.execute(
-                sa.insert(AgreementRow.__table__),  # type: ignore[attr-defined]
+                sa.insert(table_of(AgreementRow)),
                 [
                     {
                         "agreement_id": aid,

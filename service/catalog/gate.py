@@ -51,6 +51,7 @@ from service.catalog.terms import (
     window_index,
     windows,
 )
+from service.db import table_of
 from service.errors import (
     OfferInvalid,
     ParticipantSuspended,
@@ -368,7 +369,7 @@ class TermsGate:
         if self._new_agreements:
             s.execute(sa.insert(AgreementTermsRow), [a.model_dump() for a in self._new_agreements])
         inserts: list[dict[str, Any]] = []
-        table = UsageCounterRow.__table__  # type: ignore[attr-defined]
+        table = table_of(UsageCounterRow)
         for key in sorted(self._dirty):
             aid, window, idx = key
             if key in self._stored:

@@ -25,6 +25,8 @@ import sqlalchemy as sa
 from sqlalchemy import BigInteger, Boolean, Column, String, Text
 from sqlmodel import Field, SQLModel
 
+from service.db import table_of
+
 __all__ = [
     "AgreementTermsRow",
     "OfferRow",
@@ -105,7 +107,7 @@ class UsageCounterRow(SQLModel, table=True):
     units: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
-_offers = OfferRow.__table__  # type: ignore[attr-defined]
+_offers = table_of(OfferRow)
 
 
 def _ddl(statement: str, dialect: str) -> Any:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Table, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
@@ -23,6 +23,12 @@ from sqlmodel import Session, SQLModel, create_engine
 from service.errors import ConfigError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def table_of(model: Any) -> Table:
+    """The Core ``Table`` of a SQLModel table class (for Core inserts and COPY)."""
+    table: Table = model.__table__
+    return table
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

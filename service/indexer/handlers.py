@@ -32,6 +32,7 @@ from sqlalchemy import Table, and_, delete, select, tuple_
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.expression import ColumnElement
 
+from service.db import table_of
 from service.indexer.decode import Event
 from service.indexer.models import (
     EVENT_TABLES,
@@ -55,11 +56,6 @@ REGISTRY, LEDGER, VAULT = "ParticipantRegistry", "EvidenceLedger", "SettlementVa
 CHUNK = 400  # keys per IN (...) query
 
 Key = tuple[Any, ...]
-
-
-def table_of(model: Any) -> Table:
-    table: Table = model.__table__
-    return table
 
 
 T_EVENTS = table_of(ChainEvent)

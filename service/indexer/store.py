@@ -23,6 +23,7 @@ from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from service.db import table_of
 from service.errors import IndexerConflict
 from service.indexer import handlers
 from service.indexer.decode import Event
@@ -32,9 +33,9 @@ from service.indexer.scanner import Batch
 from service.indexer.sql import BulkUpsert, dump_json
 from service.indexer.util import gc_paused
 
-T_CURSORS = handlers.table_of(IndexerCursor)
-T_BLOCKS = handlers.table_of(IndexedBlock)
-T_REORGS = handlers.table_of(IndexerReorg)
+T_CURSORS = table_of(IndexerCursor)
+T_BLOCKS = table_of(IndexedBlock)
+T_REORGS = table_of(IndexerReorg)
 
 KEEP_BLOCKS = 4096  # recorded block hashes kept below the cursor (event blocks are kept anyway)
 

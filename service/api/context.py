@@ -28,6 +28,7 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy.engine import Engine
 
 from service.api.directory import LiveDirectory
+from service.api.ingest import ONE_WORKER_INGEST_CONCURRENCY, IngestGate
 from service.api.limits import Limiter, make_limiter
 from service.chain.client import Chain
 from service.chain.config import deployment_path, load_deployment, load_network
@@ -82,6 +83,8 @@ class ServiceContext:
     # the space accepts (T10: GET /v1/log/checkpoint, POST /v1/log/cosignatures).
     note_signer: NoteSigner | None = None
     witnesses: tuple[CosignatureV1Verifier, ...] = ()
+    # Evidence batches appended at once by this process (TALLY_INGEST_CONCURRENCY).
+    ingest_gate: IngestGate = field(default_factory=IngestGate)
     # The embedded chain (eth-tester) is not thread-safe: its calls are serialized.
     _chain_lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -139,6 +142,7 @@ def make_context(
         home_spaces=home_spaces,
         note_signer=note_signer,
         witnesses=parse_witnesses(settings.witnesses),
+        ingest_gate=IngestGate(settings.ingest_concurrency or ONE_WORKER_INGEST_CONCURRENCY),
         _chain_lock=lock,
     )
 

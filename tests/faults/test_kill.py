@@ -352,8 +352,15 @@ def test_kill_indexer_mirror_equals_chain_after_restart(
         chain_events(sender, t, admin, trial + 1, 24)  # 12 more blocks for each run
         sender.flush()
         head = chain.w3.eth.block_number
+        before = _cursor(engine)
         child = fork(index_child, fault_anvil.url, dep, db_url)
-        time.sleep(rng.uniform(0.01, 0.2))
+        if trial % 2:  # at a random moment of its start or first ranges
+            time.sleep(rng.uniform(0.0, 0.1))
+        else:  # just after one of its commits: a fixed sleep finished too many runs first
+            deadline = time.monotonic() + 10
+            while _cursor(engine) == before and child.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0.0, 0.01))
         running = child.is_alive()
         sigkill(child)
         cursor = _cursor(engine)

@@ -49,17 +49,20 @@ EntryId = Annotated[str, Path(pattern=HASH_PATTERN, description="0x + 64 hex dig
 
 
 @router.post("/v1/evidence", response_model=BatchOut)
-def submit_evidence(body: EvidenceBatchIn, ctx: CtxDep, principal: PrincipalDep) -> BatchOut:
+async def submit_evidence(body: EvidenceBatchIn, ctx: CtxDep, principal: PrincipalDep) -> BatchOut:
     """Append a batch of signed entries; one result per item, in order (idempotent:
     an entry already in the log is a ``duplicate`` with its leaf index)."""
-    outcome = ingest_batch(
-        engine=ctx.engine,
-        domain=ctx.domain,
-        directory=ctx.directory,
-        items=[item.model_dump() for item in body.entries],
-        max_batch=ctx.settings.max_batch,
-        home_spaces=ctx.home_spaces,
-    )
+    async with ctx.ingest_gate.turn():  # TALLY_INGEST_CONCURRENCY batches at a time
+        outcome = await to_thread.run_sync(
+            lambda: ingest_batch(
+                engine=ctx.engine,
+                domain=ctx.domain,
+                directory=ctx.directory,
+                items=[item.model_dump() for item in body.entries],
+                max_batch=ctx.settings.max_batch,
+                home_spaces=ctx.home_spaces,
+            )
+        )
     return BatchOut(
         accepted=outcome.count("accepted"),
         duplicate=outcome.count("duplicate"),

@@ -47,8 +47,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_batch: int = Field(default=1_000, ge=1, le=100_000)
     # Batches a worker process appends at once; the rest wait their turn without a thread
-    # (service.api.ingest.IngestGate). Unset: 2, and 1 under `tally serve --workers N>1`.
-    ingest_concurrency: int | None = Field(default=None, ge=1, le=64)
+    # (service.api.ingest.IngestGate).
+    ingest_concurrency: int = Field(default=2, ge=1, le=64)
     page_max: int = Field(default=1_000, ge=1, le=100_000)
     # Per caller (token address, API key's address, else client IP), per worker process.
     rate_limit_per_s: float = Field(default=50.0, ge=0)  # 0 turns the limit off

@@ -28,7 +28,7 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy.engine import Engine
 
 from service.api.directory import LiveDirectory
-from service.api.ingest import ONE_WORKER_INGEST_CONCURRENCY, IngestGate
+from service.api.ingest import IngestGate
 from service.api.limits import Limiter, make_limiter
 from service.chain.client import Chain
 from service.chain.config import deployment_path, load_deployment, load_network
@@ -142,7 +142,7 @@ def make_context(
         home_spaces=home_spaces,
         note_signer=note_signer,
         witnesses=parse_witnesses(settings.witnesses),
-        ingest_gate=IngestGate(settings.ingest_concurrency or ONE_WORKER_INGEST_CONCURRENCY),
+        ingest_gate=IngestGate(settings.ingest_concurrency),
         _chain_lock=lock,
     )
 

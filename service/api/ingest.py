@@ -48,25 +48,22 @@ class BatchOutcome:
         return sum(1 for r in self.results if r.status == status)
 
 
-ONE_WORKER_INGEST_CONCURRENCY = 2
-"""The gate's default for a single worker; ``tally serve --workers N>1`` makes it 1."""
-
-
 class IngestGate:
     """At most ``limit`` evidence batches of this process are being appended at once;
-    the others wait on the event loop, holding no route thread (GET requests keep them).
+    the others wait on the event loop, in arrival order, holding no route thread (GET
+    requests keep them).
 
-    Why (measured on 2 cores, 32 clients posting batches of 100, PostgreSQL): with every
-    route thread appending, up to 16 batches of a worker shared its GIL while one of them
-    held the log's append lock, which stretched every hold. A gate of 2 keeps one batch
-    preparing (parsing, signature recovery, commitments) while the other appends; with
-    several workers the other workers' batches do that, and a gate of 1 each is best.
-    Receipts/s for gates 1 / 2 / 3 / none: one worker 2,877 / 3,524 / 3,558 / 3,078;
-    two workers 6,378 / 5,298 / 4,887 / 4,415, p99 700 / 839 / 895 / 1,099 ms
-    (``TALLY_INGEST_CONCURRENCY``).
+    Why (measured on 2 cores, 32 clients posting 200 batches of 100 into an empty log on
+    PostgreSQL): with every route thread appending, up to 16 batches of a worker shared
+    its GIL while one of them held the log's append lock, which stretched every hold,
+    and the lock's waiters were served in no useful order. Receipts/s (p99) for gates
+    1 / 2 / 4 / 64: one worker 2,640 (1,409 ms) / 2,784 (1,343) / 2,663 (1,370) /
+    2,670 (1,951); two workers 2,842 (1,252) / 3,570 (1,090) / 3,414 (1,512) /
+    3,193 (2,432). Two at a time keeps one batch preparing (parsing, signature recovery,
+    commitments) while the other appends (``TALLY_INGEST_CONCURRENCY``, default 2).
     """
 
-    def __init__(self, limit: int = ONE_WORKER_INGEST_CONCURRENCY) -> None:
+    def __init__(self, limit: int = 2) -> None:
         if limit < 1:
             raise ValueError("an ingest gate admits at least one batch")
         self.limit = limit

@@ -166,8 +166,6 @@ def serve(
     # several workers: the loops run here, once; the workers only serve requests
     os.environ["TALLY_ANCHOR_EVERY_S"] = "0"
     os.environ["TALLY_INDEX_FOLLOW"] = "false"
-    # one batch appending per worker: the others' batches prepare meanwhile (IngestGate)
-    os.environ.setdefault("TALLY_INGEST_CONCURRENCY", "1")
     metrics_dir = settings.data_dir / "prometheus" / str(os.getpid())
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)

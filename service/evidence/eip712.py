@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Final
 
 from coincurve import PrivateKey, PublicKey
@@ -120,6 +121,14 @@ def to_checksum_address(address: bytes | str) -> str:
         lower = address[2:].lower()
         if not _HEX_DIGITS.issuperset(lower):
             raise ValueError("an address is 0x followed by 40 hex digits")
+    return _checksummed(lower)
+
+
+@lru_cache(maxsize=65_536)
+def _checksummed(lower: str) -> str:
+    """EIP-55 of 40 lowercase hex digits (a pure function of them, so kept: a batch names
+    the same few parties in every entry, and parsing a 100-receipt batch spent 8% of its
+    time hashing the same addresses again)."""
     digest = keccak256(lower.encode("ascii")).hex()
     return "0x" + "".join(
         c.upper() if c > "9" and digest[i] > "7" else c for i, c in enumerate(lower)

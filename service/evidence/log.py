@@ -496,12 +496,6 @@ def get_entry(*, session: Session, eid: str) -> tuple[LogEntry, SignedEntry]:
     return row, decode_entry(row.data)
 
 
-def entry_salt(*, session: Session, leaf_index: int) -> bytes | None:
-    """The salt of the entry at ``leaf_index``; None for a legacy leaf (no commitment)."""
-    row = session.get(EntryCommitment, leaf_index)
-    return None if row is None else bytes(row.salt)
-
-
 def leaf_data_at(*, session: Session, leaf_index: int) -> bytes:
     """The leaf data at ``leaf_index``: its commitment, or a legacy leaf's canonical bytes."""
     row = session.get(EntryCommitment, leaf_index)

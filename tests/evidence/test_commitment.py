@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 from service.evidence import commitment
 from service.evidence.directory import ChainDirectory
 from service.evidence.entries import SignedEntry
-from service.evidence.log import ItemResult, append_entries, entry_salt, leaf_data_at
+from service.evidence.log import ItemResult, append_entries, leaf_data_at
 from service.evidence.merkle import leaf_hash, root_from_leaf_hashes
 from service.evidence.models import EntryCommitment
 from service.evidence.tiles import MerkleLog, SqlTileStorage
@@ -84,7 +84,6 @@ def test_commitments_false_appends_legacy_leaves_without_salt(engine: Engine, sp
     assert dup[0].status == "duplicate" and dup[0].salt is None
     with Session(engine) as s:
         assert s.exec(select(EntryCommitment)).all() == []
-        assert entry_salt(session=s, leaf_index=1) is None
         assert leaf_data_at(session=s, leaf_index=1) == batch[1].encode()
         assert MerkleLog(SqlTileStorage(s)).root() == root_from_leaf_hashes(
             [leaf_hash(e.encode()) for e in batch]

@@ -164,7 +164,12 @@ def commitment_salt(salt: bytes) -> bytes:
 def field_salt(salt: bytes, name: str) -> str:
     """The SD-JWT-style salt (base64url, 128 bits) of field ``name``."""
     _check_salt(salt)
-    return _b64url(hashlib.sha256(_FIELD_SALT_LABEL + salt + name.encode("utf-8")).digest()[:16])
+    return _salt_after(_FIELD_SALT_LABEL + salt, name)
+
+
+def _salt_after(prefix: bytes, name: str) -> str:
+    """:func:`field_salt` from ``label || salt`` (checked and joined once per entry)."""
+    return _b64url(hashlib.sha256(prefix + name.encode("utf-8")).digest()[:16])
 
 
 def make_disclosure(field_salt_b64: str, name: str, value: Any) -> str:
@@ -242,13 +247,8 @@ def disclosures(signed: SignedEntry, salt: bytes) -> list[str]:
     _check_salt(salt)
     message = signed.entry.message()
     prefix = _FIELD_SALT_LABEL + salt
-    sha256 = hashlib.sha256
     return [
-        _b64url(
-            _disclosure_json(
-                _b64url(sha256(prefix + name.encode("utf-8")).digest()[:16]), name, message[name]
-            ).encode("utf-8")
-        )
+        make_disclosure(_salt_after(prefix, name), name, message[name])
         for name in field_names(type(signed.entry))
     ]
 
@@ -312,8 +312,7 @@ def commit(signed: SignedEntry, salt: bytes, *, struct_hash: bytes | None = None
     ``struct_hash``: the entry's EIP-712 struct hash when the caller has it already
     (ingest reads it from the canonical bytes); computed here when None."""
     entry = signed.entry
-    sha256 = hashlib.sha256
-    digests = tuple(sha256(d.encode("ascii")).digest() for d in disclosures(signed, salt))
+    digests = tuple(disclosure_digest(d) for d in disclosures(signed, salt))
     signers = signers_digest(
         signed.domain.separator,
         entry.struct_hash() if struct_hash is None else struct_hash,

@@ -60,6 +60,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
+from service.db import driver_errors
 from service.errors import ConfigError, InvalidInput, TallyError
 from service.evidence.merkle import (
     EMPTY_ROOT,
@@ -135,8 +136,9 @@ class TileStorage(Protocol):
     def lock_state(self) -> LogState:
         """Like :meth:`read_state`, and hold off every other appender until this
         transaction ends. Every append calls it first; calling it again in the same
-        transaction is harmless, so a caller that numbers its entry rows before
-        appending takes the lock (and the size) up front."""
+        transaction is harmless (and answered without a query by :class:`SqlTileStorage`),
+        so a caller that numbers its entry rows before appending takes the lock (and the
+        size) up front."""
         ...
 
     def write_state(self, state: LogState) -> None:
@@ -309,6 +311,10 @@ class SqlTileStorage:
         self._bind = bind
         self._log_id = log_id
         self._pipeline: Any = None  # the psycopg connection while writing() pipelines
+        # in the connection's info: (transaction, state) once that transaction holds this
+        # log's lock; no other writer can move the state until it ends, so lock_state
+        # again need not ask the database (shared by every storage on the connection)
+        self._held_key = ("tally.merkle_log_lock", log_id)
 
     def _conn(self) -> Connection:
         conn = self._bind.connection() if isinstance(self._bind, Session) else self._bind
@@ -325,17 +331,26 @@ class SqlTileStorage:
 
     def lock_state(self) -> LogState:
         conn = self._conn()
+        held = conn.info.get(self._held_key)
+        if held is not None and held[0] is conn.get_transaction():
+            locked: LogState = held[1]  # locked earlier in this transaction: 2 statements saved
+            return locked
         # A write first: it creates the row of a new log and, on SQLite, takes the
         # database write lock; FOR UPDATE then locks the row on PostgreSQL.
         conn.execute(_CREATE_STATE[conn.dialect.name], {"lid": self._log_id})
         state = self._state(conn, _LOCK_STATE)
         if state is None:  # pragma: no cover - the insert above guarantees the row
             raise LogCorrupted("the Merkle log state row vanished")
+        conn.info[self._held_key] = (conn.get_transaction(), state)
         return state
 
     def write_state(self, state: LogState) -> None:
+        conn = self._conn()
         params = {"lid": self._log_id, "new_size": state.size, "new_root": state.root}
-        self._conn().execute(_UPDATE_STATE, params)
+        conn.execute(_UPDATE_STATE, params)
+        held = conn.info.get(self._held_key)
+        if held is not None and held[0] is conn.get_transaction():
+            conn.info[self._held_key] = (held[0], state)
 
     def _tiles(
         self, query: sa.Select[tuple[int, int, bytes]], **params: object
@@ -377,7 +392,7 @@ class SqlTileStorage:
         if not hasattr(raw, "pipeline") or self._pipeline is not None:  # psycopg 3 only
             yield
             return
-        with raw.pipeline():
+        with driver_errors(conn, "INSERT INTO merkle_tiles (pipelined)"), raw.pipeline():
             self._pipeline = raw
             try:
                 yield

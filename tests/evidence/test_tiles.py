@@ -282,6 +282,39 @@ def test_storage_runs_on_a_session(log_backend: LogBackend) -> None:
     check_against_pure(log_backend.log(), hashes, [300, 600])
 
 
+def test_log_lock_is_taken_once_per_transaction_and_read_again_in_the_next(
+    log_backend: LogBackend,
+) -> None:
+    """A caller that took the lock (to number its rows) and then appends does not pay the
+    lock's two statements twice; a later transaction asks the database again and sees
+    another writer's append."""
+    engine = _sql_only(log_backend)
+    locks: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "merkle_log_state" in statement and "UPDATE merkle_log_state" not in statement:
+            locks.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        with Session(engine) as session:
+            storage = SqlTileStorage(session, log_id=4)
+            assert storage.lock_state().size == 0
+            assert MerkleLog(storage).append(hashes=leaves(3)) == 3
+            assert storage.lock_state().size == 3  # the state this transaction wrote
+            assert len(locks) == 2  # INSERT .. ON CONFLICT and SELECT .. FOR UPDATE, once
+            session.commit()
+            with engine.begin() as other:  # another writer appends in between
+                MerkleLog(SqlTileStorage(other, log_id=4)).append(hashes=leaves(2, "other"))
+            assert storage.lock_state().size == 5
+            assert MerkleLog(storage).append(hashes=leaves(1, "last")) == 6
+            session.commit()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    expected = leaves(3) + leaves(2, "other") + leaves(1, "last")
+    assert log_backend.log(4).state() == (6, merkle.root_from_leaf_hashes(expected))
+
+
 def test_logs_are_separate_by_log_id(log_backend: LogBackend) -> None:
     with log_backend.transaction(log_id=1) as log:
         log.append(hashes=leaves(5, "one"))

@@ -27,7 +27,7 @@ Postpaid (pay as you go, 先用后付) usage is not checked here: its bill is du
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -118,9 +118,17 @@ class _Prepaid:
 class PrepaidGate:
     """Prepaid balance checks of one append batch (see the module docstring)."""
 
-    def __init__(self, session: Session, chain_id: int) -> None:
+    def __init__(
+        self,
+        session: Session,
+        chain_id: int,
+        known: Mapping[str, AgreementV2 | None] | None = None,
+    ) -> None:
+        """``known``: agreements of the log already read (id -> its entry if an
+        AgreementV2, else None), so that they are not read again."""
         self._session = session
         self._chain_id = chain_id
+        self._known = known or {}
         self._agreements: dict[str, _Prepaid | None] = {}  # None: not prepaid
         self._batch_offers: dict[tuple[str, int], str] = {}  # offers earlier in the batch
         self._consumers: dict[str, list[str]] = {}  # consumer -> its prepaid agreements
@@ -157,6 +165,9 @@ class PrepaidGate:
         return _Prepaid(model, e.consumer, e.validFrom)
 
     def _agreement(self, aid: str) -> _Prepaid | None:
+        if aid not in self._agreements and aid in self._known:
+            known = self._known[aid]
+            self._agreements[aid] = None if known is None else self._of_entry(known)
         if aid not in self._agreements:
             found = None
             row = self._session.get(AgreementRow, aid)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from service.chain.homespace import HomeSpace, HomeSpaces
 from service.errors import HomeSpaceUnknown, TallyError
@@ -56,6 +56,11 @@ class CrossSpaceCheck:
         self._spaces = spaces or HomeSpaces()
         self._homes: dict[str, HomeSpace | TallyError | None] = {}  # agreement id -> home
         self._standings: dict[tuple[int, str, str], TallyError | None] = {}
+        self.rows: dict[str, AgreementRow] = {}
+        """The log's agreement rows read on the way (id -> row): committed rows never
+        change, so the checks inside the log lock reuse them instead of reading again."""
+        self.v2: dict[str, AgreementV2 | None] = {}
+        """For each of :attr:`rows`: its decoded entry if it is an AgreementV2, else None."""
 
     # --- which home ---------------------------------------------------------------------
 
@@ -87,20 +92,38 @@ class CrossSpaceCheck:
         """(whether the agreement is known, its home or the error naming it)."""
         agreement: Agreement | None = known if isinstance(known, Agreement) else None
         if agreement is None:
-            row = known if isinstance(known, AgreementRow) else session.get(AgreementRow, key)
-            if row is None:
-                return False, None
-            found = session.exec(
-                select(LogEntry.entry_type, LogEntry.data).where(LogEntry.entry_id == row.entry_id)
-            ).first()
-            if found is None or found[0] != _V2:
+            kind: tuple[str | None, bytes | None] | None
+            if isinstance(known, AgreementRow):
+                kind = session.exec(
+                    select(LogEntry.entry_type, LogEntry.data).where(
+                        LogEntry.entry_id == known.entry_id
+                    )
+                ).first()
+            else:  # the row and its entry in one query
+                joined = session.exec(
+                    select(AgreementRow, LogEntry.entry_type, LogEntry.data)
+                    .outerjoin(LogEntry, col(LogEntry.entry_id) == col(AgreementRow.entry_id))
+                    .where(AgreementRow.agreement_id == key)
+                ).first()
+                if joined is None:
+                    return False, None
+                self.rows[key], self.v2[key] = joined[0], None
+                kind = (joined[1], joined[2])
+            if kind is None or kind[0] != _V2 or kind[1] is None:
                 return True, None
-            entry = decode_entry(bytes(found[1])).entry
+            entry = decode_entry(bytes(kind[1])).entry
+            if key in self.v2 and isinstance(entry, AgreementV2):
+                self.v2[key] = entry
             agreement = entry if isinstance(entry, Agreement) else None
         try:
             return True, None if agreement is None else self.home_of(agreement)
         except HomeSpaceUnknown as err:
             return True, err
+
+    def known_home(self, agreement_id: bytes) -> HomeSpace | TallyError | None:
+        """What this batch already found for ``agreement_id`` (None: this space's, or
+        not looked up yet); reads nothing."""
+        return self._homes.get(_hex(agreement_id))
 
     # --- standing -----------------------------------------------------------------------
 

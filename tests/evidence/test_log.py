@@ -222,3 +222,50 @@ def test_agreement_id_is_accepted_once(engine: Engine, space: Space) -> None:
     assert results[1].code == "agreement_mismatch" and "already" in (results[1].message or "")
     assert _codes(ingest(engine, space, [agreement(space, unitPrice=2)])) == ["agreement_mismatch"]
     assert len(stored(engine)) == 1
+
+
+def _log_lock_is_free(engine: Engine) -> bool:
+    """Whether another connection could take the log's append lock right now (SQLite: the
+    database write lock; PostgreSQL: the state row's lock), without waiting for it."""
+    if engine.dialect.name == "sqlite":
+        import sqlite3
+
+        con = sqlite3.connect(str(engine.url.database), timeout=0, isolation_level=None)
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            con.close()
+    import psycopg
+
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url) as con:
+        try:
+            con.execute("SELECT 1 FROM merkle_log_state WHERE log_id = 0 FOR UPDATE NOWAIT")
+            return True
+        except psycopg.errors.LockNotAvailable:
+            return False
+
+
+def test_registry_is_read_before_the_log_lock_once_per_party(engine: Engine, space: Space) -> None:
+    """A registry read can be three RPC calls (an expired role cache): made inside the log
+    lock, every other appender waits for them. Each party of a batch is asked once,
+    before the lock is taken, and the checks inside it reuse the answers."""
+    ingest(engine, space, [agreement(space)])  # the log's state row exists from here on
+    chain_directory = ChainDirectory(space.chain, space.contracts.registry)
+    asked: list[tuple[str, bool]] = []
+
+    class Spy:
+        def party(self, address: str) -> object:
+            asked.append((address, _log_lock_is_free(engine)))
+            return chain_directory.party(address)
+
+    batch = [receipt(space, n, provider=n % 2) for n in range(6)]
+    results = append_entries(engine=engine, domain=space.domain, directory=Spy(), entries=batch)  # type: ignore[arg-type]
+    assert [r.status for r in results] == ["accepted"] * 6
+    parties = {space.consumers[0].address, space.providers[0].address, space.providers[1].address}
+    assert sorted(a for a, _ in asked) == sorted(parties)
+    assert all(free for _, free in asked), asked

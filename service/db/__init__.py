@@ -35,10 +35,9 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     """Insert ``rows`` (dicts with the same keys) into ``table`` in ``conn``'s transaction.
 
     On PostgreSQL (psycopg) the rows go in by one ``COPY ... FROM STDIN``: psycopg
-    writes each row in C and the server parses and plans nothing per row. For the
-    evidence log's 100-entry batches ``executemany`` (pipelined INSERTs) took the log
-    lock 9 ms a batch for its two tables; see README "Benchmarks". Elsewhere: one Core
-    ``executemany``."""
+    writes each row in C and the server parses and plans nothing per row (the evidence
+    log inserts its entry and commitment rows with it while it holds the log lock; see
+    README "Benchmarks"). Elsewhere: one Core ``executemany``."""
     if not rows:
         return
     if conn.dialect.name != "postgresql":

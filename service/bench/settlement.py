@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from service.db import create_schema, is_postgres, make_engine, table_of
+from service.db import bulk_insert, create_schema, is_postgres, make_engine, table_of
 from service.errors import ConfigError, SettlementError
 from service.evidence.eip712 import Domain, keccak256, private_key_to_address
 from service.evidence.entries import Agreement, UsageReceipt, sign_entry
@@ -41,7 +41,6 @@ __all__ = ["bench_settlement"]
 PERIOD_START = 1_767_225_600
 PERIOD_END = PERIOD_START + 31 * 86_400
 UNIT_PRICE = 2 * 10**15
-CHUNK = 50_000
 _COLUMNS = (
     "leaf_index",
     "entry_id",
@@ -156,26 +155,8 @@ def _receipt_rows(
 
 
 def _insert(engine: Engine, rows: list[tuple[Any, ...]]) -> None:
-    if is_postgres(engine):
-        raw = engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            with cursor.copy(  # type: ignore[attr-defined]
-                f"COPY log_entries ({', '.join(_COLUMNS)}) FROM STDIN"
-            ) as copy:
-                for row in rows:
-                    copy.write_row(row)
-            raw.commit()
-        finally:
-            raw.close()
-        return
-    table = table_of(LogEntry)
-    with engine.begin() as conn:
-        for pos in range(0, len(rows), CHUNK):
-            conn.execute(
-                sa.insert(table),
-                [dict(zip(_COLUMNS, r, strict=True)) for r in rows[pos : pos + CHUNK]],
-            )
+    with engine.begin() as conn:  # COPY on PostgreSQL, as the evidence log inserts
+        bulk_insert(conn, table_of(LogEntry), rows, columns=_COLUMNS)
 
 
 def _timed(fn: Any) -> tuple[float, Any]:

@@ -9,7 +9,7 @@ later without moving anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,29 +31,43 @@ def table_of(model: Any) -> Table:
     return table
 
 
-def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert ``rows`` (dicts with the same keys) into ``table`` in ``conn``'s transaction.
+_INSERT_CHUNK = 50_000  # rows per executemany where there is no COPY (bounds the dicts)
+
+
+def bulk_insert(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[Any],
+    *,
+    columns: Sequence[str] | None = None,
+) -> None:
+    """Insert ``rows`` into ``table`` in ``conn``'s transaction: dicts with the same keys,
+    or, with ``columns``, tuples in that order (millions of rows without a dict each).
 
     On PostgreSQL (psycopg) the rows go in by one ``COPY ... FROM STDIN``: psycopg
     writes each row in C and the server parses and plans nothing per row (the evidence
     log inserts its entry and commitment rows with it while it holds the log lock; see
-    README "Benchmarks"). Elsewhere: one Core ``executemany``."""
+    README "Benchmarks"). Elsewhere: Core ``executemany`` in chunks."""
     if not rows:
         return
+    names = list(columns) if columns is not None else list(rows[0])
     if conn.dialect.name != "postgresql":
-        conn.execute(table.insert(), list(rows))
+        for pos in range(0, len(rows), _INSERT_CHUNK):
+            chunk = rows[pos : pos + _INSERT_CHUNK]
+            if columns is not None:
+                chunk = [dict(zip(names, r, strict=True)) for r in chunk]
+            conn.execute(table.insert(), list(chunk))
         return
     from psycopg import sql
 
-    columns = list(rows[0])
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns))
+        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, names))
     )
     raw: Any = conn.connection.dbapi_connection
     text = statement.as_string(raw)
     with driver_errors(conn, text), raw.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
-            copy.write_row([row[c] for c in columns])
+            copy.write_row(row if columns is not None else [row[c] for c in names])
 
 
 @contextmanager
